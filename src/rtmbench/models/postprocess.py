@@ -1,0 +1,110 @@
+"""From raw head outputs to boxes, scores and labels, as MMDetection's RTMDet predicts them.
+
+Order of operations (MMDetection 3.x ``BaseDenseHead._predict_by_feat_single`` and
+``_bbox_post_process``): per level sigmoid -> keep (prior, class) pairs above ``score_thr`` ->
+top ``nms_pre`` by score; decode distances at the priors and clip to the *network input* shape
+(mmcv's Pad sets ``img_shape`` to the padded shape); divide by the resize scale factor; drop
+boxes not wider and taller than ``min_bbox_size``; class-aware NMS; keep ``max_per_img``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torchvision.ops import batched_nms
+
+
+@dataclass(frozen=True)
+class TestSettings:
+    """MMDetection's ``test_cfg`` for RTMDet."""
+
+    score_thr: float = 0.001
+    nms_pre: int = 30000
+    iou_threshold: float = 0.65
+    max_per_img: int = 300
+    min_bbox_size: float = 0.0
+
+
+@dataclass
+class Detections:
+    """Detections of one image: ``boxes`` x1, y1, x2, y2 in original-image pixels."""
+
+    boxes: Tensor
+    scores: Tensor
+    labels: Tensor
+
+    def __len__(self) -> int:
+        return int(self.scores.numel())
+
+
+def grid_priors(height: int, width: int, stride: int, device=None,
+                dtype=torch.float32) -> Tensor:
+    """Point priors of one level (MlvlPointGenerator, offset 0): x fastest, then y."""
+    xs = torch.arange(width, device=device, dtype=dtype) * stride
+    ys = torch.arange(height, device=device, dtype=dtype) * stride
+    yy, xx = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=-1)
+
+
+def distance_to_boxes(points: Tensor, distances: Tensor, clip_hw: tuple[int, int]) -> Tensor:
+    x1 = (points[:, 0] - distances[:, 0]).clamp(0, clip_hw[1])
+    y1 = (points[:, 1] - distances[:, 1]).clamp(0, clip_hw[0])
+    x2 = (points[:, 0] + distances[:, 2]).clamp(0, clip_hw[1])
+    y2 = (points[:, 1] + distances[:, 3]).clamp(0, clip_hw[0])
+    return torch.stack([x1, y1, x2, y2], dim=-1)
+
+
+def _select_level(cls_score: Tensor, bbox_pred: Tensor, priors: Tensor,
+                  settings: TestSettings) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    num_classes = cls_score.shape[0]
+    scores = cls_score.permute(1, 2, 0).reshape(-1, num_classes).sigmoid()
+    distances = bbox_pred.permute(1, 2, 0).reshape(-1, 4)
+    valid = scores > settings.score_thr
+    kept_scores = scores[valid]
+    valid_idx = torch.nonzero(valid)  # (prior index, class) pairs
+    kept_scores, order = kept_scores.sort(descending=True)
+    top = min(settings.nms_pre, kept_scores.numel()) if settings.nms_pre > 0 else None
+    kept_scores, pairs = kept_scores[:top], valid_idx[order[:top]]
+    prior_idx, labels = pairs.unbind(dim=1)
+    return kept_scores, labels, distances[prior_idx], priors[prior_idx]
+
+
+def postprocess_single(cls_scores: list[Tensor], bbox_preds: list[Tensor],
+                       strides: tuple[int, ...], input_hw: tuple[int, int],
+                       scale_factor: tuple[float, float], settings: TestSettings) -> Detections:
+    """Post-process one image; each tensor is C x H x W (no batch dimension)."""
+    parts = [
+        _select_level(c, b, grid_priors(c.shape[1], c.shape[2], s, c.device, b.dtype), settings)
+        for c, b, s in zip(cls_scores, bbox_preds, strides)]
+    scores = torch.cat([p[0] for p in parts])
+    labels = torch.cat([p[1] for p in parts])
+    boxes = distance_to_boxes(torch.cat([p[3] for p in parts]),
+                              torch.cat([p[2] for p in parts]).float(), input_hw)
+    w_scale, h_scale = scale_factor
+    boxes = boxes / boxes.new_tensor([w_scale, h_scale, w_scale, h_scale])
+    if settings.min_bbox_size >= 0:
+        wide = (boxes[:, 2] - boxes[:, 0] > settings.min_bbox_size) & (
+            boxes[:, 3] - boxes[:, 1] > settings.min_bbox_size)
+        boxes, scores, labels = boxes[wide], scores[wide], labels[wide]
+    if boxes.numel() > 0:
+        keep = batched_nms(boxes, scores.float(), labels, settings.iou_threshold)
+        keep = keep[: settings.max_per_img]
+        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+    return Detections(boxes, scores, labels)
+
+
+def postprocess(cls_scores: tuple[Tensor, ...], bbox_preds: tuple[Tensor, ...],
+                strides: tuple[int, ...], input_hw: tuple[int, int],
+                scale_factors: list[tuple[float, float]],
+                settings: TestSettings) -> list[Detections]:
+    """Post-process a batch of head outputs (N x C x H x W per level) into per-image detections.
+
+    ``input_hw`` is the network input's (padded) height and width, the shape boxes are
+    clipped to; ``scale_factors[i]`` is (w_scale, h_scale) of image i's resize.
+    """
+    return [
+        postprocess_single([c[i] for c in cls_scores], [b[i] for b in bbox_preds], strides,
+                           input_hw, scale_factors[i], settings)
+        for i in range(cls_scores[0].shape[0])]

@@ -1,0 +1,239 @@
+"""The model zoo: ``zoo/rtmdet.yaml`` parsed into a validated schema.
+
+Every published figure is a ``Claim`` with its source, conditions and counting convention;
+code never carries a claimed number.
+"""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from .errors import InputError
+from .models.detector import RTMDetArch
+from .models.postprocess import TestSettings
+from .schema import Strict, load_yaml
+
+Metric = Literal["params", "flops", "box_ap", "latency"]
+UNITS = {"params": "M", "flops": "G", "box_ap": "AP", "latency": "ms"}
+FLOPS_CONVENTIONS = ("mmengine", "mmengine+act")
+AP_CONVENTIONS = ("coco", "mmdet-proposal")
+
+
+class Source(Strict):
+    title: str
+    url: str
+
+
+class Architecture(Strict):
+    deepen_factor: float
+    widen_factor: float
+    neck_out_channels: int
+    neck_num_csp_blocks: int
+    exp_on_reg: bool
+
+    def to_arch(self) -> RTMDetArch:
+        return RTMDetArch(**self.model_dump())
+
+
+class Pipeline(Strict):
+    decode: Literal["cv2-bgr"] = "cv2-bgr"
+    resize: Literal["keep-ratio"] = "keep-ratio"
+    interpolation: Literal["bilinear"] = "bilinear"
+    pad_value: float
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    to_rgb: bool
+
+
+class TestCfg(Strict):
+    nms_pre: int
+    score_thr: float
+    nms_iou: float = Field(gt=0, le=1)
+    max_per_img: int = Field(gt=0)
+    min_bbox_size: float
+
+    def to_settings(self) -> TestSettings:
+        return TestSettings(score_thr=self.score_thr, nms_pre=self.nms_pre,
+                            iou_threshold=self.nms_iou, max_per_img=self.max_per_img,
+                            min_bbox_size=self.min_bbox_size)
+
+
+class Defaults(Strict):
+    input_size: tuple[int, int]
+    pipeline: Pipeline
+    test_cfg: TestCfg
+    num_classes: int = 80
+
+
+class Weights(Strict):
+    """One published checkpoint file; ``urls`` are tried in order (official first)."""
+
+    id: str
+    layout: Literal["mmdet", "mmyolo"]
+    file: str | None = None
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{8}([0-9a-f]{56})?$")
+    urls: list[str] = []
+    unavailable: str | None = None
+
+    @model_validator(mode="after")
+    def _file_or_reason(self) -> Weights:
+        if self.unavailable is None and not (self.file and self.sha256 and self.urls):
+            raise ValueError("give file, sha256 and urls, or 'unavailable' with the reason")
+        if self.unavailable is not None and self.file is not None:
+            raise ValueError("a weights entry with 'unavailable' cannot also name a file")
+        if self.file and not self.file.removesuffix(".pth").endswith(self.sha256[:8]):
+            raise ValueError(f"file name {self.file} does not end in its sha256 prefix")
+        return self
+
+
+class Claim(Strict):
+    """A published figure. ``value`` keeps the decimals it was published with."""
+
+    metric: Metric
+    value: Decimal
+    source: str
+    unit: str | None = None
+    rounding: Literal["round", "truncate"] = "round"
+    convention: str | None = None
+    note: str | None = None
+    # box_ap: which weights produced it
+    weights: str | None = None
+    # latency: the conditions it was measured under
+    hardware: str | None = None
+    backend: str | None = None
+    precision: str | None = None
+    batch: int | None = None
+    nms: bool | None = None
+    software: str | None = None
+
+    @model_validator(mode="after")
+    def _fields_fit_metric(self) -> Claim:
+        expected = UNITS[self.metric]
+        if self.unit is not None and self.unit != expected:
+            raise ValueError(f"unit of a {self.metric} claim is {expected}, not {self.unit}")
+        latency_only = ("hardware", "backend", "precision", "batch", "nms", "software")
+        if self.metric == "latency":
+            missing = [f for f in ("hardware", "backend", "precision") if getattr(self, f) is None]
+            if missing:
+                raise ValueError(f"a latency claim needs {', '.join(missing)}")
+        elif any(getattr(self, f) is not None for f in latency_only):
+            raise ValueError(f"{', '.join(latency_only)} belong to latency claims only")
+        if self.metric == "box_ap" and self.weights is None:
+            raise ValueError("a box_ap claim must name the weights id that produced it")
+        if self.metric == "flops" and self.convention not in FLOPS_CONVENTIONS:
+            raise ValueError(f"a flops claim needs convention: one of {FLOPS_CONVENTIONS}")
+        if self.metric == "box_ap" and self.convention not in (None, *AP_CONVENTIONS):
+            raise ValueError(f"box_ap convention must be one of {AP_CONVENTIONS}")
+        return self
+
+    @property
+    def decimals(self) -> int:
+        return max(0, -self.value.as_tuple().exponent)
+
+    @property
+    def unit_name(self) -> str:
+        return UNITS[self.metric]
+
+
+class ModelEntry(Strict):
+    name: str
+    size: str
+    config: str
+    architecture: Architecture
+    weights: list[Weights]
+    claims: list[Claim]
+    input_size: tuple[int, int] | None = None
+    pipeline: Pipeline | None = None
+    test_cfg: TestCfg | None = None
+
+
+class Zoo(Strict):
+    collection: dict[str, str]
+    sources: dict[str, Source]
+    defaults: Defaults
+    models: list[ModelEntry]
+    path: Path | None = None
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> Zoo:
+        seen: set[str] = set()
+        for m in self.models:
+            for key in (m.name, m.size):
+                if key in seen:
+                    raise ValueError(f"model name or size {key!r} appears twice")
+                seen.add(key)
+            ids = [w.id for w in m.weights]
+            for c in m.claims:
+                if c.source not in self.sources:
+                    raise ValueError(f"{m.name}: claim source {c.source!r} is not in 'sources' "
+                                     f"({', '.join(self.sources)})")
+                if c.weights is not None and c.weights not in ids:
+                    raise ValueError(f"{m.name}: claim names weights {c.weights!r}, "
+                                     f"not among {ids}")
+        return self
+
+    @property
+    def sizes(self) -> list[str]:
+        return [m.size for m in self.models]
+
+    def get(self, key: str) -> ResolvedModel:
+        for m in self.models:
+            if key in (m.size, m.name):
+                return ResolvedModel(m, self.defaults)
+        raise InputError(f"no model {key!r} in the zoo"
+                         f"{f' {self.path}' if self.path else ''}; known sizes: "
+                         f"{', '.join(self.sizes)} (or names {', '.join(m.name for m in self.models)}).")
+
+
+class ResolvedModel:
+    """A zoo entry with the shared defaults filled in: what a check needs to run."""
+
+    def __init__(self, entry: ModelEntry, defaults: Defaults) -> None:
+        self.entry = entry
+        self.name, self.size = entry.name, entry.size
+        self.architecture = entry.architecture
+        self.num_classes = defaults.num_classes
+        self.input_size = entry.input_size or defaults.input_size
+        self.pipeline = entry.pipeline or defaults.pipeline
+        self.test_cfg = entry.test_cfg or defaults.test_cfg
+        self.weights = entry.weights
+        self.claims = entry.claims
+
+    def claims_for(self, metric: str) -> list[Claim]:
+        return [c for c in self.claims if c.metric == metric]
+
+    def weights_by_id(self, weights_id: str) -> Weights:
+        for w in self.weights:
+            if w.id == weights_id:
+                return w
+        raise InputError(f"{self.name} has no weights {weights_id!r}; known: "
+                         f"{', '.join(w.id for w in self.weights)}.")
+
+    def __repr__(self) -> str:
+        return f"ResolvedModel({self.name})"
+
+
+def default_zoo_path() -> Path:
+    """``RTMBENCH_ZOO`` if set; else the zoo shipped in the wheel, else the checkout's zoo/."""
+    if env := os.environ.get("RTMBENCH_ZOO"):
+        return Path(env)
+    packaged = Path(__file__).parent / "_data" / "zoo" / "rtmdet.yaml"
+    if packaged.exists():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "zoo" / "rtmdet.yaml"
+
+
+@lru_cache(maxsize=8)
+def _load(path: Path) -> Zoo:
+    zoo = load_yaml(path, Zoo, "zoo")
+    return zoo.model_copy(update={"path": path})
+
+
+def load_zoo(path: str | Path | None = None) -> Zoo:
+    return _load(Path(path) if path else default_zoo_path())

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import pytest
+
+from rtmbench.errors import InputError
+from rtmbench.zoo import load_zoo
+
+
+def test_zoo_lists_five_sizes_with_seed_claims():
+    zoo = load_zoo()
+    assert zoo.sizes == ["tiny", "s", "m", "l", "x"]
+    tiny = zoo.get("tiny")
+    ap = {c.weights: float(c.value) for c in tiny.claims_for("box_ap")}
+    assert ap == {"mmyolo": 40.9, "mmdet": 41.1}
+    lat = [c for c in zoo.get("x").claims_for("latency") if c.hardware == "NVIDIA RTX 3090"]
+    assert lat[0].decimals == 2 and str(lat[0].value) == "3.10"
+
+
+def test_rtmdet_x_says_explicitly_that_mmyolo_published_no_checkpoint():
+    weights = load_zoo().get("x").weights_by_id("mmyolo")
+    assert weights.file is None and "no RTMDet-x checkpoint" in weights.unavailable
+
+
+def test_file_names_carry_the_sha256_prefix():
+    for size in load_zoo().sizes:
+        for w in load_zoo().get(size).weights:
+            if w.file:
+                assert w.file.endswith(f"-{w.sha256}.pth")
+
+
+def _broken(tmp_path, old, new):
+    text = load_zoo().path.read_text()
+    assert old in text
+    path = tmp_path / "zoo.yaml"
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+def test_unknown_key_names_file_line_entry_and_field(tmp_path):
+    path = _broken(tmp_path, "neck_num_csp_blocks: 2,", "neck_num_csp_block: 2,")
+    with pytest.raises(InputError) as err:
+        load_zoo(path)
+    msg = str(err.value)
+    assert str(path) in msg and "models[2] (rtmdet-m).architecture" in msg
+    assert "neck_num_csp_block" in msg and "Fix:" in msg
+    assert f"{path}:" in msg  # a line number follows the file name
+
+
+def test_wrong_type_is_named(tmp_path):
+    path = _broken(tmp_path, "max_per_img: 300", "max_per_img: many")
+    with pytest.raises(InputError, match=r"defaults.test_cfg.max_per_img"):
+        load_zoo(path)
+
+
+def test_claim_source_must_exist(tmp_path):
+    path = _broken(tmp_path, "source: mmdet-readme, weights: mmdet}", "source: blog, weights: mmdet}")
+    with pytest.raises(InputError, match="claim source 'blog'"):
+        load_zoo(path)
+
+
+def test_latency_claim_needs_its_conditions(tmp_path):
+    path = _broken(tmp_path, "hardware: NVIDIA RTX 3090,\n         backend: tensorrt,",
+                   "backend: tensorrt,")
+    with pytest.raises(InputError, match="needs hardware"):
+        load_zoo(path)
