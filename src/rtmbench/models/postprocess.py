@@ -20,6 +20,8 @@ from torchvision.ops import batched_nms
 class TestSettings:
     """MMDetection's ``test_cfg`` for RTMDet."""
 
+    __test__ = False  # not a pytest test class, despite the name
+
     score_thr: float = 0.001
     nms_pre: int = 30000
     iou_threshold: float = 0.65
