@@ -45,9 +45,9 @@ def _install_ext_stand_in() -> None:
 def mmdet_builder():
     _install_ext_stand_in()
     import mmdet
-    from mmengine.config import Config
     from mmdet.registry import MODELS
     from mmdet.utils import register_all_modules
+    from mmengine.config import Config
 
     register_all_modules()
     configs = Path(mmdet.__file__).parent / ".mim" / "configs" / "rtmdet"

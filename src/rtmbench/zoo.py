@@ -186,9 +186,10 @@ class Zoo(Strict):
         for m in self.models:
             if key in (m.size, m.name):
                 return ResolvedModel(m, self.defaults)
-        raise InputError(f"no model {key!r} in the zoo"
-                         f"{f' {self.path}' if self.path else ''}; known sizes: "
-                         f"{', '.join(self.sizes)} (or names {', '.join(m.name for m in self.models)}).")
+        names = ", ".join(m.name for m in self.models)
+        where = f" {self.path}" if self.path else ""
+        raise InputError(f"no model {key!r} in the zoo{where}; known sizes: "
+                         f"{', '.join(self.sizes)} (or names {names}).")
 
 
 class ResolvedModel:
