@@ -78,3 +78,45 @@ def test_same_keys_shapes_and_outputs_as_mmdetection(size, mmdet_builder):
     for ref, got in zip(ref_cls + ref_box, our_cls + our_box):
         assert got.shape == ref.shape
         torch.testing.assert_close(got, ref, rtol=0, atol=1e-4)
+
+
+class _TorchvisionNms:
+    """mmcv's compiled nms replaced by torchvision's: same greedy NMS, IoU with offset 0."""
+
+    @staticmethod
+    def nms(boxes, scores, iou_threshold, offset):
+        from torchvision.ops import nms
+
+        assert offset == 0
+        return nms(boxes, scores, iou_threshold)
+
+
+@pytest.mark.parametrize("candidates", ["few", "over-split-threshold"])
+def test_postprocess_matches_mmdetection_predict_by_feat(candidates, mmdet_builder, monkeypatch):
+    import importlib
+
+    from rtmbench.models import postprocess
+    from rtmbench.zoo import load_zoo
+
+    monkeypatch.setattr(importlib.import_module("mmcv.ops.nms"), "ext_module", _TorchvisionNms)
+    head = mmdet_builder("tiny").bbox_head
+    g = torch.Generator().manual_seed(3)
+    hw, strides = (320, 416), (8, 16, 32)
+    # "few": a realistic number of candidates; "over-split-threshold": > 10000 boxes, where
+    # mmcv switches from the coordinate-offset trick to per-class NMS.
+    mean = -13.0 if candidates == "few" else -5.0
+    cls = tuple(torch.randn(1, 80, hw[0] // s, hw[1] // s, generator=g) * 2 + mean
+                for s in strides)
+    box = tuple(torch.rand(1, 4, hw[0] // s, hw[1] // s, generator=g) * 6 * s + 1
+                for s in strides)
+    scale = (0.65, 0.6)
+    metas = [{"img_shape": hw, "scale_factor": scale, "ori_shape": (533, 640)}]
+    with torch.no_grad():
+        ref = head.predict_by_feat(cls, box, batch_img_metas=metas, cfg=head.test_cfg,
+                                   rescale=True)[0]
+        ours = postprocess(cls, box, strides, hw, [scale],
+                           load_zoo().get("tiny").test_cfg.to_settings())[0]
+    assert len(ref.scores) > 50
+    torch.testing.assert_close(ours.scores, ref.scores, rtol=0, atol=1e-6)
+    torch.testing.assert_close(ours.boxes, ref.bboxes, rtol=1e-6, atol=1e-4)
+    assert torch.equal(ours.labels, ref.labels)
