@@ -1,8 +1,14 @@
 """Checkpoints: fetch (cache, hash, resume, mirrors, offline), safe load, layout mapping."""
 
 from .download import FetchSettings
-from .errors import (CheckpointError, CheckpointMismatchError, DownloadError, HashMismatchError,
-                     OfflineError, UnsafeCheckpointError)
+from .errors import (
+                     CheckpointError,
+                     CheckpointMismatchError,
+                     DownloadError,
+                     HashMismatchError,
+                     OfflineError,
+                     UnsafeCheckpointError,
+)
 from .fetch import FetchedCheckpoint, choose_weights, fetch_file, fetch_weights
 from .layouts import MMYOLO_TO_MMDET, detect_layout, to_mmdet, to_mmyolo
 from .load import load_checkpoint

@@ -112,7 +112,8 @@ def _attempt(url: str, part: Path, settings: FetchSettings, desc: str, progress:
             raise _Transient(f"HTTP {resp.status} {resp.reason}")
         if resp.status == 206 and _resume_start(resp) != offset:
             part.unlink(missing_ok=True)
-            raise _Transient(f"server resumed at the wrong offset ({resp.getheader('Content-Range')})")
+            got = resp.getheader("Content-Range")
+            raise _Transient(f"server resumed at the wrong offset ({got}); restarting from zero")
         if resp.status == 200:
             offset = 0  # no resume support: the body is the whole file
         length = resp.getheader("Content-Length")
@@ -150,7 +151,8 @@ def download(url: str, part: Path, settings: FetchSettings, *, desc: str,
             problem = (f"no data for {settings.read_timeout:g}s (connect timeout "
                        f"{settings.connect_timeout:g}s): the server stalled or is unreachable")
         except (_Transient, OSError, http.client.HTTPException) as exc:
-            problem = f"{type(exc).__name__}: {exc}" if not isinstance(exc, _Transient) else str(exc)
+            transient = isinstance(exc, _Transient)
+            problem = str(exc) if transient else f"{type(exc).__name__}: {exc}"
     raise DownloadError(f"{url}: {problem} (after {settings.retries + 1} attempts)")
 
 

@@ -188,9 +188,10 @@ def choose_weights(model: ResolvedModel, weights_id: str | None) -> Weights:
     if weights_id is not None:
         weights = model.weights_by_id(weights_id)
         if weights.unavailable:
+            others = ", ".join(w.id for w in model.weights if not w.unavailable)
             raise CheckpointError(f"{model.name} weights {weights_id!r} are unavailable: "
                                   f"{weights.unavailable}. Choose another with --weights "
-                                  f"({', '.join(w.id for w in model.weights if not w.unavailable)}).")
+                                  f"({others}).")
         return weights
     for weights in model.weights:
         if not weights.unavailable:

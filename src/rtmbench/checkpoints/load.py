@@ -61,8 +61,8 @@ def load_checkpoint(model: torch.nn.Module, path: str | Path, *, layout: str = "
     problem = _differences(model, state)
     if problem:
         raise CheckpointMismatchError(
-            f"{path} ({chosen} layout) does not fit {type(model).__name__}: {problem}. Check that the checkpoint is "
-            f"for this model size (the zoo lists each size's files) and, if you forced a layout, "
-            f"that it is the right one.")
+            f"{path} ({chosen} layout) does not fit {type(model).__name__}: {problem}. Check "
+            f"that the checkpoint is for this model size (the zoo lists each size's files) "
+            f"and, if you forced a layout, that it is the right one.")
     model.load_state_dict(state, strict=True)
     return {"layout": chosen, "sha256": file_sha256(path), "meta": meta}

@@ -80,8 +80,8 @@ def _state_dict_of(obj: Any, path: Path) -> dict[str, torch.Tensor]:
     """The weights inside a loaded object: ``obj['state_dict']`` (OpenMMLab) or ``obj`` itself."""
     state = obj.get("state_dict", obj) if isinstance(obj, dict) else None
     if not isinstance(state, dict) or not state:
-        raise CheckpointError(f"{path} holds no state_dict (found {type(obj).__name__}"
-                              f"{' with keys ' + ', '.join(map(str, list(obj)[:8])) if isinstance(obj, dict) else ''}); "
+        keys = f" with keys {', '.join(map(str, list(obj)[:8]))}" if isinstance(obj, dict) else ""
+        raise CheckpointError(f"{path} holds no state_dict (found {type(obj).__name__}{keys}); "
                               f"expected an OpenMMLab checkpoint or a dict of tensors.")
     bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
     if bad:
@@ -119,8 +119,8 @@ def read_state_dict(path: str | Path, *, trust: bool = False
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist; fetch it with "
-                              f"`rtmbench fetch SIZE` or give the path of a .pth/.safetensors file.")
+        raise CheckpointError(f"checkpoint {path} does not exist; fetch it with `rtmbench "
+                              f"fetch SIZE` or give the path of a .pth/.safetensors file.")
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
