@@ -459,3 +459,12 @@ def test_cli_fetch_tiny_from_loopback_mirror(cache, tmp_path, tiny_state, monkey
     monkeypatch.setenv("RTMBENCH_OFFLINE", "1")
     assert main(["--zoo", str(zoo), "fetch", "s"]) == 2
     assert "RTMBENCH_OFFLINE=1" in capsys.readouterr().err
+
+
+def test_server_without_range_support_restarts_from_zero(cache, blob, server):
+    name, data, sha = blob
+    server.drop_after, server.ranges = 100_000, False
+    got = fetch_file(name, sha[:8], [f"{server.url}/{name}"], settings=FAST, progress=False)
+    heads = server.requests_for(name)
+    assert len(heads) == 2 and heads[1]["Range"] == "bytes=100000-"  # asked, got a 200
+    assert got.path.read_bytes() == data
