@@ -38,8 +38,51 @@ def _add_complexity(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_complexity)
 
 
+def _cmd_fetch(args: argparse.Namespace) -> int:
+    from .checkpoints import fetch_weights, load_checkpoint
+    from .models import build_rtmdet
+    from .zoo import load_zoo
+
+    zoo = load_zoo(args.zoo)
+    entries = [zoo.get(s) for s in (args.sizes or zoo.sizes)]
+    for entry in entries:
+        fetched = fetch_weights(entry, args.weights, progress=not args.quiet)
+        record = {"model": entry.name, **fetched.provenance(), "path": str(fetched.path)}
+        if args.load or args.trust_checkpoint:
+            model = build_rtmdet(entry.architecture.to_arch(), entry.num_classes)
+            info = load_checkpoint(model, fetched.path, trust=args.trust_checkpoint)
+            record["loaded"] = {"layout": info["layout"], "strict": True}
+        if args.json:
+            print(json.dumps(record, sort_keys=True))
+        else:
+            origin = f"{fetched.source}: {fetched.url}" if fetched.url else fetched.source
+            loaded = (f"\n  loads strictly ({record['loaded']['layout']} layout)"
+                      if "loaded" in record else "")
+            print(f"{entry.name}: {fetched.file}\n  sha256 {fetched.sha256}\n"
+                  f"  {fetched.size:,} bytes from {origin}{loaded}\n  {fetched.path}")
+    return 0
+
+
+def _add_fetch(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("fetch", help="download, verify and cache the zoo's checkpoints",
+                       description="Fetch checkpoints into RTMBENCH_CACHE (default "
+                       "~/.cache/rtmbench), verified by sha256. Sources: RTMBENCH_MIRROR (base URL "
+                       "or local folder), then the zoo's urls. RTMBENCH_OFFLINE=1 never connects.")
+    p.add_argument("sizes", nargs="*", metavar="SIZE", help="zoo sizes (default: all)")
+    p.add_argument("--weights", metavar="ID", default=None,
+                   help="which weights entry (default: the first available, e.g. mmyolo)")
+    p.add_argument("--load", action="store_true",
+                   help="also load each checkpoint strictly into its model (safe unpickling)")
+    p.add_argument("--trust-checkpoint", action="store_true",
+                   help="allow arbitrary pickled objects when loading (runs code: only for "
+                   "files you trust); implies --load")
+    p.add_argument("--json", action="store_true", help="one JSON provenance record per size")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_cmd_fetch)
+
+
 # Each concept module contributes its subcommands here, in the order `--help` lists them.
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_complexity]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_complexity, _add_fetch]
 
 
 def build_parser() -> argparse.ArgumentParser:
