@@ -388,6 +388,17 @@ def test_both_layouts_load_strictly(tmp_path, tiny_state, layout, fmt):
     assert all(torch.equal(loaded[k], tiny_state[k]) for k in tiny_state)
 
 
+def test_legacy_tood_head_names_load_as_mmdet(tmp_path, tiny_state):
+    legacy = {k.replace("bbox_head.rtm_", "bbox_head.tood_"): v for k, v in tiny_state.items()}
+    assert any(".tood_cls." in k for k in legacy)
+    path = tmp_path / "legacy.pth"
+    torch.save({"state_dict": legacy}, path)
+    model = build_rtmdet("tiny")
+    assert load_checkpoint(model, path)["layout"] == "mmdet"
+    assert torch.equal(model.state_dict()["bbox_head.rtm_reg.2.bias"],
+                       tiny_state["bbox_head.rtm_reg.2.bias"])
+
+
 def test_wrong_size_lists_keys_and_shapes(tmp_path, tiny_state):
     path = tmp_path / "tiny.pth"
     torch.save({"state_dict": tiny_state}, path)

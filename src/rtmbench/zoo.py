@@ -10,14 +10,16 @@ import os
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, model_validator
 
 from .errors import InputError
-from .models.detector import RTMDetArch
-from .models.postprocess import TestSettings
 from .schema import Strict, load_yaml
+
+if TYPE_CHECKING:  # the model modules import torch: only when a model is actually built
+    from .models.detector import RTMDetArch
+    from .models.postprocess import TestSettings
 
 Metric = Literal["params", "flops", "box_ap", "latency"]
 UNITS = {"params": "M", "flops": "G", "box_ap": "AP", "latency": "ms"}
@@ -38,6 +40,8 @@ class Architecture(Strict):
     exp_on_reg: bool
 
     def to_arch(self) -> RTMDetArch:
+        from .models.detector import RTMDetArch
+
         return RTMDetArch(**self.model_dump())
 
 
@@ -59,6 +63,8 @@ class TestCfg(Strict):
     min_bbox_size: float
 
     def to_settings(self) -> TestSettings:
+        from .models.postprocess import TestSettings
+
         return TestSettings(score_thr=self.score_thr, nms_pre=self.nms_pre,
                             iou_threshold=self.nms_iou, max_per_img=self.max_per_img,
                             min_bbox_size=self.min_bbox_size)

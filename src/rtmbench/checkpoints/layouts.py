@@ -36,6 +36,13 @@ MMYOLO_TO_MMDET: tuple[tuple[str, str], ...] = (
     ("neck.out_layers.", "neck.out_convs."),
 )
 
+# Early RTMDet checkpoints named the head's predictors after TOOD; MMYOLO's converter
+# (tools/model_converters/rtmdet_to_mmyolo.py) renames 'tood' to 'rtm', and so do we.
+LEGACY_MMDET: tuple[tuple[str, str], ...] = (
+    ("bbox_head.tood_cls.", "bbox_head.rtm_cls."),
+    ("bbox_head.tood_reg.", "bbox_head.rtm_reg."),
+)
+
 # Entries either framework keeps next to the network's weights but that carry no weights of the
 # detector itself (the data preprocessor's buffers); dropped from both layouts.
 IGNORED_PREFIXES = ("data_preprocessor.",)
@@ -77,7 +84,7 @@ def _apply(state: Mapping[str, object], table: tuple[tuple[str, str], ...]) -> d
 def to_mmdet(state: Mapping[str, object], layout: str) -> dict:
     """The state dict in MMDetection's names (ours), from ``layout``."""
     if layout == "mmdet":
-        return _apply(state, ())
+        return _apply(state, LEGACY_MMDET)
     if layout == "mmyolo":
         return _apply(state, MMYOLO_TO_MMDET)
     raise CheckpointError(f"unknown checkpoint layout {layout!r}; expected one of "
