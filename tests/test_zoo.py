@@ -64,3 +64,18 @@ def test_latency_claim_needs_its_conditions(tmp_path):
                    "backend: tensorrt,")
     with pytest.raises(InputError, match="needs hardware"):
         load_zoo(path)
+
+
+def test_seed_box_ap_claims_declare_the_pre_pr9494_test_settings():
+    tiny = load_zoo().get("tiny")
+    by_source = {c.source: c for c in tiny.claims_for("box_ap")}
+    old = tiny.test_cfg_for(by_source["mmyolo-readme"])
+    new = tiny.test_cfg_for(by_source["mmdet-readme"])
+    assert (old.nms_pre, old.score_thr, old.nms_iou, old.max_per_img) == (1000, 0.05, 0.6, 100)
+    assert (new.nms_pre, new.score_thr, new.nms_iou, new.max_per_img) == (30000, 0.001, 0.65, 300)
+
+
+def test_unknown_test_cfg_variant_is_named(tmp_path):
+    path = _broken(tmp_path, "test_cfg: pre-pr9494", "test_cfg: pre-pr9999")
+    with pytest.raises(InputError, match="test_cfg 'pre-pr9999'"):
+        load_zoo(path)

@@ -74,6 +74,8 @@ class Defaults(Strict):
     input_size: tuple[int, int]
     pipeline: Pipeline
     test_cfg: TestCfg
+    # Named alternatives a claim can say it was evaluated with (e.g. older configs).
+    test_cfg_variants: dict[str, TestCfg] = {}
     num_classes: int = 80
 
 
@@ -108,8 +110,9 @@ class Claim(Strict):
     rounding: Literal["round", "truncate"] = "round"
     convention: str | None = None
     note: str | None = None
-    # box_ap: which weights produced it
+    # box_ap: which weights produced it, with which test_cfg variant (None: the default)
     weights: str | None = None
+    test_cfg: str | None = None
     # latency: the conditions it was measured under
     hardware: str | None = None
     backend: str | None = None
@@ -130,6 +133,8 @@ class Claim(Strict):
                 raise ValueError(f"a latency claim needs {', '.join(missing)}")
         elif any(getattr(self, f) is not None for f in latency_only):
             raise ValueError(f"{', '.join(latency_only)} belong to latency claims only")
+        if self.metric != "box_ap" and self.test_cfg is not None:
+            raise ValueError("test_cfg belongs to box_ap claims only")
         if self.metric == "box_ap" and self.weights is None:
             raise ValueError("a box_ap claim must name the weights id that produced it")
         if self.metric == "flops" and self.convention not in FLOPS_CONVENTIONS:
@@ -179,6 +184,10 @@ class Zoo(Strict):
                 if c.source not in self.sources:
                     raise ValueError(f"{m.name}: claim source {c.source!r} is not in 'sources' "
                                      f"({', '.join(self.sources)})")
+                if c.test_cfg is not None and c.test_cfg not in self.defaults.test_cfg_variants:
+                    raise ValueError(f"{m.name}: claim names test_cfg {c.test_cfg!r}, not among "
+                                     f"defaults.test_cfg_variants "
+                                     f"{list(self.defaults.test_cfg_variants)}")
                 if c.weights is not None and c.weights not in ids:
                     raise ValueError(f"{m.name}: claim names weights {c.weights!r}, "
                                      f"not among {ids}")
@@ -209,11 +218,16 @@ class ResolvedModel:
         self.input_size = entry.input_size or defaults.input_size
         self.pipeline = entry.pipeline or defaults.pipeline
         self.test_cfg = entry.test_cfg or defaults.test_cfg
+        self.test_cfg_variants = defaults.test_cfg_variants
         self.weights = entry.weights
         self.claims = entry.claims
 
     def claims_for(self, metric: str) -> list[Claim]:
         return [c for c in self.claims if c.metric == metric]
+
+    def test_cfg_for(self, claim: Claim) -> TestCfg:
+        """The test-time settings a box_ap claim was evaluated with."""
+        return self.test_cfg_variants[claim.test_cfg] if claim.test_cfg else self.test_cfg
 
     def weights_by_id(self, weights_id: str) -> Weights:
         for w in self.weights:
