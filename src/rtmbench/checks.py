@@ -198,7 +198,12 @@ class LatencyCheck(Check):
         return list(seen.values())
 
     def run(self, unit: Unit, spec: LatencySpec, ctx: CheckContext) -> Outcome:
-        latency = lazy_import("rtmbench.latency", "latency")
+        claim_obj = latency_claim(unit.model, unit, ctx.hardware.get("gpu"))
+        claim = {"latency": claim_dict(claim_obj)} if claim_obj else {}
+        try:
+            latency = lazy_import("rtmbench.latency", "latency")
+        except NotRun as exc:
+            return not_run(str(exc), claim=claim)
         width, height = spec.input_size or unit.model.input_size
         result = latency.measure_latency(
             unit.model, unit.backend, unit.device, unit.precision, input_hw=(height, width),
@@ -206,8 +211,6 @@ class LatencyCheck(Check):
             min_duration_s=spec.min_duration_s, reference=True)
         provenance = {"environment": result.environment, "input_hw": [height, width],
                       "batch": spec.batch}
-        claim_obj = latency_claim(unit.model, unit, ctx.hardware.get("gpu"))
-        claim = {"latency": claim_dict(claim_obj)} if claim_obj else {}
         if result.status != "measured":
             return not_run(result.reason or "latency module gave no reason",
                            claim=claim, provenance=provenance)
@@ -318,39 +321,57 @@ class BoxAPCheck(Check):
     def units(self, model: ResolvedModel, spec: BoxAPSpec) -> list[Unit]:
         return [Unit(model, self.name, "torch", spec.device, "fp32")]
 
+    def claim_for(self, model: ResolvedModel, spec: BoxAPSpec) -> Claim | None:
+        """The published AP of the weights this spec evaluates (none for generated data)."""
+        if spec.synthetic is not None or spec.weights == RANDOM_INIT:
+            return None
+        weights = spec.weights or next((w.id for w in model.weights if not w.unavailable), None)
+        return next((c for c in model.claims_for("box_ap") if c.weights == weights), None)
+
     def run(self, unit: Unit, spec: BoxAPSpec, ctx: CheckContext) -> Outcome:
+        claim_obj = self.claim_for(unit.model, spec)
+        claim = {"box_ap": claim_dict(claim_obj)} if claim_obj else {}
+        try:
+            return self._measure(unit, spec, ctx, claim_obj, claim)
+        except NotRun as exc:  # keep the claim: the report shows what was not checked
+            return not_run(str(exc), claim=claim)
+
+    def _measure(self, unit: Unit, spec: BoxAPSpec, ctx: CheckContext, claim_obj: Claim | None,
+                 claim: dict[str, Any]) -> Outcome:
         if spec.device == "cuda" and not ctx.hardware.get("gpu"):
             raise NotRun("needs a CUDA GPU; torch sees none on this machine")
         evaluation = lazy_import("rtmbench.evaluation", "box AP")
         root, described = resolve_dataset(spec, ctx.work_dir)
         model, checkpoint = build_model_with_weights(unit.model, spec.weights, ctx.progress)
-        out_dir = ctx.work_dir / f"box_ap-{unit.model.size}"
         try:
             result = evaluation.evaluate(unit.model, root, model=model.to(spec.device),
-                                         out_dir=out_dir, limit=spec.limit,
-                                         batch_size=spec.batch_size, workers=spec.workers,
-                                         device=spec.device, progress=ctx.progress)
+                                         out_dir=ctx.work_dir / f"box_ap-{unit.model.size}",
+                                         limit=spec.limit, batch_size=spec.batch_size,
+                                         workers=spec.workers, device=spec.device,
+                                         progress=ctx.progress)
         except RtmbenchError as exc:  # DatasetError and friends: the data, not our bug
             raise NotRun(f"dataset {described} is not usable: {exc}") from None
-        metrics = {"num_images": result.num_images, **result.metrics}
-        claim, verdict = {}, {}
-        claims = [c for c in unit.model.claims_for("box_ap")
-                  if spec.synthetic is None and spec.weights not in (None, RANDOM_INIT)
-                  and c.weights == spec.weights]
-        if claims:
-            claim["box_ap"] = claim_dict(claims[0])
-            verdict["box_ap"] = judge_box_ap(claims[0], result.metrics, result.num_images,
-                                             spec.limit, ctx.suite.tolerance("box_ap"))
+        if claim_obj is not None:
+            verdict = judge_box_ap(claim_obj, result.metrics, result.num_images, spec.limit,
+                                   ctx.suite.tolerance("box_ap"))
         else:
-            why = ("synthetic data" if spec.synthetic is not None else
+            why = ("generated data" if spec.synthetic is not None else
                    f"weights {spec.weights or 'default'}")
-            verdict["box_ap"] = {"ok": None, "text": f"no published claim for {why}"}
+            verdict = {"ok": None, "text": f"no published claim for {why}"}
         provenance = {"checkpoint": checkpoint, "dataset": described,
                       "detections": str(result.detections_path)}
-        return Outcome("measured", metrics=metrics, claim=claim, verdict=verdict,
-                       provenance=provenance)
+        return Outcome("measured", metrics={"num_images": result.num_images, **result.metrics},
+                       claim=claim, verdict={"box_ap": verdict}, provenance=provenance)
+
+
+def primary_ap(metrics: dict[str, Any]) -> tuple[str, float] | None:
+    """(convention, AP in percent) of a box AP record: MMDetection's convention when present."""
+    for convention in ("mmdet-proposal", "coco"):
+        if isinstance(metrics.get(convention), dict) and "AP" in metrics[convention]:
+            return convention, ap_percent(metrics[convention]["AP"])
+    return None
 
 
 __all__ = ["Check", "CheckContext", "Outcome", "Unit", "NotRun", "not_run", "register_check",
            "unregister_check", "registered_checks", "get_check", "claim_dict", "ap_percent",
-           "RANDOM_INIT"]
+           "primary_ap", "RANDOM_INIT"]

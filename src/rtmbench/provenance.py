@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 PACKAGES = ("rtmbench", "torch", "torchvision", "numpy", "mmengine", "onnx", "onnxruntime",
-            "onnxruntime-gpu", "tensorrt", "pycocotools", "faster-coco-eval", "opencv-python-headless")
+            "onnxruntime-gpu", "tensorrt", "pycocotools", "faster-coco-eval",
+            "opencv-python-headless")
 
 
 def utc_now() -> str:
