@@ -340,8 +340,8 @@ class BoxAPCheck(Check):
                  claim: dict[str, Any]) -> Outcome:
         if spec.device == "cuda" and not ctx.hardware.get("gpu"):
             raise NotRun("needs a CUDA GPU; torch sees none on this machine")
+        root, described = resolve_dataset(spec, ctx.work_dir)  # first: the likeliest reason
         evaluation = lazy_import("rtmbench.evaluation", "box AP")
-        root, described = resolve_dataset(spec, ctx.work_dir)
         model, checkpoint = build_model_with_weights(unit.model, spec.weights, ctx.progress)
         try:
             result = evaluation.evaluate(unit.model, root, model=model.to(spec.device),
