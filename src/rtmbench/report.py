@@ -220,9 +220,15 @@ def plot_ap_vs_latency(points: list[dict[str, Any]], out_dir: Path) -> list[Path
         c = pub[0]["claimed_latency"]
         _scatter(ax, [p["claimed_latency"]["value"] for p in pub],
                  [p["ap"] for p in pub], [p["size"] for p in pub], [True] * len(pub),
-                 f"published: {c.get('backend')} {c.get('precision')} on {c.get('hardware')}",
+                 f"published AP and latency: {c.get('backend')} {c.get('precision')} on "
+                 f"{c.get('hardware')}",
                  "s", "black")
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
     ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("latency, median ms per image (log scale)")
     ax.set_ylabel("COCO box AP")
     ax.set_title("RTMDet: box AP vs latency\n(hollow markers: claimed AP, not measured here)",
