@@ -1,6 +1,9 @@
-"""Sessions: reproduce (the main job), tests, parity (against MMDetection), lint."""
+"""Sessions: reproduce (the main job), gate (CI's regression gate), report, tests, parity
+(against MMDetection), lint."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 import nox
 
@@ -8,10 +11,15 @@ nox.options.sessions = ["tests"]
 nox.options.default_venv_backend = "venv"
 
 CONSTRAINTS = ("-c", "constraints.txt")
+SMOKE_BASELINE = "suites/baselines/smoke.jsonl"
 
 
 def install(session: nox.Session, extras: str = "onnx,dev") -> None:
     session.install(*CONSTRAINTS, "-e", f".[{extras}]")
+
+
+def run_id(suite: str) -> str:
+    return f"{datetime.now(UTC).strftime('%Y-%m-%dT%H-%M-%SZ')}-{suite}-nox"
 
 
 @nox.session
@@ -23,9 +31,29 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def reproduce(session: nox.Session) -> None:
-    """Reproduce the seed table on the embedded default: params and FLOPs for all five sizes."""
+    """Run suites/reproduce.yaml (every column of the seed table, all five sizes), then render
+    reports/results.md, the plots and the README table. `-- --resume ID` continues a run."""
     install(session)
-    session.run("rtmbench", "complexity", *session.posargs)
+    args = list(session.posargs) or ["--run-id", run_id("reproduce")]
+    session.run("rtmbench", "run", "reproduce", *args)
+    ref = args[args.index("--resume") + 1] if "--resume" in args else args[1]
+    session.run("rtmbench", "report", ref)
+
+
+@nox.session
+def gate(session: nox.Session) -> None:
+    """Run the smoke suite and gate it against the published claims and the shipped baseline."""
+    install(session)
+    rid = run_id("smoke")
+    session.run("rtmbench", "run", "smoke", "--run-id", rid, "--no-progress")
+    session.run("rtmbench", "gate", rid, "--baseline", SMOKE_BASELINE, "--suite", "smoke")
+
+
+@nox.session
+def report(session: nox.Session) -> None:
+    """Render the report from the given runs (default: the latest under results/)."""
+    install(session)
+    session.run("rtmbench", "report", *session.posargs)
 
 
 @nox.session

@@ -81,8 +81,72 @@ def _add_fetch(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_fetch)
 
 
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .runner import format_summary, run_suite
+    from .suite import load_suite
+    from .zoo import load_zoo
+
+    zoo = load_zoo(args.zoo)
+    suite = load_suite(args.suite, zoo)
+    summary = run_suite(suite, run_id=args.run_id, resume=args.resume,
+                        results_dir=args.results_dir, zoo=zoo, progress=not args.no_progress)
+    print(format_summary(summary))
+    return 1 if summary.failed else 0
+
+
+def _add_run(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run a suite: one record per model x check x backend")
+    p.add_argument("suite", metavar="SUITE", help="suite YAML, or a shipped suite's name "
+                   "(reproduce, smoke, gate)")
+    p.add_argument("--run-id", help="id of a new run (default: date, suite and host)")
+    p.add_argument("--resume", metavar="ID", help="continue run ID, skipping recorded units")
+    p.add_argument("--results-dir", help="where run files go (default: the suite's results_dir)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=_cmd_run)
+
+
+def _cmd_gate(args: argparse.Namespace) -> int:
+    from .gate import run_gate
+
+    return run_gate(args.run, baseline=args.baseline, suite=args.suite,
+                    results_dir=args.results_dir, zoo_path=args.zoo)
+
+
+def _add_gate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("gate", help="fail (exit 1) on a regression against claims or a baseline")
+    p.add_argument("run", metavar="RUN", help="run id (under --results-dir) or .jsonl file")
+    p.add_argument("--baseline", metavar="FILE", help="baseline run (.jsonl) to compare with")
+    p.add_argument("--suite", default="gate", help="suite whose tolerances apply "
+                   "(default: gate)")
+    p.add_argument("--results-dir", default="results", help="where run ids are looked up")
+    p.set_defaults(handler=_cmd_gate)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    written = write_report(args.runs, results_dir=args.results_dir, out_dir=args.out_dir,
+                           readme=None if args.no_readme else args.readme)
+    for path in written:
+        print(path)
+    return 0
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("report", help="render reports/results.md, plots and the README table")
+    p.add_argument("runs", nargs="*", metavar="RUN", help="run ids or .jsonl files, later ones "
+                   "taking precedence (default: the latest run)")
+    p.add_argument("--results-dir", default="results", help="where run ids are looked up")
+    p.add_argument("--out-dir", default="reports", help="where results.md and plots go")
+    p.add_argument("--readme", default="README.md", help="README whose results block to update")
+    p.add_argument("--no-readme", action="store_true", help="leave the README alone")
+    p.set_defaults(handler=_cmd_report)
+
+
 # Each concept module contributes its subcommands here, in the order `--help` lists them.
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_complexity, _add_fetch]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_complexity, _add_fetch, _add_run, _add_gate, _add_report]
 
 
 def build_parser() -> argparse.ArgumentParser:

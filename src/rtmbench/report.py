@@ -1,0 +1,352 @@
+"""Report: the seed's table, claimed vs measured, from records; plots; the README's block.
+
+Output is a pure function of the records: no clock, no host name, fixed plot metadata (SVG
+hash salt, no dates or software versions in PNG/SVG), so regenerating changes no byte.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .checks import primary_ap
+from .errors import InputError
+from .records import Record, Run, latest_run, read_run, resolve_run
+from .zoo import Zoo, load_zoo
+
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+MARK = {True: "✅", False: "❌", None: "⚪"}
+LEGEND = ("✅ matches the published claim · ❌ misses it · ⚪ measured, no comparable claim "
+          "(other hardware, a data subset, or none published) · *not run [n]*: see the reason "
+          "below · ⛔ the check failed")
+PLOTS = ("ap_vs_latency", "complexity_vs_ap")
+
+
+@dataclass
+class Footnotes:
+    reasons: list[str] = field(default_factory=list)
+
+    def ref(self, reason: str | None) -> str:
+        reason = " ".join((reason or "no reason recorded").split())
+        if reason not in self.reasons:
+            self.reasons.append(reason)
+        return f"[{self.reasons.index(reason) + 1}]"
+
+    def markdown(self) -> str:
+        return "\n".join(f"{i}. {r}" for i, r in enumerate(self.reasons, 1))
+
+
+def merge_runs(runs: list[Run]) -> dict[tuple, Record]:
+    """Records by unit; a later run's record replaces an earlier one for the same unit."""
+    merged: dict[tuple, Record] = {}
+    for run in runs:
+        merged.update(run.latest_by_key())
+    return merged
+
+
+def _claim_text(claim: dict[str, Any] | None) -> str:
+    return f"{claim['value']:.{claim.get('decimals', 2)}f}" if claim else "—"
+
+
+def _cell(record: Record | None, claim: dict | None, measured: str | None, ok: bool | None,
+          notes: Footnotes) -> str:
+    """'claimed → measured mark' for one metric of one model."""
+    claimed = _claim_text(claim)
+    if record is None:
+        return f"{claimed} → *not in run*"
+    if record.status == "not run":
+        return f"{claimed} → *not run {notes.ref(record.reason)}*"
+    if record.status == "failed":
+        return f"{claimed} → ⛔ failed {notes.ref(record.reason)}"
+    return f"{claimed} → {measured} {MARK[ok]}"
+
+
+def _zoo_claim(zoo: Zoo, model: str, metric: str, **match: str) -> dict[str, Any] | None:
+    from .checks import claim_dict
+
+    for c in zoo.get(model).claims_for(metric):
+        if all(getattr(c, k) == v for k, v in match.items()):
+            return claim_dict(c)
+    return None
+
+
+def latency_targets(records: dict[tuple, Record]) -> list[tuple[str, str, str]]:
+    order = {"torch": 0, "onnxruntime": 1, "tensorrt": 2}
+    found = {k[2:] for k in records if k[1] == "latency"}
+    return sorted(found, key=lambda t: (t[1] != "cpu", order.get(t[0], 9), t))
+
+
+def table_frame(records: dict[tuple, Record], zoo: Zoo, notes: Footnotes) -> pd.DataFrame:
+    models = [m.name for m in zoo.models if any(k[0] == m.name for k in records)]
+    rows = []
+    for name in models:
+        row: dict[str, str] = {"model": name}
+        cx = records.get((name, "complexity", None, None, None))
+        for metric, scale, head in (("params", 1e6, "params (M)"), ("flops", 1e9, "FLOPs (G)")):
+            claim = cx.claim.get(metric) if cx else _zoo_claim(zoo, name, metric)
+            field_ = ("params" if metric == "params"
+                      else f"flops_{(claim or {}).get('convention', 'mmengine')}")
+            value = cx.metrics.get(field_) if cx else None
+            ok = (cx.verdict.get(metric) or {}).get("ok") if cx else None
+            measured = f"{value / scale:.3f}" if value is not None else "—"
+            row[head] = _cell(cx, claim, measured, ok, notes)
+        ap = next((r for k, r in records.items() if k[0] == name and k[1] == "box_ap"), None)
+        claim = ap.claim.get("box_ap") if ap else _zoo_claim(zoo, name, "box_ap")
+        found = primary_ap(ap.metrics) if ap else None
+        measured = f"{found[1]:.2f}" if found else "—"
+        if ap is not None and ap.status in ("measured", "verified"):
+            measured += f" ({ap.metrics.get('num_images', '?')} img)"
+        row["box AP"] = _cell(ap, claim, measured, (ap.verdict.get("box_ap") or {}).get("ok")
+                              if ap else None, notes)
+        for target in latency_targets(records):
+            rec = records.get((name, "latency", *target))
+            claim = (rec.claim.get("latency") if rec else None)
+            median = rec.metrics.get("median_ms") if rec else None
+            ok = (rec.verdict.get("latency") or {}).get("ok") if rec else None
+            row[f"latency {'/'.join(target)} (ms)"] = _cell(
+                rec, claim, f"{median:.2f}" if median is not None else "—", ok, notes)
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("model") if rows else pd.DataFrame()
+
+
+def to_markdown(frame: pd.DataFrame) -> str:
+    """A GitHub table from a frame (pandas' own needs the optional 'tabulate')."""
+    frame = frame.reset_index() if frame.index.name else frame
+    cols = [str(c) for c in frame.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for values in frame.itertuples(index=False):
+        lines.append("| " + " | ".join(str(v).replace("|", "\\|") for v in values) + " |")
+    return "\n".join(lines)
+
+
+def environment_frame(runs: list[Run]) -> pd.DataFrame:
+    rows = []
+    for run in runs:
+        first = run.records[0].provenance if run.records else {}
+        dates = sorted(r.provenance.get("date", "") for r in run.records)
+        git = first.get("git") or {}
+        hw = first.get("hardware") or {}
+        pk = first.get("packages") or {}
+        rows.append({
+            "run": run.run_id, "suite": (first.get("suite") or {}).get("name", "—"),
+            "date (UTC)": f"{dates[0]} … {dates[-1]}" if dates else "—",
+            "commit": (git.get("commit") or "unknown")[:12] + (" (dirty)" if git.get("dirty")
+                                                              else ""),
+            "hardware": f"{hw.get('cpu', '?')} ({hw.get('cores', '?')} cores), GPU: "
+                        f"{hw.get('gpu') or 'none'}",
+            "software": ", ".join(f"{k} {pk[k]}" for k in ("python", "torch", "onnxruntime",
+                                                           "tensorrt", "pycocotools") if k in pk),
+            "records": str(len(run.records))})
+    return pd.DataFrame(rows)
+
+
+def verdicts_frame(records: dict[tuple, Record]) -> pd.DataFrame:
+    rows = []
+    for key in sorted(records, key=lambda k: tuple(str(p) for p in k)):
+        rec = records[key]
+        where = "/".join(p for p in key[2:] if p) or "—"
+        texts = [f"{m}: {v.get('text')}" for m, v in sorted(rec.verdict.items())]
+        rows.append({"model": rec.model, "check": rec.check, "where": where,
+                     "status": rec.status,
+                     "verdict": "; ".join(texts) or (rec.reason or "—")})
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------------ plots
+def _points(records: dict[tuple, Record], zoo: Zoo) -> list[dict[str, Any]]:
+    """Per model: measured AP (or the claimed one, flagged), params, FLOPs and latencies."""
+    out = []
+    for m in zoo.models:
+        if not any(k[0] == m.name for k in records):
+            continue
+        ap_rec = next((r for k, r in records.items() if k[0] == m.name and k[1] == "box_ap"),
+                      None)
+        found = primary_ap(ap_rec.metrics) if ap_rec and ap_rec.status == "measured" else None
+        claim = (ap_rec.claim.get("box_ap") if ap_rec
+                 else _zoo_claim(zoo, m.name, "box_ap"))
+        cx = records.get((m.name, "complexity", None, None, None))
+        flops_conv = ((cx.claim.get("flops") or {}).get("convention", "mmengine")
+                      if cx else "mmengine")
+        out.append({
+            "size": m.size,
+            "ap": found[1] if found else (claim["value"] if claim else None),
+            "ap_measured": found is not None,
+            "params": cx.metrics["params"] / 1e6 if cx and "params" in cx.metrics else None,
+            "flops": (cx.metrics.get(f"flops_{flops_conv}", 0) / 1e9) if cx else None,
+            "latency": {k[2:]: r.metrics["median_ms"] for k, r in records.items()
+                        if k[0] == m.name and k[1] == "latency" and r.status == "measured"},
+            "claimed_latency": _zoo_claim(zoo, m.name, "latency")})
+    return out
+
+
+def _save(fig: Any, out_dir: Path, stem: str) -> list[Path]:
+    paths = []
+    for ext, meta in (("png", {"Software": None}),
+                      ("svg", {"Date": None, "Creator": None, "Format": None, "Type": None})):
+        buf = io.BytesIO()
+        fig.savefig(buf, format=ext, metadata=meta, dpi=120, bbox_inches="tight")
+        paths.append(write_if_changed(out_dir / f"{stem}.{ext}", buf.getvalue()))
+    return paths
+
+
+def _scatter(ax: Any, xs: list, ys: list, labels: list, measured: list, label: str,
+             marker: str, color: str) -> None:
+    ax.plot(xs, ys, color=color, linewidth=1, alpha=0.6)
+    for x, y, text, filled in zip(xs, ys, labels, measured, strict=True):
+        ax.scatter([x], [y], marker=marker, s=40, color=color if filled else "white",
+                   edgecolors=color, zorder=3)
+        ax.annotate(text, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.plot([], [], marker=marker, color=color, label=label)
+
+
+def plot_ap_vs_latency(points: list[dict[str, Any]], out_dir: Path) -> list[Path]:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    targets = sorted({t for p in points for t in p["latency"]})
+    for i, target in enumerate(targets):
+        sel = [p for p in points if target in p["latency"] and p["ap"] is not None]
+        _scatter(ax, [p["latency"][target] for p in sel], [p["ap"] for p in sel],
+                 [p["size"] for p in sel], [p["ap_measured"] for p in sel],
+                 f"measured {'/'.join(target)}", "o", colors[i % len(colors)])
+    pub = [p for p in points if p["claimed_latency"] and p["ap"] is not None]
+    if pub:
+        c = pub[0]["claimed_latency"]
+        _scatter(ax, [p["claimed_latency"]["value"] for p in pub],
+                 [p["ap"] for p in pub], [p["size"] for p in pub], [True] * len(pub),
+                 f"published AP and latency: {c.get('backend')} {c.get('precision')} on "
+                 f"{c.get('hardware')}",
+                 "s", "black")
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("latency, median ms per image (log scale)")
+    ax.set_ylabel("COCO box AP")
+    ax.set_title("RTMDet: box AP vs latency\n(hollow markers: claimed AP, not measured here)",
+                 fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    try:
+        return _save(fig, out_dir, "ap_vs_latency")
+    finally:
+        plt.close(fig)
+
+
+def plot_complexity_vs_ap(points: list[dict[str, Any]], out_dir: Path) -> list[Path]:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4), sharey=True)
+    for ax, key, label in ((axes[0], "params", "parameters (M)"),
+                           (axes[1], "flops", "FLOPs at 640×640 (G)")):
+        sel = [p for p in points if p[key] is not None and p["ap"] is not None]
+        _scatter(ax, [p[key] for p in sel], [p["ap"] for p in sel], [p["size"] for p in sel],
+                 [p["ap_measured"] for p in sel], "filled: measured AP · hollow: claimed AP",
+                 "o", "tab:blue")
+        ax.set_xlabel(f"{label}, measured")
+        ax.grid(True, alpha=0.3)
+    axes[0].set_ylabel("COCO box AP")
+    axes[0].legend(fontsize=8, loc="lower right")
+    fig.suptitle("RTMDet: size and compute vs box AP", fontsize=10)
+    try:
+        return _save(fig, out_dir, "complexity_vs_ap")
+    finally:
+        plt.close(fig)
+
+
+def render_plots(records: dict[tuple, Record], zoo: Zoo, out_dir: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    with matplotlib.rc_context({"svg.hashsalt": "rtmbench", "svg.fonttype": "path",
+                                "font.family": "DejaVu Sans", "path.simplify": True}):
+        points = _points(records, zoo)
+        return plot_ap_vs_latency(points, out_dir) + plot_complexity_vs_ap(points, out_dir)
+
+
+# ------------------------------------------------------------------------------ files
+def write_if_changed(path: Path, data: bytes) -> Path:
+    """Atomic write (temp + os.replace), skipped when the bytes are already there."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and path.read_bytes() == data:
+        return path
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return path
+
+
+def results_block(runs: list[Run], records: dict[tuple, Record], zoo: Zoo,
+                  image_dir: str) -> str:
+    """The table, legend, reasons and plots: the part shared by results.md and the README."""
+    notes = Footnotes()
+    table = to_markdown(table_frame(records, zoo, notes))
+    prefix = "" if image_dir in ("", ".") else image_dir.rstrip("/") + "/"
+    parts = [f"From run{'s' if len(runs) > 1 else ''} "
+             f"{', '.join(f'`{r.run_id}`' for r in runs)}. Each cell: claimed → measured.",
+             "", table, "", LEGEND, ""]
+    if notes.reasons:
+        parts += ["Not run or failed, and why:", "", notes.markdown(), ""]
+    parts += [f"![box AP vs latency]({prefix}ap_vs_latency.svg)",
+              f"![params and FLOPs vs box AP]({prefix}complexity_vs_ap.svg)"]
+    return "\n".join(parts)
+
+
+def results_markdown(runs: list[Run], records: dict[tuple, Record], zoo: Zoo) -> str:
+    parts = ["# RTMDet reproduction results", "",
+             "Generated by `rtmbench report` from the records under `results/`; do not edit.",
+             "", results_block(runs, records, zoo, "."), "", "## Environment", "",
+             to_markdown(environment_frame(runs)), "", "## Every verdict", "",
+             to_markdown(verdicts_frame(records)), ""]
+    return "\n".join(parts)
+
+
+def replace_block(text: str, block: str, where: str) -> str:
+    """Swap what lies between the README markers; text outside them is kept byte for byte."""
+    start, end = text.find(START), text.find(END)
+    if start < 0 or end < start:
+        raise InputError(f"{where} has no '{START}' ... '{END}' block; add both markers (on "
+                         f"their own lines, start before end) where the results should go.")
+    return text[:start + len(START)] + "\n" + block.rstrip("\n") + "\n" + text[end:]
+
+
+def load_runs(refs: list[str], results_dir: str | Path) -> list[Run]:
+    paths = [resolve_run(r, results_dir) for r in refs] or [latest_run(results_dir)]
+    runs = [read_run(p) for p in paths]
+    empty = [str(r.path) for r in runs if not r.records]
+    if empty:
+        raise InputError(f"run file(s) {', '.join(empty)} hold no readable record; give runs "
+                         f"made by `rtmbench run`.")
+    return runs
+
+
+def write_report(refs: list[str], *, results_dir: str | Path = "results",
+                 out_dir: str | Path = "reports", readme: str | Path | None = "README.md",
+                 zoo: Zoo | None = None) -> list[Path]:
+    zoo = zoo or load_zoo()
+    out_dir = Path(out_dir)
+    runs = load_runs(refs, results_dir)
+    records = merge_runs(runs)
+    written = render_plots(records, zoo, out_dir)
+    md = results_markdown(runs, records, zoo)
+    written.insert(0, write_if_changed(out_dir / "results.md", md.encode("utf-8")))
+    if readme is not None:
+        readme = Path(readme)
+        try:
+            text = readme.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"README {readme} cannot be read ({exc.strerror}); pass --readme "
+                             f"PATH or --no-readme.") from None
+        image_dir = os.path.relpath(out_dir.resolve(), readme.resolve().parent)
+        block = results_block(runs, records, zoo, image_dir.replace(os.sep, "/"))
+        new = replace_block(text, block, str(readme))
+        written.append(write_if_changed(readme, new.encode("utf-8")))
+    return written

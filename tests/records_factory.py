@@ -1,0 +1,49 @@
+"""Hand-made records in the shape the real checks write, for gate and report tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rtmbench.records import Record, RunWriter
+
+HW = {"cpu": "Test CPU 9000", "cores": 2, "gpu": None}
+PROV = {"hardware": HW, "git": {"commit": "0" * 40, "dirty": False},
+        "packages": {"python": "3.11", "torch": "2.x"}, "suite": {"name": "t"},
+        "date": "2026-01-01T00:00:00Z"}
+
+
+def records(run: str = "r", *, ap: float = 0.409, flops: int = 8_089_000_000,
+            ratio: float = 2.0, hardware: dict | None = None, latency_status: str = "measured"
+            ) -> list[Record]:
+    prov = {**PROV, "hardware": hardware or HW}
+    cx = Record(run, "rtmdet-tiny", "complexity", None, None, None, "verified",
+                metrics={"params": 4_896_168, "flops_mmengine": flops,
+                         "flops_mmengine+act": flops + 25_000_000},
+                claim={"params": {"value": 4.8, "decimals": 1, "convention": "parameters"},
+                       "flops": {"value": 8.1, "decimals": 1, "convention": "mmengine"}},
+                verdict={"params": {"ok": True, "text": "matches"},
+                         "flops": {"ok": True, "text": "matches"}}, provenance=prov)
+    box = Record(run, "rtmdet-tiny", "box_ap", "torch", "cpu", "fp32", "measured",
+                 metrics={"num_images": 500, "coco": {"AP": ap - 0.002},
+                          "mmdet-proposal": {"AP": ap}},
+                 claim={"box_ap": {"value": 40.9, "decimals": 1}},
+                 verdict={"box_ap": {"ok": None, "text": "subset"}},
+                 provenance={**prov, "dataset": "/coco", "checkpoint": {"weights": "mmyolo"}})
+    lat = Record(run, "rtmdet-tiny", "latency", "torch", "cpu", "fp32", latency_status,
+                 reason=None if latency_status == "measured" else "no backend",
+                 metrics={"median_ms": 40.0 * ratio, "ratio_to_reference": ratio}
+                 if latency_status == "measured" else {},
+                 verdict={"latency": {"ok": None, "text": "no claim"}}, provenance=prov)
+    trt = Record(run, "rtmdet-tiny", "latency", "tensorrt", "cuda", "fp16", "not run",
+                 reason="needs a CUDA GPU",
+                 claim={"latency": {"value": 0.98, "decimals": 2, "hardware": "NVIDIA RTX 3090",
+                                    "backend": "tensorrt", "precision": "fp16"}},
+                 provenance=prov)
+    return [cx, box, lat, trt]
+
+
+def write_run(path: Path, recs: list[Record]) -> Path:
+    writer = RunWriter(path, resume=False)
+    for r in recs:
+        writer.append(r)
+    return path

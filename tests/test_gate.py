@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import pytest
+
+from rtmbench.cli import main
+from tests.records_factory import HW, records, write_run
+
+
+@pytest.fixture
+def baseline(tmp_path):
+    return write_run(tmp_path / "base.jsonl", records("base"))
+
+
+def gate(tmp_path, baseline, capsys, **changes) -> tuple[int, str]:
+    run = write_run(tmp_path / "new.jsonl", records("new", **changes))
+    code = main(["gate", str(run), "--baseline", str(baseline), "--suite", "gate"])
+    return code, capsys.readouterr().out
+
+
+def test_identical_run_passes(tmp_path, baseline, capsys):
+    code, out = gate(tmp_path, baseline, capsys)
+    assert code == 0, out
+    head = out.splitlines()[0]
+    assert all(w in head for w in ("metric", "claim", "baseline", "measured", "delta",
+                                   "verdict"))
+    assert "not run: needs a CUDA GPU" in out
+
+
+@pytest.mark.parametrize("changes, what", [
+    ({"ap": 0.404}, "box AP"),                      # -0.5 AP, tolerance 0.1
+    ({"flops": 8_100_000_000}, "FLOPs"),            # any change of the architecture
+    ({"ratio": 2.6}, "latency torch/cpu/fp32"),     # +30% vs the reference, tolerance 25%
+    ({"latency_status": "not run"}, "latency torch/cpu/fp32"),  # lost coverage
+])
+def test_injected_regression_fails(tmp_path, baseline, capsys, changes, what):
+    code, out = gate(tmp_path, baseline, capsys, **changes)
+    assert code == 1, out
+    assert "REGRESSION" in out and what in out.split("regression(s):")[1]
+
+
+@pytest.mark.parametrize("changes", [
+    {"ap": 0.4085},            # -0.05 AP
+    {"ap": 0.420},             # better
+    {"ratio": 2.3},            # +15%
+    {"ratio": 1.5},            # faster
+    {"ratio": 9.0, "hardware": {**HW, "cpu": "Other CPU"}},  # other machine: not gated
+])
+def test_within_tolerance_or_other_hardware_passes(tmp_path, baseline, capsys, changes):
+    code, out = gate(tmp_path, baseline, capsys, **changes)
+    assert code == 0, out
+
+
+def test_claims_alone_gate_a_missed_complexity_claim(tmp_path, capsys):
+    recs = records("new")
+    recs[0].verdict["flops"] = {"ok": False, "text": "MISS"}
+    run = write_run(tmp_path / "new.jsonl", recs)
+    assert main(["gate", str(run), "--suite", "gate"]) == 1
+    assert "misses the published claim" in capsys.readouterr().out
+
+
+def test_failed_unit_fails_the_gate(tmp_path, baseline, capsys):
+    recs = records("new")
+    recs[2].status, recs[2].reason, recs[2].metrics = "failed", "ValueError: boom", {}
+    run = write_run(tmp_path / "new.jsonl", recs)
+    assert main(["gate", str(run), "--baseline", str(baseline), "--suite", "gate"]) == 1
+
+
+def test_unusable_input_exits_2(tmp_path, baseline, capsys):
+    assert main(["gate", str(tmp_path / "missing.jsonl"), "--suite", "gate"]) == 2
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text('{"torn": \n')
+    assert main(["gate", str(empty), "--suite", "gate"]) == 2
+    assert main(["gate", str(baseline), "--baseline", str(empty), "--suite", "gate"]) == 2
+    assert "unusable input" in capsys.readouterr().err

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import pytest
+
+from rtmbench.errors import InputError
+from rtmbench.report import END, START, write_report
+from tests.records_factory import records, write_run
+
+README = f"# Title\n\nKeep me.\n\n{START}\nstale table\n{END}\n\n## After\nand me\n"
+
+
+@pytest.fixture
+def workspace(tmp_path):
+    results = tmp_path / "results"
+    write_run(results / "r1.jsonl", records("r1"))
+    (tmp_path / "README.md").write_text(README)
+    return tmp_path
+
+
+def render(ws, *runs):
+    return write_report(list(runs), results_dir=ws / "results", out_dir=ws / "reports",
+                        readme=ws / "README.md")
+
+
+def snapshot(ws) -> dict[str, bytes]:
+    files = sorted((ws / "reports").iterdir()) + [ws / "README.md"]
+    return {p.name: p.read_bytes() for p in files}
+
+
+def test_report_is_byte_identical_when_regenerated(workspace):
+    render(workspace, "r1")
+    first = snapshot(workspace)
+    render(workspace, "r1")
+    assert snapshot(workspace) == first
+    assert set(first) == {"results.md", "ap_vs_latency.png", "ap_vs_latency.svg",
+                          "complexity_vs_ap.png", "complexity_vs_ap.svg", "README.md"}
+
+
+def test_table_shows_claimed_vs_measured_with_marks_and_reasons(workspace):
+    render(workspace, "r1")
+    md = (workspace / "reports" / "results.md").read_text()
+    assert "| rtmdet-tiny | 4.8 → 4.896 ✅ | 8.1 → 8.089 ✅ | 40.9 → 40.90 (500 img) ⚪ |" in md
+    assert "latency torch/cpu/fp32 (ms)" in md and "— → 80.00 ⚪" in md
+    assert "0.98 → *not run [1]*" in md and "1. needs a CUDA GPU" in md
+    assert "Test CPU 9000 (2 cores), GPU: none" in md  # the environment of the run
+
+
+def test_readme_block_replaced_idempotently_outside_untouched(workspace):
+    render(workspace, "r1")
+    text = (workspace / "README.md").read_text()
+    before, after = README.split(START)[0], README.split(END)[1]
+    assert text.startswith(before + START) and text.endswith(END + after)
+    assert "stale table" not in text and "](reports/ap_vs_latency.svg)" in text
+    render(workspace, "r1")
+    assert (workspace / "README.md").read_text() == text
+
+
+def test_plots_are_png_and_svg_and_not_empty(workspace):
+    render(workspace, "r1")
+    for stem in ("ap_vs_latency", "complexity_vs_ap"):
+        png = (workspace / "reports" / f"{stem}.png").read_bytes()
+        svg = (workspace / "reports" / f"{stem}.svg").read_text()
+        assert png.startswith(b"\x89PNG") and len(png) > 5000
+        assert "<svg" in svg and "<path" in svg and "Date" not in svg
+
+
+def test_later_run_takes_precedence_and_default_is_latest(workspace):
+    newer = records("r2", ap=0.5)
+    for r in newer:
+        r.provenance = {**r.provenance, "date": "2027-01-01T00:00:00Z"}
+    write_run(workspace / "results" / "r2.jsonl", newer)
+    render(workspace)  # no run given: the most recent
+    md = (workspace / "reports" / "results.md").read_text()
+    assert "From run `r2`" in md and "50.00 (500 img)" in md
+    render(workspace, "r2", "r1")
+    assert "40.90 (500 img)" in (workspace / "reports" / "results.md").read_text()
+
+
+def test_readme_without_markers_is_an_input_error(workspace):
+    (workspace / "README.md").write_text("# no markers\n")
+    with pytest.raises(InputError, match="results:start"):
+        render(workspace, "r1")
+    assert (workspace / "README.md").read_text() == "# no markers\n"

@@ -1,0 +1,223 @@
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from rtmbench.checks import NotRun, registered_checks
+from rtmbench.cli import main
+from rtmbench.errors import InputError
+from rtmbench.records import Record, RunWriter, read_run
+from rtmbench.runner import run_suite
+from rtmbench.suite import load_suite
+from tests.fake_checks import Interrupt
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_suite(tmp_path: Path, body: str, name: str = "s.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+FAKE_SUITE = """\
+name: fake
+models: [tiny, s]
+checks:
+  fake: {backends: [alpha, beta, gamma]%s}
+results_dir: %s
+"""
+
+
+def fake_suite(tmp_path: Path, extra: str = "") -> Path:
+    return write_suite(tmp_path, FAKE_SUITE % (extra, tmp_path / "results"))
+
+
+def comparable(records: list[Record]) -> list[tuple]:
+    """A record without what legitimately differs between runs (run id, date, commit)."""
+    return [(r.key, r.status, r.reason, r.metrics, r.claim, r.verdict) for r in records]
+
+
+@pytest.fixture(autouse=True)
+def _reset_interrupt():
+    Interrupt.after, Interrupt.started = None, 0
+    yield
+    Interrupt.after, Interrupt.started = None, 0
+
+
+# ------------------------------------------------------------------ suite schema
+@pytest.mark.parametrize("name", ["reproduce", "smoke", "gate"])
+def test_shipped_suites_parse(name):
+    suite = load_suite(name)
+    assert suite.name == name and suite.enabled_checks()
+
+
+def test_reproduce_covers_every_column_of_the_seed_table():
+    suite = load_suite("reproduce")
+    assert suite.models == ["tiny", "s", "m", "l", "x"]
+    checks = dict(suite.enabled_checks())
+    assert set(checks) >= {"complexity", "box_ap", "latency"}
+    targets = {(b, d, p) for t in checks["latency"].targets
+               for b in t.backends for d in t.devices for p in t.precisions}
+    assert {("torch", "cpu", "fp32"), ("onnxruntime", "cpu", "fp32"),
+            ("torch", "cuda", "fp16"), ("tensorrt", "cuda", "fp16")} <= targets
+
+
+@pytest.mark.parametrize("body, where, words", [
+    ("name: x\nmodels: [tiny]\nchecks:\n  latency:\n    targets: []\n    iteratons: 5\n",
+     ":6: checks.latency.iteratons", ["remove this key"]),
+    ("name: x\nmodels: [tiny]\nchecks:\n  complexity: {}\n  accuracy: {}\n",
+     ":5: checks.accuracy", ["remove this key"]),
+    ("name: x\nmodels: [tiny]\nchecks:\n  box_ap: {synthetic: many}\n",
+     ":4: checks.box_ap.synthetic", ["expected type"]),
+    ("name: x\nmodels: [tiny]\nchecks:\n  box_ap: {synthetic: 4, dataset: /c}\n",
+     ":4: checks.box_ap", ["exactly one of 'dataset'"]),
+    ("name: x\nmodels: [tiny, huge]\nchecks:\n  complexity: {}\n",
+     ":2: models[1]", ["no model 'huge'", "tiny, s, m, l, x"]),
+    ("name: x\nmodels: [tiny]\nchecks: {complexity: {}}\ntolerances:\n  box_ap: {absolute: 1,"
+     " relative: 0.1}\n", ":5: tolerances.box_ap", ["exactly one of 'absolute'"]),
+])
+def test_suite_errors_name_file_line_field_and_fix(tmp_path, body, where, words):
+    path = write_suite(tmp_path, body)
+    with pytest.raises(InputError) as info:
+        load_suite(path)
+    message = str(info.value)
+    assert f"{path}{where}" in message, message
+    assert "Fix:" in message and all(w in message for w in words), message
+
+
+def test_unknown_suite_name_lists_the_shipped_ones():
+    with pytest.raises(InputError, match="shipped: .*smoke"):
+        load_suite("nonexistent-suite")
+
+
+# ------------------------------------------------------------------ runner
+def test_every_unit_gets_exactly_one_record(tmp_path):
+    suite = load_suite(fake_suite(tmp_path, ", not_run_backend: beta, fail_backend: gamma"))
+    summary = run_suite(suite, run_id="r1", progress=False)
+    run = read_run(summary.path)
+    assert len(run.records) == summary.planned == 6
+    by_status = {r.key[2]: r.status for r in run.records}
+    assert by_status == {"alpha": "measured", "beta": "not run", "gamma": "failed"}
+    beta = next(r for r in run.records if r.backend == "beta")
+    assert beta.reason == "backend beta is not installed" and beta.metrics == {}
+    gamma = next(r for r in run.records if r.backend == "gamma")
+    assert gamma.reason.startswith("ZeroDivisionError") and "traceback" in gamma.provenance
+    prov = run.records[0].provenance
+    assert {"git", "packages", "hardware", "date", "suite"} <= set(prov)
+    assert prov["packages"]["torch"] and prov["hardware"]["cores"] >= 1
+
+
+def test_an_existing_run_is_never_overwritten(tmp_path):
+    suite = load_suite(fake_suite(tmp_path))
+    run_suite(suite, run_id="r1", progress=False)
+    before = (tmp_path / "results" / "r1.jsonl").read_bytes()
+    with pytest.raises(InputError, match="--resume r1"):
+        run_suite(suite, run_id="r1", progress=False)
+    assert (tmp_path / "results" / "r1.jsonl").read_bytes() == before
+
+
+def test_interrupted_run_resumes_to_the_same_records(tmp_path):
+    suite = load_suite(fake_suite(tmp_path))
+    reference = read_run(run_suite(suite, run_id="full", progress=False).path).records
+    Interrupt.after, Interrupt.started = 4, 0
+    with pytest.raises(KeyboardInterrupt):
+        run_suite(suite, run_id="cut", progress=False)
+    assert len(read_run(tmp_path / "results" / "cut.jsonl").records) == 4
+    Interrupt.after, Interrupt.started = None, 0
+    summary = run_suite(suite, resume="cut", progress=False)
+    assert summary.resumed == 4 and sum(summary.statuses.values()) == 2
+    assert Interrupt.started == 2  # finished units were not redone
+    assert comparable(read_run(summary.path).records) == comparable(reference)
+
+
+def test_killed_subprocess_resumes_and_a_torn_line_is_ignored(tmp_path):
+    suite_path = fake_suite(tmp_path, ", sleep_s: 0.4")
+    code = ("import sys; import tests.fake_checks; from rtmbench.cli import main; "
+            f"sys.exit(main(['run', {str(suite_path)!r}, '--run-id', 'k', '--no-progress']))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    path = tmp_path / "results" / "k.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not path.exists() or
+                                           path.read_bytes().count(b"\n") < 2):
+        assert proc.poll() is None, proc.stderr.read().decode()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    with open(path, "ab") as f:  # what a crash in the middle of a write leaves behind
+        f.write(b'{"run": "k", "model": "rtmdet-s", "che')
+    partial = read_run(path)
+    assert 2 <= len(partial.records) < 6 and partial.skipped_lines
+    done = {r.key for r in partial.records}
+    summary = run_suite(load_suite(suite_path), resume="k", progress=False)
+    final = read_run(path)
+    keys = [r.key for r in final.records]
+    assert len(keys) == len(set(keys)) == 6
+    assert summary.resumed == len(done) and final.skipped_lines == partial.skipped_lines
+
+
+def test_writer_ends_a_torn_line_before_appending(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_bytes(b'{"torn": ')
+    writer = RunWriter(path, resume=True)
+    writer.append(Record("r", "m", "fake", None, None, None, "measured"))
+    run = read_run(path)
+    assert [r.model for r in run.records] == ["m"] and run.skipped_lines == [1]
+
+
+def test_cli_run_prints_where_records_are(tmp_path, capsys):
+    assert main(["run", str(fake_suite(tmp_path)), "--run-id", "c1", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "6 measured" in out and "c1.jsonl" in out
+    assert main(["run", str(fake_suite(tmp_path)), "--resume", "nope", "--no-progress"]) == 2
+
+
+# ------------------------------------------------------------------ real checks
+def test_complexity_check_verifies_claims_through_the_runner(tmp_path):
+    path = write_suite(tmp_path, f"name: c\nmodels: [tiny]\nchecks: {{complexity: {{}}}}\n"
+                                 f"results_dir: {tmp_path / 'results'}\n")
+    run = read_run(run_suite(load_suite(path), run_id="c", progress=False).path)
+    (record,) = run.records
+    assert record.status == "verified" and record.metrics["params"] == 4_896_168
+    assert record.claim["params"]["value"] == 4.8 and record.claim["flops"]["convention"]
+    assert record.verdict["params"]["ok"] and record.verdict["flops"]["ok"]
+
+
+def test_missing_prerequisites_are_not_run_records_with_reasons(tmp_path, monkeypatch):
+    monkeypatch.delenv("RTMBENCH_COCO", raising=False)
+    path = write_suite(tmp_path, f"""\
+        name: p
+        models: [tiny, x]
+        checks:
+          box_ap: {{dataset: "${{RTMBENCH_COCO}}", weights: mmyolo}}
+          latency:
+            targets: [{{backends: [tensorrt], devices: [cuda], precisions: [fp16]}}]
+        results_dir: {tmp_path / 'results'}
+        """)
+    run = read_run(run_suite(load_suite(path), run_id="p", progress=False).path)
+    assert len(run.records) == 4 and all(r.status == "not run" for r in run.records)
+    box = [r for r in run.records if r.check == "box_ap"]
+    assert all("RTMBENCH_COCO is not set" in r.reason for r in box)
+    assert box[0].claim["box_ap"]["value"] == 40.9  # what was not checked stays visible
+    lat = [r for r in run.records if r.check == "latency"]
+    assert all(r.reason and r.claim["latency"]["backend"] == "tensorrt" for r in lat)
+
+
+def test_dataset_directory_must_exist(tmp_path):
+    from rtmbench.checks import BoxAPSpec, resolve_dataset
+
+    with pytest.raises(NotRun, match="no COCO dataset at"):
+        resolve_dataset(BoxAPSpec(dataset=str(tmp_path / "coco")), tmp_path)
+
+
+def test_fake_check_is_registered_through_the_real_registry():
+    assert {"complexity", "box_ap", "latency", "fake"} <= set(registered_checks())
