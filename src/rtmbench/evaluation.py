@@ -166,13 +166,13 @@ def _append_lines(path: Path, rows: list[dict]) -> None:
 def _to_coco_rows(detections, image_ids, cat_ids: list[int]) -> list[dict]:
     """As MMDetection's CocoMetric: xyxy -> [x1, y1, x2 - x1, y2 - y1] on Python floats."""
     rows = []
-    for image_id, det in zip(image_ids, detections):
+    for image_id, det in zip(image_ids, detections, strict=True):
         boxes = det.boxes.detach().cpu().numpy().tolist()
         scores = det.scores.detach().cpu().float().numpy().tolist()
         labels = det.labels.detach().cpu().tolist()
         rows.append({"image_id": image_id, "detections": [
             [b[0], b[1], b[2] - b[0], b[3] - b[1], s, cat_ids[label]]
-            for b, s, label in zip(boxes, scores, labels)]})
+            for b, s, label in zip(boxes, scores, labels, strict=True)]})
     return rows
 
 
@@ -185,12 +185,13 @@ def coco_results(predictions: dict[int, list[list[float]]]) -> list[dict]:
 
 def _manifest(entry, dataset: CocoDataset, records: list[ImageRecord], batch_size: int,
               device: str, fingerprint: str) -> dict:
-    return {"model": entry.name, "weights_sha256": fingerprint,
+    manifest = {"model": entry.name, "weights_sha256": fingerprint,
             "annotations_sha256": _file_sha256(dataset.annotation_file),
             "num_images": len(records), "image_ids_sha256": _image_ids_sha256(records),
             "batch_size": batch_size, "device": torch.device(device).type,
             "input_size": list(entry.input_size), "pipeline": entry.pipeline.model_dump(),
             "test_cfg": entry.test_cfg.model_dump()}
+    return json.loads(json.dumps(manifest))  # as it reads back from run.json (tuples -> lists)
 
 
 def _file_sha256(path: Path) -> str:
@@ -216,8 +217,9 @@ def _check_manifest(out_dir: Path, manifest: dict, *, create: bool) -> None:
     if existing != manifest:
         diff = sorted(k for k in manifest.keys() | existing.keys()
                       if manifest.get(k) != existing.get(k))
-        raise InputError(f"{out_dir} holds an evaluation with different settings ({', '.join(diff)} "
-                         f"differ; see {path}). Rerun with the same settings to resume it, or "
+        raise InputError(f"{out_dir} holds an evaluation with different settings "
+                         f"({', '.join(diff)} differ; see {path}). Rerun with the same "
+                         f"settings to resume it, or "
                          f"pass another --out to start a new one.")
 
 

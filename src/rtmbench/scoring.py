@@ -106,9 +106,10 @@ def _ground_truth(backend: str, dataset: dict):
 
 
 def _results(gt, detections: list[dict]):
-    """gt.loadRes on copies (loadRes adds keys to each dict); an empty list is evaluable too."""
+    """gt.loadRes on shallow copies (it adds area, id, iscrowd to each dict; it only reads the
+    bbox list); an empty list is evaluable too."""
     if detections:
-        return gt.loadRes([dict(d, bbox=list(d["bbox"])) for d in detections])
+        return gt.loadRes([dict(d) for d in detections])
     res = type(gt)()
     res.dataset = {"images": list(gt.dataset["images"]), "annotations": [],
                    "categories": list(gt.dataset["categories"])}
@@ -155,8 +156,8 @@ def score(ground_truth: dict | str | Path, detections: list[dict], *,
             evaluator.params.imgIds = sorted(set(image_ids))
         evaluator.evaluate()
         evaluator.accumulate()
-    return {c: dict(zip(metric_names(c),
-                        (_summarize(evaluator, *spec) for spec in _stat_specs(CONVENTIONS[c]))))
+    return {c: {name: _summarize(evaluator, *spec)
+                for name, spec in zip(metric_names(c), _stat_specs(CONVENTIONS[c]), strict=True)}
             for c in conventions}
 
 

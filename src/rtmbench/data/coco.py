@@ -60,10 +60,10 @@ def _require_fields(path: Path, section: str, items: object, fields: dict[str, t
                if not isinstance(item, dict) or not isinstance(item.get(name), kind)
                or isinstance(item.get(name), bool)]
         if bad:
+            expected = ", ".join(f"{n}: {t.__name__}" for n, t in fields.items())
             raise DatasetError(
-                f"COCO annotation file {path}: {section}[{i}] lacks a valid "
-                f"{', '.join(bad)} (expected {', '.join(f'{n}: {t.__name__}' for n, t in fields.items())}); "
-                f"found {json.dumps(item)[:200]}.")
+                f"COCO annotation file {path}: {section}[{i}] lacks a valid {', '.join(bad)} "
+                f"(expected {expected}); found {json.dumps(item)[:200]}.")
 
 
 class CocoDataset:

@@ -42,6 +42,8 @@ class PreparedImage:
 class TestPipeline:
     """Per-image part of the pipeline (decode, resize, pad) plus the batched normalisation."""
 
+    __test__ = False  # not a pytest class
+
     def __init__(self, input_size: tuple[int, int], pipeline) -> None:
         self.width, self.height = input_size
         self.pad_value = pipeline.pad_value
