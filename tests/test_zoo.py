@@ -53,8 +53,8 @@ def test_wrong_type_is_named(tmp_path):
 
 
 def test_claim_source_must_exist(tmp_path):
-    path = _broken(tmp_path, "source: mmdet-readme, weights: mmdet}",
-                   "source: blog, weights: mmdet}")
+    path = _broken(tmp_path, "source: mmdet-readme, weights: mmdet,",
+                   "source: blog, weights: mmdet,")
     with pytest.raises(InputError, match="claim source 'blog'"):
         load_zoo(path)
 

@@ -143,10 +143,145 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-readme", action="store_true", help="leave the README alone")
     p.set_defaults(handler=_cmd_report)
 
+def _cmd_score(args: argparse.Namespace) -> int:
+    from .scoring import format_metrics, load_detections, score
+
+    detections = load_detections(args.detections)
+    conventions = [args.convention] if args.convention else None
+    metrics = score(args.annotations, detections, backend=args.backend,
+                    **({"conventions": conventions} if conventions else {}))
+    print(json.dumps(metrics, sort_keys=False) if args.json else format_metrics(metrics))
+    return 0
+
+
+def _add_score(sub: argparse._SubParsersAction) -> None:
+    from .scoring import BACKENDS, CONVENTIONS, DEFAULT_BACKEND
+
+    p = sub.add_parser("score", help="the 12 COCO box numbers of a detections file")
+    p.add_argument("annotations", help="COCO instances JSON (e.g. instances_val2017.json)")
+    p.add_argument("detections", help="COCO results JSON: [{image_id, category_id, bbox, score}]")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--convention", choices=list(CONVENTIONS), default=None,
+                   help="maxDets convention: coco = (1, 10, 100), pycocotools' default and "
+                        "RTMDet's published AP; mmdet-proposal = (100, 300, 1000), CocoMetric's "
+                        "default (default: report both)")
+    p.add_argument("--backend", choices=list(BACKENDS), default=DEFAULT_BACKEND,
+                   help=f"COCOeval implementation (default {DEFAULT_BACKEND}; pycocotools is the "
+                        "reference)")
+    p.set_defaults(handler=_cmd_score)
+
+
+def _build_model_for_eval(args: argparse.Namespace, entry):
+    from .evaluation import _load_weights
+    from .models import build_rtmdet
+
+    model = build_rtmdet(entry.architecture.to_arch(), entry.num_classes)
+    if args.checkpoint:
+        _load_weights(model, args.checkpoint)
+    elif args.random_weights:
+        print("rtmbench evaluate: --random-weights: randomly initialised model, a smoke run "
+              "whose AP means nothing.", file=sys.stderr)
+    else:
+        from .errors import InputError
+
+        raise InputError("give the weights to evaluate with --checkpoint PATH (an MMDetection "
+                         "checkpoint, e.g. the zoo's " + next(
+                             (w.file for w in entry.weights if w.layout == "mmdet" and w.file),
+                             "mmdet checkpoint") + "), or --random-weights for a smoke run.")
+    return model
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .data import resolve_coco_root
+    from .evaluation import evaluate, parse_shard
+    from .scoring import format_metrics
+    from .zoo import load_zoo
+
+    entry = load_zoo(args.zoo).get(args.size)
+    coco = resolve_coco_root(args.coco)
+    shard = parse_shard(args.shard) if args.shard else None
+    model = _build_model_for_eval(args, entry)
+    out = Path(args.out) if args.out else Path("results") / "eval" / entry.name
+    result = evaluate(entry, coco, model=model, out_dir=out, limit=args.limit,
+                      batch_size=args.batch_size, workers=args.workers, device=args.device,
+                      shard=shard, progress=not args.no_progress, backend=args.backend)
+    import os
+
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    elif result.metrics:
+        print(f"{entry.name}: {result.num_images} images, detections in "
+              f"{result.detections_path}, metrics in {result.metrics_path}")
+        print(format_metrics(result.metrics))
+    else:
+        print(f"{entry.name}: shard {args.shard} done ({result.num_images} images in the "
+              f"evaluation); combine the shards with `rtmbench merge`.")
+    return 0
+
+
+def _add_eval_options(p: argparse.ArgumentParser) -> None:
+    from .scoring import BACKENDS, DEFAULT_BACKEND
+
+    p.add_argument("--coco", default=None, help="COCO root holding annotations/"
+                   "instances_val2017.json and val2017/ (default: $RTMBENCH_COCO)")
+    p.add_argument("--backend", choices=list(BACKENDS), default=DEFAULT_BACKEND,
+                   help="COCOeval implementation for scoring")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def _add_evaluate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("evaluate", help="COCO box AP of one zoo model (resumable, shardable; "
+                       "run under torchrun to use several processes)")
+    p.add_argument("size", metavar="SIZE", help="zoo size or name (tiny, s, m, l, x)")
+    p.add_argument("--checkpoint", default=None, help="MMDetection checkpoint (.pth) to load")
+    p.add_argument("--random-weights", action="store_true",
+                   help="evaluate a randomly initialised model (smoke test)")
+    p.add_argument("--limit", type=int, default=None, help="first N images by id")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--workers", type=int, default=2, help="DataLoader decoding workers")
+    p.add_argument("--out", default=None, help="output directory (default results/eval/<model>); "
+                   "rerunning into it resumes")
+    p.add_argument("--shard", default=None, metavar="i/n", help="run shard i of n only")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_eval_options(p)
+    p.set_defaults(handler=_cmd_evaluate)
+
+
+def _cmd_merge(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .data import resolve_coco_root
+    from .evaluation import merge_shards
+    from .scoring import format_metrics
+
+    result = merge_shards([Path(d) for d in args.shard_dirs], resolve_coco_root(args.coco),
+                          Path(args.out), backend=args.backend)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    else:
+        print(f"merged {len(args.shard_dirs)} shard directories: {result.num_images} images, "
+              f"metrics in {result.metrics_path}")
+        print(format_metrics(result.metrics))
+    return 0
+
+
+def _add_merge(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("merge", help="combine `evaluate --shard i/n` outputs and score them")
+    p.add_argument("shard_dirs", nargs="+", metavar="SHARD_DIR", help="--out dirs of the shards")
+    p.add_argument("--out", required=True, help="directory for the merged results")
+    _add_eval_options(p)
+    p.set_defaults(handler=_cmd_merge)
+
 
 # Each concept module contributes its subcommands here, in the order `--help` lists them.
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_complexity, _add_fetch, _add_run, _add_gate, _add_report]
+    _add_complexity, _add_fetch, _add_evaluate, _add_score, _add_merge, _add_run, _add_gate,
+    _add_report]
 
 
 def build_parser() -> argparse.ArgumentParser:

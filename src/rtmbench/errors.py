@@ -9,3 +9,7 @@ class RtmbenchError(Exception):
 
 class InputError(RtmbenchError):
     """A zoo, suite or results file that does not parse into its schema."""
+
+
+class DatasetError(RtmbenchError):
+    """A dataset (COCO annotations, images, detections) that is missing or does not parse."""

@@ -1,0 +1,125 @@
+"""Benchmark: scorer speed (faster-coco-eval vs pycocotools, same numbers?) and loader vs model.
+
+    python benchmarks/bench_eval.py [--images 5000] [--dets 100] [--loader-images 64]
+
+Prints measured times and ratios; targets (issue 4): default scorer >= 6x pycocotools with the
+same 12 numbers; loader throughput >= 5x tiny's inference throughput on CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rtmbench.data import CocoDataset, TestPipeline, make_synthetic_coco
+from rtmbench.evaluation import _collate, _Images
+from rtmbench.models import build_rtmdet
+from rtmbench.scoring import score
+from rtmbench.zoo import load_zoo
+
+
+def synthetic_ground_truth(num_images: int, seed: int = 0) -> dict:
+    """COCO-like ground truth without image files: ~7 boxes per 640 x 480 image."""
+    rng = np.random.default_rng(seed)
+    images, anns = [], []
+    for i in range(num_images):
+        images.append({"id": i + 1, "file_name": f"{i + 1:012d}.jpg", "width": 640,
+                       "height": 480})
+        for _ in range(int(rng.integers(1, 14))):
+            w, h = rng.uniform(4, 300, 2)
+            x, y = rng.uniform(0, 640 - w), rng.uniform(0, 480 - h)
+            anns.append({"id": len(anns) + 1, "image_id": i + 1,
+                         "category_id": int(rng.integers(1, 81)),
+                         "bbox": [x, y, w, h], "area": w * h, "iscrowd": 0})
+    return {"images": images, "annotations": anns,
+            "categories": [{"id": c, "name": str(c)} for c in range(1, 81)]}
+
+
+def synthetic_detections(gt: dict, per_image: int, seed: int = 1) -> list[dict]:
+    rng = np.random.default_rng(seed)
+    by_image: dict[int, list] = {}
+    for a in gt["annotations"]:
+        by_image.setdefault(a["image_id"], []).append(a)
+    dets = []
+    for image in gt["images"]:
+        anns = by_image.get(image["id"], [])
+        for k in range(per_image):
+            if anns and k < 3 * len(anns):
+                a = anns[k % len(anns)]
+                j = rng.normal(0, 0.1, 4) * np.array(a["bbox"])[[2, 3, 2, 3]]
+                bbox, cat = [float(v) for v in np.array(a["bbox"]) + j], a["category_id"]
+            else:
+                w, h = rng.uniform(4, 200, 2)
+                bbox = [float(rng.uniform(0, 600)), float(rng.uniform(0, 440)), float(w), float(h)]
+                cat = int(rng.integers(1, 81))
+            dets.append({"image_id": image["id"], "category_id": cat, "bbox": bbox,
+                         "score": float(rng.random())})
+    return dets
+
+
+def bench_scoring(num_images: int, per_image: int) -> None:
+    gt = synthetic_ground_truth(num_images)
+    dets = synthetic_detections(gt, per_image)
+    results, times = {}, {}
+    for backend in ("pycocotools", "faster"):
+        start = time.perf_counter()
+        results[backend] = score(gt, dets, backend=backend)
+        times[backend] = time.perf_counter() - start
+    worst = max(abs(results["faster"][c][k] - results["pycocotools"][c][k])
+                for c in results["faster"] for k in results["faster"][c])
+    shown = all(f"{results['faster'][c][k]:.4f}" == f"{results['pycocotools'][c][k]:.4f}"
+                for c in results["faster"] for k in results["faster"][c])
+    print(f"scoring {num_images} images x {per_image} detections ({len(dets)} in all), both "
+          f"conventions from one evaluation:")
+    print(f"  pycocotools {times['pycocotools']:.2f} s, faster-coco-eval {times['faster']:.2f} s"
+          f" -> ratio {times['pycocotools'] / times['faster']:.1f}x (target >= 6x)")
+    print(f"  largest difference over the 24 numbers: {worst:.1e}; equal to 4 decimals: {shown}")
+    print(f"  AP (coco) = {results['pycocotools']['coco']['AP']:.6f}")
+
+
+def bench_loader(num_images: int, workers: int) -> None:
+    entry = load_zoo().get("tiny")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = make_synthetic_coco(Path(tmp), num_images, seed=0)
+        records = CocoDataset(root).images
+        pipeline = TestPipeline.for_model(entry)
+        loader = torch.utils.data.DataLoader(_Images(records, pipeline), batch_size=8,
+                                             num_workers=workers, collate_fn=_collate)
+        start = time.perf_counter()
+        for batch in loader:
+            pipeline.normalize(batch["pixels"])
+        loader_ips = num_images / (time.perf_counter() - start)
+    model = build_rtmdet("tiny")
+    x = torch.randn(8, 3, 640, 640)
+    with torch.inference_mode():
+        model(x)
+        start, runs = time.perf_counter(), 2
+        for _ in range(runs):
+            model(x)
+        model_ips = 8 * runs / (time.perf_counter() - start)
+    print(f"loader ({workers} workers, decode + resize + pad + batched normalise): "
+          f"{loader_ips:.0f} images/s; tiny forward on CPU (batch 8, {torch.get_num_threads()} "
+          f"threads): {model_ips:.1f} images/s -> ratio {loader_ips / model_ips:.1f}x "
+          f"(target >= 5x)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=5000)
+    parser.add_argument("--dets", type=int, default=100)
+    parser.add_argument("--loader-images", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    bench_scoring(args.images, args.dets)
+    bench_loader(args.loader_images, args.workers)
+    print(json.dumps({"note": "times are of this machine, now; compare ratios only"}))
+
+
+if __name__ == "__main__":
+    main()

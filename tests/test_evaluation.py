@@ -1,0 +1,216 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from rtmbench import evaluation
+from rtmbench.cli import main
+from rtmbench.data import make_synthetic_coco
+from rtmbench.errors import InputError
+from rtmbench.evaluation import _load_weights, evaluate, merge_shards
+from rtmbench.models import build_rtmdet
+from rtmbench.scoring import CONVENTIONS, score
+from rtmbench.zoo import load_zoo
+from tests.conftest import well_conditioned_state_dict
+
+REPO = Path(__file__).resolve().parents[1]
+NUM_IMAGES, BATCH = 5, 2
+
+
+def small_zoo(directory: Path) -> Path:
+    """The shipped zoo with a 320 x 320 input: the same pipeline, 4x less CPU per image."""
+    text = (REPO / "zoo" / "rtmdet.yaml").read_text()
+    assert "input_size: [640, 640]" in text
+    path = directory / "zoo.yaml"
+    path.write_text(text.replace("input_size: [640, 640]", "input_size: [320, 320]"))
+    return path
+
+
+def low_score_tiny() -> torch.nn.Module:
+    """Random tiny whose classifier passes only ~0.01% of (prior, class) pairs over
+    score_thr: real NMS work, small and fast."""
+    model = build_rtmdet("tiny")
+    model.load_state_dict(well_conditioned_state_dict(model))
+    with torch.no_grad():
+        for conv in model.bbox_head.rtm_cls:
+            conv.weight.mul_(10)
+            conv.bias.fill_(-8.7)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    base = tmp_path_factory.mktemp("eval")
+    coco = make_synthetic_coco(base / "coco", NUM_IMAGES, seed=4)
+    zoo = small_zoo(base)
+    checkpoint = base / "tiny.pth"
+    torch.save({"state_dict": low_score_tiny().state_dict(), "meta": {"note": "test"}},
+               checkpoint)
+    reference = evaluate(load_zoo(zoo).get("tiny"), coco, model=low_score_tiny(),
+                         out_dir=base / "reference", batch_size=BATCH, workers=2, progress=False)
+    return coco, checkpoint, reference, base, zoo
+
+
+def model_from(checkpoint: Path) -> torch.nn.Module:
+    model = build_rtmdet("tiny")
+    _load_weights(model, checkpoint)
+    return model
+
+
+def test_end_to_end_writes_valid_coco_results(setup):
+    coco, _, ref, _, zoo = setup
+    data = json.loads((coco / "annotations/instances_val2017.json").read_text())
+    sizes = {im["id"]: (im["width"], im["height"]) for im in data["images"]}
+    detections = json.loads(ref.detections_path.read_text())
+    assert ref.num_images == NUM_IMAGES and ref.newly_inferred == NUM_IMAGES
+    assert 10 < len(detections) <= 300 * NUM_IMAGES
+    cat_ids = {c["id"] for c in data["categories"]}
+    for d in detections:
+        assert set(d) == {"image_id", "category_id", "bbox", "score"}
+        assert d["category_id"] in cat_ids and 0.001 < d["score"] <= 1
+        x, y, w, h = d["bbox"]
+        width, height = sizes[d["image_id"]]
+        assert 0 <= x and 0 <= y and w > 0 and h > 0
+        assert x + w <= 320 / (320 / max(width, height)) + 1e-3  # clipped to the input
+    assert set(ref.metrics) == set(CONVENTIONS)
+    assert all(len(v) == 12 for v in ref.metrics.values())
+    assert score(data, detections) == ref.metrics
+    written = json.loads(ref.metrics_path.read_text())
+    assert written["metrics"] == ref.metrics and written["num_images"] == NUM_IMAGES
+
+
+def test_rerun_resumes_with_nothing_left_to_do(setup):
+    coco, _, ref, base, zoo = setup
+    again = evaluate(load_zoo(zoo).get("tiny"), coco, model=low_score_tiny(),
+                     out_dir=base / "reference", batch_size=BATCH, workers=0, progress=False)
+    assert again.newly_inferred == 0 and again.metrics == ref.metrics
+
+
+def test_interrupted_run_resumes_to_identical_metrics(setup, tmp_path, monkeypatch):
+    coco, checkpoint, ref, _, zoo = setup
+    real_append, calls = evaluation._append_lines, []
+
+    def append_then_crash(path, rows):
+        if len(calls) == 1:
+            with open(path, "ab") as f:  # a crash in the middle of writing a line
+                f.write(b'{"image_id": 99, "detec')
+            raise KeyboardInterrupt
+        calls.append(rows)
+        real_append(path, rows)
+
+    monkeypatch.setattr(evaluation, "_append_lines", append_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(load_zoo(zoo).get("tiny"), coco, model=model_from(checkpoint), out_dir=tmp_path,
+                 batch_size=BATCH, workers=0, progress=False)
+    monkeypatch.setattr(evaluation, "_append_lines", real_append)
+    resumed = evaluate(load_zoo(zoo).get("tiny"), coco, model=model_from(checkpoint),
+                       out_dir=tmp_path, batch_size=BATCH, workers=0, progress=False)
+    assert resumed.newly_inferred == NUM_IMAGES - BATCH
+    assert resumed.metrics == ref.metrics
+    assert resumed.detections_path.read_bytes() == ref.detections_path.read_bytes()
+
+
+def _env(**extra: str) -> dict:
+    return {**os.environ, "PYTHONPATH": f"{REPO / 'src'}{os.pathsep}{REPO}", **extra}
+
+
+def test_killed_cli_run_resumes_to_identical_metrics(setup, tmp_path):
+    coco, checkpoint, ref, _, zoo = setup
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "rtmbench", "--zoo", str(zoo), "evaluate", "tiny",
+           "--coco", str(coco),
+           "--checkpoint", str(checkpoint), "--out", str(out), "--batch-size", str(BATCH),
+           "--workers", "0", "--no-progress"]
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    predictions = out / "predictions.0-of-1.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if predictions.exists() and predictions.read_bytes().count(b"\n") >= BATCH:
+            proc.kill()
+            break
+        time.sleep(0.01)
+    proc.wait()
+    lines_at_kill = predictions.read_bytes().count(b"\n")
+    assert proc.returncode != 0 and lines_at_kill < NUM_IMAGES, "the run was not killed part-way"
+    assert not (out / "metrics.json").exists()
+    assert main(["--zoo", str(zoo), "evaluate", "tiny", "--coco", str(coco), "--checkpoint",
+                 str(checkpoint),
+                 "--out", str(out), "--batch-size", str(BATCH), "--workers", "0",
+                 "--no-progress", "--json"]) == 0
+    resumed = json.loads((out / "metrics.json").read_text())
+    assert resumed["metrics"] == ref.metrics
+    assert (out / "detections.json").read_bytes() == ref.detections_path.read_bytes()
+
+
+def test_shards_merge_to_the_single_process_result(setup, tmp_path):
+    coco, checkpoint, ref, _, zoo = setup
+    for i in range(3):
+        result = evaluate(load_zoo(zoo).get("tiny"), coco, model=model_from(checkpoint),
+                          out_dir=tmp_path / f"shard{i}", batch_size=BATCH, workers=0,
+                          shard=(i, 3), progress=False)
+        assert result.metrics == {}
+    merged = merge_shards([tmp_path / f"shard{i}" for i in range(3)], coco, tmp_path / "all")
+    assert merged.metrics == ref.metrics
+    assert merged.detections_path.read_bytes() == ref.detections_path.read_bytes()
+    with pytest.raises(Exception, match="no predictions yet"):
+        merge_shards([tmp_path / "shard0"], coco, tmp_path / "partial")
+
+
+def test_different_settings_in_the_same_directory_are_refused(setup):
+    coco, _, _, base, zoo = setup
+    with pytest.raises(InputError, match="batch_size.*differ"):
+        evaluate(load_zoo(zoo).get("tiny"), coco, model=low_score_tiny(),
+                 out_dir=base / "reference",
+                 batch_size=BATCH + 1, workers=0, progress=False)
+    with pytest.raises(InputError, match="weights_sha256"):
+        evaluate(load_zoo(zoo).get("tiny"), coco, model=build_rtmdet("tiny"),
+                 out_dir=base / "reference", batch_size=BATCH, workers=0, progress=False)
+
+
+def test_checkpoint_and_cli_errors_are_one_paragraph(setup, tmp_path, capsys):
+    coco, _, _, _, zoo = setup
+    bad = tmp_path / "bad.pth"
+    torch.save({"state_dict": {"backbone.stem.0.conv.weight": torch.zeros(1)}}, bad)
+    with pytest.raises(InputError, match="does not fit RTMDet"):
+        _load_weights(build_rtmdet("tiny"), bad)
+    assert main(["evaluate", "tiny", "--coco", str(coco), "--out", str(tmp_path / "o")]) == 2
+    assert "--checkpoint PATH" in capsys.readouterr().err
+    corrupt = make_synthetic_coco(tmp_path / "corrupt", 2, seed=9)
+    victim = sorted((corrupt / "val2017").iterdir())[1]
+    victim.write_bytes(victim.read_bytes()[:40])
+    assert main(["--zoo", str(zoo), "evaluate", "tiny", "--coco", str(corrupt),
+                 "--random-weights", "--out",
+                 str(tmp_path / "o2"), "--workers", "1", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert victim.name in err and "Traceback" not in err
+
+
+def test_two_process_torchrun_equals_single_process(setup, tmp_path):
+    """torchrun gives each worker OMP_NUM_THREADS=1, and CPU convolutions can round
+    differently with another thread count: the bitwise reference runs with one thread too."""
+    coco, checkpoint, ref, _, zoo = setup
+    args = ["-m", "rtmbench", "--zoo", str(zoo), "evaluate", "tiny", "--coco", str(coco),
+            "--checkpoint", str(checkpoint), "--batch-size", str(BATCH), "--workers", "0",
+            "--no-progress", "--json"]
+    runs = {
+        "single": [sys.executable, *args, "--out", str(tmp_path / "single")],
+        "torchrun": [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                     "--nproc-per-node", "2", *args, "--out", str(tmp_path / "torchrun")]}
+    printed = {}
+    for name, cmd in runs.items():
+        done = subprocess.run(cmd, env=_env(OMP_NUM_THREADS="1"), capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        printed[name] = json.loads(done.stdout.strip().splitlines()[-1])
+    assert sorted(p.name for p in (tmp_path / "torchrun").glob("predictions.*")) == [
+        "predictions.0-of-2.jsonl", "predictions.1-of-2.jsonl"]
+    assert printed["torchrun"]["metrics"] == printed["single"]["metrics"] == ref.metrics
+    assert ((tmp_path / "torchrun" / "detections.json").read_bytes()
+            == (tmp_path / "single" / "detections.json").read_bytes())

@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+
+import numpy as np
+import pytest
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from rtmbench.cli import main
+from rtmbench.data import make_synthetic_coco
+from rtmbench.errors import DatasetError, InputError
+from rtmbench.scoring import CONVENTIONS, metric_names, score
+
+
+@pytest.fixture(scope="module")
+def gt(tmp_path_factory):
+    root = make_synthetic_coco(tmp_path_factory.mktemp("coco"), 60, seed=2)
+    return root / "annotations/instances_val2017.json"
+
+
+def perturbed(gt_data: dict, seed: int = 0) -> list[dict]:
+    """Jittered copies of every box, some with the wrong class, random scores: > 100 per image
+    on some images, so maxDets conventions differ."""
+    rng = np.random.default_rng(seed)
+    dets = []
+    for a in gt_data["annotations"]:
+        x, y, w, h = a["bbox"]
+        for k in range(int(rng.integers(1, 40))):
+            j = rng.normal(0, 0.04 * k, 4) * np.array([w, h, w, h])
+            cat = a["category_id"] if rng.random() < 0.8 else 1
+            dets.append({"image_id": a["image_id"], "category_id": cat,
+                         "bbox": [float(x + j[0]), float(y + j[1]), float(w + j[2]),
+                                  float(h + j[3])], "score": float(rng.random())})
+    return dets
+
+
+def pycocotools_stats(gt_path, dets, max_dets) -> list[float]:
+    with contextlib.redirect_stdout(io.StringIO()):
+        g = COCO(str(gt_path))
+        e = COCOeval(g, g.loadRes(copy.deepcopy(dets)), "bbox")
+        e.params.maxDets = list(max_dets)
+        e.evaluate()
+        e.accumulate()
+        e.summarize()
+    return [float(v) for v in e.stats]
+
+
+@pytest.mark.parametrize("backend", ["pycocotools", "faster"])
+def test_ground_truth_as_detections_scores_ap_one(gt, backend):
+    data = json.loads(gt.read_text())
+    dets = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"],
+             "score": 1.0} for a in data["annotations"]]
+    metrics = score(data, dets, backend=backend)
+    for convention in CONVENTIONS:
+        assert metrics[convention]["AP"] == 1.0
+        assert metrics[convention]["AP50"] == metrics[convention]["AP75"] == 1.0
+        assert metrics[convention]["ARm"] == 1.0
+
+
+@pytest.mark.parametrize("convention", list(CONVENTIONS))
+def test_perturbation_scores_exactly_what_pycocotools_computes(gt, convention):
+    data = json.loads(gt.read_text())
+    dets = perturbed(data)
+    expected = pycocotools_stats(gt, dets, CONVENTIONS[convention])
+    ours = score(gt, dets, backend="pycocotools")[convention]
+    assert list(ours) == metric_names(convention)
+    assert list(ours.values()) == expected  # bit for bit
+    assert 0.05 < ours["AP"] < 0.95
+
+
+@pytest.mark.parametrize("convention", list(CONVENTIONS))
+def test_faster_backend_gives_pycocotools_numbers(gt, convention):
+    data = json.loads(gt.read_text())
+    dets = perturbed(data, seed=1)
+    expected = pycocotools_stats(gt, dets, CONVENTIONS[convention])
+    faster = list(score(gt, dets, backend="faster")[convention].values())
+    # faster-coco-eval divides tp / (tp + fp) in C++: precision values can differ from numpy's
+    # in the last bit (<= 2.2e-16), so the 12 means agree to ~1e-16, not always bit for bit.
+    assert faster == pytest.approx(expected, abs=1e-12, rel=0)
+    assert [f"{v:.4f}" for v in faster] == [f"{v:.4f}" for v in expected]
+
+
+def test_maxdets_conventions_share_the_headline_ap_but_not_the_rest(gt):
+    """pycocotools' summarize() takes AP at maxDets=100 whatever params.maxDets says, and
+    evaluate() sorts maxDets: MMDetection's (100, 300, 1000) changes AP50..APl and the AR keys,
+    not AP; RTMDet's config's (100, 1, 10) is pycocotools' default."""
+    data = json.loads(gt.read_text())
+    dets = perturbed(data, seed=2)
+    # one image gets 150 confident false positives, so its true boxes rank past 100
+    image_id = data["annotations"][0]["image_id"]
+    dets = [dict(d, score=d["score"] / 2) if d["image_id"] == image_id else d for d in dets]
+    dets += [{"image_id": image_id, "category_id": data["annotations"][0]["category_id"],
+              "bbox": [0.0, 0.0, 1.0 + i / 100, 1.0], "score": 0.9} for i in range(150)]
+    both = score(data, dets, backend="pycocotools")
+    assert both["coco"]["AP"] == both["mmdet-proposal"]["AP"]
+    assert both["coco"]["AP50"] != both["mmdet-proposal"]["AP50"]
+    assert both["coco"]["AR100"] == both["mmdet-proposal"]["AR100"]
+    assert pycocotools_stats(gt, dets, (100, 1, 10)) == list(both["coco"].values())
+
+
+def test_image_ids_restrict_the_evaluation(gt):
+    data = json.loads(gt.read_text())
+    first = sorted(im["id"] for im in data["images"])[:10]
+    dets = [d for d in perturbed(data) if d["image_id"] in first]
+    small = {"images": [im for im in data["images"] if im["id"] in first],
+             "annotations": [a for a in data["annotations"] if a["image_id"] in first],
+             "categories": data["categories"]}
+    assert score(data, dets, image_ids=first) == score(small, dets)
+
+
+def test_detections_on_unknown_images_and_unknown_options_are_errors(gt):
+    data = json.loads(gt.read_text())
+    with pytest.raises(DatasetError, match="not in the ground truth"):
+        score(data, [{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 1.0}])
+    with pytest.raises(InputError, match="unknown scoring backend"):
+        score(data, [], backend="nope")
+
+
+def test_score_cli_prints_json_and_table(gt, tmp_path, capsys):
+    data = json.loads(gt.read_text())
+    dets_path = tmp_path / "dets.json"
+    dets_path.write_text(json.dumps(perturbed(data)))
+    assert main(["score", str(gt), str(dets_path), "--json", "--convention", "coco",
+                 "--backend", "pycocotools"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert list(printed) == ["coco"] and len(printed["coco"]) == 12
+    assert main(["score", str(gt), str(dets_path)]) == 0
+    table = capsys.readouterr().out
+    assert "AR1000" in table and "AR10 " in table
+    dets_path.write_text(json.dumps([{"image_id": 1}]))
+    assert main(["score", str(gt), str(dets_path)]) == 2
+    assert "dets.json: entry 0 is not a COCO box result" in capsys.readouterr().err
