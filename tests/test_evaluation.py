@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from rtmbench import evaluation
+from rtmbench.checkpoints import CheckpointMismatchError, load_checkpoint
 from rtmbench.cli import main
 from rtmbench.data import make_synthetic_coco
 from rtmbench.errors import InputError
-from rtmbench.evaluation import _load_weights, evaluate, merge_shards
+from rtmbench.evaluation import evaluate, merge_shards
 from rtmbench.models import build_rtmdet
 from rtmbench.scoring import CONVENTIONS, score
 from rtmbench.zoo import load_zoo
@@ -60,7 +61,7 @@ def setup(tmp_path_factory):
 
 def model_from(checkpoint: Path) -> torch.nn.Module:
     model = build_rtmdet("tiny")
-    _load_weights(model, checkpoint)
+    load_checkpoint(model, checkpoint)
     return model
 
 
@@ -178,10 +179,11 @@ def test_checkpoint_and_cli_errors_are_one_paragraph(setup, tmp_path, capsys):
     coco, _, _, _, zoo = setup
     bad = tmp_path / "bad.pth"
     torch.save({"state_dict": {"backbone.stem.0.conv.weight": torch.zeros(1)}}, bad)
-    with pytest.raises(InputError, match="does not fit RTMDet"):
-        _load_weights(build_rtmdet("tiny"), bad)
-    assert main(["evaluate", "tiny", "--coco", str(coco), "--out", str(tmp_path / "o")]) == 2
-    assert "--checkpoint PATH" in capsys.readouterr().err
+    with pytest.raises(CheckpointMismatchError):
+        load_checkpoint(build_rtmdet("tiny"), bad)
+    assert main(["--zoo", str(zoo), "evaluate", "tiny", "--coco", str(coco), "--checkpoint",
+                 str(bad), "--out", str(tmp_path / "o")]) == 2
+    assert "Traceback" not in capsys.readouterr().err
     corrupt = make_synthetic_coco(tmp_path / "corrupt", 2, seed=9)
     victim = sorted((corrupt / "val2017").iterdir())[1]
     victim.write_bytes(victim.read_bytes()[:40])
@@ -214,3 +216,45 @@ def test_two_process_torchrun_equals_single_process(setup, tmp_path):
     assert printed["torchrun"]["metrics"] == printed["single"]["metrics"] == ref.metrics
     assert ((tmp_path / "torchrun" / "detections.json").read_bytes()
             == (tmp_path / "single" / "detections.json").read_bytes())
+
+
+def test_claim_test_cfg_variant_is_used_and_recorded(setup, tmp_path):
+    coco, checkpoint, ref, _, zoo = setup
+    entry = load_zoo(zoo).get("tiny")
+    everything = json.loads(ref.detections_path.read_text())
+    threshold = sorted(d["score"] for d in everything)[len(everything) // 2]
+    variant = entry.test_cfg_variants["pre-pr9494"].model_copy(
+        update={"score_thr": threshold, "max_per_img": 300, "nms_pre": 30000})
+    result = evaluate(entry, coco, model=model_from(checkpoint), out_dir=tmp_path / "old",
+                      batch_size=BATCH, workers=0, progress=False, test_cfg=variant)
+    assert result.manifest["test_cfg"]["score_thr"] == threshold
+    kept = json.loads(result.detections_path.read_text())
+    assert kept and min(d["score"] for d in kept) > threshold
+    assert len(kept) < len(everything)
+
+
+def test_cli_picks_the_test_settings_of_the_weights_claim(capsys):
+    import argparse
+
+    from rtmbench.cli import _eval_test_cfg
+
+    entry = load_zoo().get("tiny")
+    args = argparse.Namespace(test_cfg=None, checkpoint=None, weights=None)
+    assert _eval_test_cfg(args, entry).nms_pre == 1000  # mmyolo weights: the seed's settings
+    args.weights = "mmdet"
+    assert _eval_test_cfg(args, entry).nms_pre == 30000
+    args.test_cfg = "pre-pr9999"
+    with pytest.raises(InputError, match="pre-pr9494"):
+        _eval_test_cfg(args, entry)
+
+
+def test_cli_offline_without_checkpoint_says_which_file_to_put_where(setup, tmp_path, capsys,
+                                                                     monkeypatch):
+    coco, _, _, _, zoo = setup
+    monkeypatch.setenv("RTMBENCH_OFFLINE", "1")
+    monkeypatch.setenv("RTMBENCH_CACHE", str(tmp_path / "cache"))
+    assert main(["--zoo", str(zoo), "evaluate", "tiny", "--coco", str(coco), "--weights",
+                 "mmdet", "--out", str(tmp_path / "o"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "rtmdet_tiny_8xb32-300e_coco_20220902_112414-78e30dcc.pth" in err
+    assert str(tmp_path / "cache") in err and "Traceback" not in err

@@ -300,7 +300,7 @@ def build_model_with_weights(model_entry: ResolvedModel, weights_id: str | None,
 
 def judge_box_ap(claim: Claim, measured: dict[str, dict[str, float]], num_images: int,
                  limit: int | None, tolerance: Any) -> dict[str, Any]:
-    convention = claim.convention or "mmdet-proposal"  # how MMDetection's CocoMetric scores
+    convention = claim.convention or "coco"  # RTMDet's configs: maxDets sorted to (1, 10, 100)
     if convention not in measured:
         return {"ok": None, "text": f"no AP under the claim's convention {convention!r}"}
     ap = ap_percent(measured[convention]["AP"])
@@ -348,7 +348,9 @@ class BoxAPCheck(Check):
                                          out_dir=ctx.work_dir / f"box_ap-{unit.model.size}",
                                          limit=spec.limit, batch_size=spec.batch_size,
                                          workers=spec.workers, device=spec.device,
-                                         progress=ctx.progress)
+                                         progress=ctx.progress,
+                                         test_cfg=unit.model.test_cfg_for(claim_obj)
+                                         if claim_obj else None)
         except RtmbenchError as exc:  # DatasetError and friends: the data, not our bug
             raise NotRun(f"dataset {described} is not usable: {exc}") from None
         if claim_obj is not None:
@@ -365,8 +367,8 @@ class BoxAPCheck(Check):
 
 
 def primary_ap(metrics: dict[str, Any]) -> tuple[str, float] | None:
-    """(convention, AP in percent) of a box AP record: MMDetection's convention when present."""
-    for convention in ("mmdet-proposal", "coco"):
+    """(convention, AP in percent) of a box AP record: the claims' convention (coco) first."""
+    for convention in ("coco", "mmdet-proposal"):
         if isinstance(metrics.get(convention), dict) and "AP" in metrics[convention]:
             return convention, ap_percent(metrics[convention]["AP"])
     return None

@@ -172,23 +172,41 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
 
 
 def _build_model_for_eval(args: argparse.Namespace, entry):
-    from .evaluation import _load_weights
+    """The model with its weights: --checkpoint, --random-weights, or the zoo's (fetched)."""
+    from .checkpoints import fetch_weights, load_checkpoint
     from .models import build_rtmdet
 
     model = build_rtmdet(entry.architecture.to_arch(), entry.num_classes)
-    if args.checkpoint:
-        _load_weights(model, args.checkpoint)
-    elif args.random_weights:
+    if args.random_weights:
         print("rtmbench evaluate: --random-weights: randomly initialised model, a smoke run "
               "whose AP means nothing.", file=sys.stderr)
-    else:
-        from .errors import InputError
-
-        raise InputError("give the weights to evaluate with --checkpoint PATH (an MMDetection "
-                         "checkpoint, e.g. the zoo's " + next(
-                             (w.file for w in entry.weights if w.layout == "mmdet" and w.file),
-                             "mmdet checkpoint") + "), or --random-weights for a smoke run.")
+        return model
+    path = args.checkpoint or fetch_weights(entry, args.weights,
+                                            progress=not args.no_progress).path
+    info = load_checkpoint(model, path, trust=args.trust_checkpoint)
+    print(f"rtmbench evaluate: {path} ({info['layout']} layout, sha256 {info['sha256'][:12]})",
+          file=sys.stderr)
     return model
+
+
+def _eval_test_cfg(args: argparse.Namespace, entry):
+    """--test-cfg, else the variant the weights' box AP claim was evaluated with."""
+    from .errors import InputError
+
+    name = args.test_cfg
+    if name is None and not args.checkpoint:
+        weights_id = args.weights or next((w.id for w in entry.weights if not w.unavailable),
+                                          None)
+        name = next((c.test_cfg for c in entry.claims_for("box_ap")
+                     if c.weights == weights_id and c.test_cfg), "default")
+    if name in (None, "default"):
+        return entry.test_cfg
+    if name not in entry.test_cfg_variants:
+        raise InputError(f"--test-cfg {name!r} is not in the zoo; use 'default' or one of "
+                         f"{', '.join(entry.test_cfg_variants)}.")
+    print(f"rtmbench evaluate: test settings {name!r}: {entry.test_cfg_variants[name]}",
+          file=sys.stderr)
+    return entry.test_cfg_variants[name]
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -202,11 +220,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     entry = load_zoo(args.zoo).get(args.size)
     coco = resolve_coco_root(args.coco)
     shard = parse_shard(args.shard) if args.shard else None
+    test_cfg = _eval_test_cfg(args, entry)
     model = _build_model_for_eval(args, entry)
     out = Path(args.out) if args.out else Path("results") / "eval" / entry.name
     result = evaluate(entry, coco, model=model, out_dir=out, limit=args.limit,
                       batch_size=args.batch_size, workers=args.workers, device=args.device,
-                      shard=shard, progress=not args.no_progress, backend=args.backend)
+                      shard=shard, progress=not args.no_progress, backend=args.backend,
+                      test_cfg=test_cfg)
     import os
 
     if int(os.environ.get("RANK", "0")) != 0:
@@ -237,7 +257,17 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="COCO box AP of one zoo model (resumable, shardable; "
                        "run under torchrun to use several processes)")
     p.add_argument("size", metavar="SIZE", help="zoo size or name (tiny, s, m, l, x)")
-    p.add_argument("--checkpoint", default=None, help="MMDetection checkpoint (.pth) to load")
+    p.add_argument("--checkpoint", default=None,
+                   help="checkpoint to load (.pth or .safetensors, MMDetection or MMYOLO layout); "
+                   "default: fetch the zoo's weights (see --weights)")
+    p.add_argument("--weights", metavar="ID", default=None,
+                   help="zoo weights id to fetch when no --checkpoint is given (mmyolo, mmdet; "
+                   "default: the first available)")
+    p.add_argument("--trust-checkpoint", action="store_true",
+                   help="allow arbitrary pickled objects in the checkpoint (runs code)")
+    p.add_argument("--test-cfg", default=None, metavar="NAME",
+                   help="test-time settings: 'default' (MMDetection 3.x) or a zoo variant such "
+                   "as pre-pr9494; default: what the weights' published box AP used")
     p.add_argument("--random-weights", action="store_true",
                    help="evaluate a randomly initialised model (smoke test)")
     p.add_argument("--limit", type=int, default=None, help="first N images by id")

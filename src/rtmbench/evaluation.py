@@ -55,24 +55,6 @@ class EvalResult:
 
 # --- weights -------------------------------------------------------------------------------
 
-def _load_weights(model: torch.nn.Module, path: str | Path) -> dict:
-    """Strictly load an MMDetection-layout checkpoint (tensors only, no pickled code)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"checkpoint {path} does not exist.")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file to the user
-        raise InputError(f"checkpoint {path} cannot be loaded as tensors only: {exc}") from None
-    state = obj.get("state_dict", obj) if isinstance(obj, dict) else obj
-    try:
-        model.load_state_dict(state, strict=True)
-    except (RuntimeError, TypeError, AttributeError) as exc:
-        raise InputError(f"checkpoint {path} does not fit {type(model).__name__}: "
-                         f"{str(exc)[:600]}") from None
-    return {"layout": "mmdet", "path": str(path)}
-
-
 def weights_fingerprint(model: torch.nn.Module) -> str:
     """sha256 of the state_dict's names and bytes: which weights produced the predictions."""
     digest = hashlib.sha256()
@@ -184,13 +166,13 @@ def coco_results(predictions: dict[int, list[list[float]]]) -> list[dict]:
 # --- run manifest --------------------------------------------------------------------------
 
 def _manifest(entry, dataset: CocoDataset, records: list[ImageRecord], batch_size: int,
-              device: str, fingerprint: str) -> dict:
+              device: str, fingerprint: str, test_cfg) -> dict:
     manifest = {"model": entry.name, "weights_sha256": fingerprint,
             "annotations_sha256": _file_sha256(dataset.annotation_file),
             "num_images": len(records), "image_ids_sha256": _image_ids_sha256(records),
             "batch_size": batch_size, "device": torch.device(device).type,
             "input_size": list(entry.input_size), "pipeline": entry.pipeline.model_dump(),
-            "test_cfg": entry.test_cfg.model_dump()}
+            "test_cfg": test_cfg.model_dump()}
     return json.loads(json.dumps(manifest))  # as it reads back from run.json (tuples -> lists)
 
 
@@ -240,9 +222,9 @@ def _distributed_rank(device: str) -> tuple[int, int, bool]:
 
 # --- the run -------------------------------------------------------------------------------
 
-def _infer(model, loader, pipeline: TestPipeline, entry, device: torch.device,
+def _infer(model, loader, pipeline: TestPipeline, entry, test_cfg, device: torch.device,
            cat_ids: list[int], path: Path, bar) -> int:
-    settings = entry.test_cfg.to_settings()
+    settings = test_cfg.to_settings()
     input_hw = (entry.input_size[1], entry.input_size[0])
     done = 0
     for batch in loader:
@@ -282,8 +264,12 @@ def finalize(out_dir: Path, dataset: CocoDataset, records: list[ImageRecord],
 def evaluate(model_entry, coco_root: Path, *, model: torch.nn.Module, out_dir: Path,
              limit: int | None = None, batch_size: int = 8, workers: int = 2,
              device: str = "cpu", shard: tuple[int, int] | None = None,
-             progress: bool = True, backend: str = DEFAULT_BACKEND) -> EvalResult:
+             progress: bool = True, backend: str = DEFAULT_BACKEND,
+             test_cfg=None) -> EvalResult:
     """Run ``model`` over COCO val (or its first ``limit`` images) and score it.
+
+    ``test_cfg`` (a zoo TestCfg) overrides the entry's default test-time settings, e.g. with
+    the variant a claim was evaluated with (``ResolvedModel.test_cfg_for(claim)``).
 
     Under torchrun each rank takes its share of the batches and rank 0 merges and scores;
     every rank returns the same result. With ``shard=(i, n)`` this process runs shard i only
@@ -311,8 +297,9 @@ def evaluate(model_entry, coco_root: Path, *, model: torch.nn.Module, out_dir: P
     model = model.to(dev).eval()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    test_cfg = test_cfg or model_entry.test_cfg
     manifest = _manifest(model_entry, dataset, records, batch_size, device,
-                         weights_fingerprint(model))
+                         weights_fingerprint(model), test_cfg)
     try:
         if rank == 0:
             _check_manifest(out_dir, manifest, create=True)
@@ -331,7 +318,8 @@ def evaluate(model_entry, coco_root: Path, *, model: torch.nn.Module, out_dir: P
         with tqdm(total=total, unit="img", file=sys.stderr, disable=not progress or rank != 0,
                   desc=f"{model_entry.name} shard {my_shard[0]}/{my_shard[1]}"
                   if my_shard[1] > 1 else model_entry.name) as bar:
-            newly = _infer(model, loader, pipeline, model_entry, dev, dataset.cat_ids, path, bar)
+            newly = _infer(model, loader, pipeline, model_entry, test_cfg, dev, dataset.cat_ids,
+                           path, bar)
         _barrier(world)
         if shard is not None and shard[1] > 1:
             return EvalResult({}, len(records), path, None, backend, newly, manifest)
