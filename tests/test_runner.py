@@ -221,3 +221,31 @@ def test_dataset_directory_must_exist(tmp_path):
 
 def test_fake_check_is_registered_through_the_real_registry():
     assert {"complexity", "box_ap", "latency", "fake"} <= set(registered_checks())
+
+
+def test_box_ap_with_several_weights_is_one_unit_and_one_column_each(tmp_path, monkeypatch):
+    from rtmbench.report import write_report
+
+    monkeypatch.delenv("RTMBENCH_COCO", raising=False)
+    path = write_suite(tmp_path, f"""\
+        name: two-weights
+        models: [tiny, x]
+        checks:
+          box_ap: {{dataset: "${{RTMBENCH_COCO}}", weights: [mmyolo, mmdet]}}
+        results_dir: {tmp_path / "results"}
+        """)
+    summary = run_suite(load_suite(path), run_id="r", progress=False)
+    records = read_run(summary.path).records
+    assert sorted((r.model, r.variant) for r in records) == [
+        ("rtmdet-tiny", "mmdet"), ("rtmdet-tiny", "mmyolo"),
+        ("rtmdet-x", "mmdet"), ("rtmdet-x", "mmyolo")]
+    assert all(r.status == "not run" and "RTMBENCH_COCO" in r.reason for r in records)
+    claims = {(r.model, r.variant): r.claim["box_ap"]["value"] for r in records}
+    assert claims[("rtmdet-tiny", "mmyolo")] == 40.9 and claims[("rtmdet-tiny", "mmdet")] == 41.1
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- results:start -->\n<!-- results:end -->\n")
+    write_report(["r"], results_dir=tmp_path / "results", out_dir=tmp_path / "reports",
+                 readme=readme)
+    table = (tmp_path / "reports" / "results.md").read_text()
+    assert "box AP (mmyolo weights) | box AP (mmdet weights)" in table
+    assert "| 40.9 → *not run [1]* | 41.1 → *not run [1]* |" in table

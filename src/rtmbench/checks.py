@@ -33,14 +33,17 @@ class Unit:
     backend: str | None = None
     device: str | None = None
     precision: str | None = None
+    variant: str | None = None  # e.g. the weights id of a box AP unit
 
     @property
-    def key(self) -> tuple[str, str, str | None, str | None, str | None]:
-        return (self.model.name, self.check, self.backend, self.device, self.precision)
+    def key(self) -> tuple[str, str, str | None, str | None, str | None, str | None]:
+        return (self.model.name, self.check, self.backend, self.device, self.precision,
+                self.variant)
 
     @property
     def label(self) -> str:
-        where = "/".join(p for p in (self.backend, self.device, self.precision) if p)
+        where = "/".join(p for p in (self.backend, self.device, self.precision, self.variant)
+                         if p)
         return f"{self.model.size} {self.check}" + (f" {where}" if where else "")
 
 
@@ -233,7 +236,8 @@ class BoxAPSpec(Strict):
     dataset: str | None = None  # COCO root (val2017/, annotations/); $VARS are expanded
     synthetic: int | None = Field(default=None, gt=0, le=500)
     limit: int | None = Field(default=None, gt=0)
-    weights: str | None = None  # zoo weights id; None: the first available; or "random-init"
+    # zoo weights id(s): one unit each; None: the first available; or "random-init"
+    weights: str | list[str] | None = None
     device: Literal["cpu", "cuda"] = "cpu"
     batch_size: int = Field(default=8, gt=0)
     workers: int = Field(default=2, ge=0)
@@ -319,17 +323,19 @@ class BoxAPCheck(Check):
     Spec = BoxAPSpec
 
     def units(self, model: ResolvedModel, spec: BoxAPSpec) -> list[Unit]:
-        return [Unit(model, self.name, "torch", spec.device, "fp32")]
+        ids = spec.weights if isinstance(spec.weights, list) else [spec.weights]
+        return [Unit(model, self.name, "torch", spec.device, "fp32", variant=w) for w in ids]
 
-    def claim_for(self, model: ResolvedModel, spec: BoxAPSpec) -> Claim | None:
-        """The published AP of the weights this spec evaluates (none for generated data)."""
-        if spec.synthetic is not None or spec.weights == RANDOM_INIT:
+    def claim_for(self, model: ResolvedModel, spec: BoxAPSpec,
+                  weights: str | None) -> Claim | None:
+        """The published AP of the weights a unit evaluates (none for generated data)."""
+        if spec.synthetic is not None or weights == RANDOM_INIT:
             return None
-        weights = spec.weights or next((w.id for w in model.weights if not w.unavailable), None)
+        weights = weights or next((w.id for w in model.weights if not w.unavailable), None)
         return next((c for c in model.claims_for("box_ap") if c.weights == weights), None)
 
     def run(self, unit: Unit, spec: BoxAPSpec, ctx: CheckContext) -> Outcome:
-        claim_obj = self.claim_for(unit.model, spec)
+        claim_obj = self.claim_for(unit.model, spec, unit.variant)
         claim = {"box_ap": claim_dict(claim_obj)} if claim_obj else {}
         try:
             return self._measure(unit, spec, ctx, claim_obj, claim)
@@ -342,10 +348,11 @@ class BoxAPCheck(Check):
             raise NotRun("needs a CUDA GPU; torch sees none on this machine")
         root, described = resolve_dataset(spec, ctx.work_dir)  # first: the likeliest reason
         evaluation = lazy_import("rtmbench.evaluation", "box AP")
-        model, checkpoint = build_model_with_weights(unit.model, spec.weights, ctx.progress)
+        model, checkpoint = build_model_with_weights(unit.model, unit.variant, ctx.progress)
         try:
             result = evaluation.evaluate(unit.model, root, model=model.to(spec.device),
-                                         out_dir=ctx.work_dir / f"box_ap-{unit.model.size}",
+                                         out_dir=ctx.work_dir / f"box_ap-{unit.model.size}-"
+                                         f"{unit.variant or 'default'}",
                                          limit=spec.limit, batch_size=spec.batch_size,
                                          workers=spec.workers, device=spec.device,
                                          progress=ctx.progress,
@@ -358,7 +365,7 @@ class BoxAPCheck(Check):
                                    ctx.suite.tolerance("box_ap"))
         else:
             why = ("generated data" if spec.synthetic is not None else
-                   f"weights {spec.weights or 'default'}")
+                   f"weights {unit.variant or 'default'}")
             verdict = {"ok": None, "text": f"no published claim for {why}"}
         provenance = {"checkpoint": checkpoint, "dataset": described,
                       "detections": str(result.detections_path)}

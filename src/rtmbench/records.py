@@ -22,7 +22,7 @@ Status = Literal["measured", "verified", "failed", "not run"]
 STATUSES: tuple[str, ...] = ("measured", "verified", "failed", "not run")
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
-UnitKey = tuple[str, str, str | None, str | None, str | None]
+UnitKey = tuple[str, str, str | None, str | None, str | None, str | None]
 
 
 @dataclass
@@ -39,11 +39,13 @@ class Record:
     claim: dict[str, Any] = field(default_factory=dict)
     verdict: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
+    # Which variant of the check (box AP: the weights id), when a check has several per model.
+    variant: str | None = None
 
     @property
     def key(self) -> UnitKey:
         """What resume matches on: a unit is done once it has a record."""
-        return (self.model, self.check, self.backend, self.device, self.precision)
+        return (self.model, self.check, self.backend, self.device, self.precision, self.variant)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True, ensure_ascii=False, allow_nan=False)

@@ -75,9 +75,15 @@ def _zoo_claim(zoo: Zoo, model: str, metric: str, **match: str) -> dict[str, Any
     return None
 
 
+def box_ap_variants(records: dict[tuple, Record]) -> list[str | None]:
+    """The weights ids evaluated for box AP, in a stable order (the seed's mmyolo first)."""
+    found = {k[5] for k in records if k[1] == "box_ap"}
+    return sorted(found, key=lambda v: (v != "mmyolo", str(v))) or [None]
+
+
 def latency_targets(records: dict[tuple, Record]) -> list[tuple[str, str, str]]:
     order = {"torch": 0, "onnxruntime": 1, "tensorrt": 2}
-    found = {k[2:] for k in records if k[1] == "latency"}
+    found = {k[2:5] for k in records if k[1] == "latency"}
     return sorted(found, key=lambda t: (t[1] != "cpu", order.get(t[0], 9), t))
 
 
@@ -86,7 +92,7 @@ def table_frame(records: dict[tuple, Record], zoo: Zoo, notes: Footnotes) -> pd.
     rows = []
     for name in models:
         row: dict[str, str] = {"model": name}
-        cx = records.get((name, "complexity", None, None, None))
+        cx = records.get((name, "complexity", None, None, None, None))
         for metric, scale, head in (("params", 1e6, "params (M)"), ("flops", 1e9, "FLOPs (G)")):
             claim = cx.claim.get(metric) if cx else _zoo_claim(zoo, name, metric)
             field_ = ("params" if metric == "params"
@@ -95,16 +101,22 @@ def table_frame(records: dict[tuple, Record], zoo: Zoo, notes: Footnotes) -> pd.
             ok = (cx.verdict.get(metric) or {}).get("ok") if cx else None
             measured = f"{value / scale:.3f}" if value is not None else "—"
             row[head] = _cell(cx, claim, measured, ok, notes)
-        ap = next((r for k, r in records.items() if k[0] == name and k[1] == "box_ap"), None)
-        claim = ap.claim.get("box_ap") if ap else _zoo_claim(zoo, name, "box_ap")
-        found = primary_ap(ap.metrics) if ap else None
-        measured = f"{found[1]:.2f}" if found else "—"
-        if ap is not None and ap.status in ("measured", "verified"):
-            measured += f" ({ap.metrics.get('num_images', '?')} img)"
-        row["box AP"] = _cell(ap, claim, measured, (ap.verdict.get("box_ap") or {}).get("ok")
+        for variant in box_ap_variants(records):
+            ap = records.get((name, "box_ap", "torch", None, None, variant)) or next(
+                (r for k, r in records.items()
+                 if k[0] == name and k[1] == "box_ap" and k[5] == variant), None)
+            claim = (ap.claim.get("box_ap") if ap
+                     else _zoo_claim(zoo, name, "box_ap", **({"weights": variant} if variant
+                                                             else {})))
+            found = primary_ap(ap.metrics) if ap else None
+            measured = f"{found[1]:.2f}" if found else "—"
+            if ap is not None and ap.status in ("measured", "verified"):
+                measured += f" ({ap.metrics.get('num_images', '?')} img)"
+            head = f"box AP ({variant} weights)" if variant else "box AP"
+            row[head] = _cell(ap, claim, measured, (ap.verdict.get("box_ap") or {}).get("ok")
                               if ap else None, notes)
         for target in latency_targets(records):
-            rec = records.get((name, "latency", *target))
+            rec = records.get((name, "latency", *target, None))
             claim = (rec.claim.get("latency") if rec else None)
             median = rec.metrics.get("median_ms") if rec else None
             ok = (rec.verdict.get("latency") or {}).get("ok") if rec else None
@@ -169,7 +181,7 @@ def _points(records: dict[tuple, Record], zoo: Zoo) -> list[dict[str, Any]]:
         found = primary_ap(ap_rec.metrics) if ap_rec and ap_rec.status == "measured" else None
         claim = (ap_rec.claim.get("box_ap") if ap_rec
                  else _zoo_claim(zoo, m.name, "box_ap"))
-        cx = records.get((m.name, "complexity", None, None, None))
+        cx = records.get((m.name, "complexity", None, None, None, None))
         flops_conv = ((cx.claim.get("flops") or {}).get("convention", "mmengine")
                       if cx else "mmengine")
         out.append({
@@ -178,7 +190,7 @@ def _points(records: dict[tuple, Record], zoo: Zoo) -> list[dict[str, Any]]:
             "ap_measured": found is not None,
             "params": cx.metrics["params"] / 1e6 if cx and "params" in cx.metrics else None,
             "flops": (cx.metrics.get(f"flops_{flops_conv}", 0) / 1e9) if cx else None,
-            "latency": {k[2:]: r.metrics["median_ms"] for k, r in records.items()
+            "latency": {k[2:5]: r.metrics["median_ms"] for k, r in records.items()
                         if k[0] == m.name and k[1] == "latency" and r.status == "measured"},
             "claimed_latency": _zoo_claim(zoo, m.name, "latency")})
     return out

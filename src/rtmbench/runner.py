@@ -53,9 +53,9 @@ def run_unit(unit: Unit, spec: Any, ctx: CheckContext) -> Outcome:
 
 
 def to_record(run_id: str, unit: Unit, outcome: Outcome, base: dict[str, Any]) -> Record:
-    backend, device, precision = unit.key[2:]
-    return Record(run=run_id, model=unit.model.name, check=unit.check, backend=backend,
-                  device=device, precision=precision, status=outcome.status,
+    return Record(run=run_id, model=unit.model.name, check=unit.check, backend=unit.backend,
+                  device=unit.device, precision=unit.precision, variant=unit.variant,
+                  status=outcome.status,
                   reason=outcome.reason, metrics=outcome.metrics, claim=outcome.claim,
                   verdict=outcome.verdict,
                   provenance={**base, **outcome.provenance, "date": utc_now()})
