@@ -192,7 +192,7 @@ def export_and_check(model: nn.Module, path: str | Path, input_hw: tuple[int, in
                      batch: int = 1, dynamic_batch: bool = False, opset: int = 17,
                      fold_bn: bool = True) -> ParityReport:
     """Export, then fail with :class:`ExportError` if ONNX Runtime disagrees with PyTorch."""
-    export_onnx(model, path, input_hw, batch, dynamic_batch, opset, fold_bn)
+    path = export_onnx(model, path, input_hw, batch, dynamic_batch, opset, fold_bn)
     report = check_parity(model, path, input_hw, batch)
     if not report.ok:
         bad = ", ".join(f"{k}: {v:.3g} > {report.bound[k]:.3g}"

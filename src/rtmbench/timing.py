@@ -5,10 +5,13 @@
 2. Measure: time single inferences, each fully synchronised (a CUDA event pair on the stream on
    GPU, ``perf_counter`` around a blocking call on CPU), until at least ``min_iterations``
    samples were kept AND their sum reaches ``min_duration_s``.
-3. Contention: a sample above ``outlier_factor`` x the running median (seeded by the warm-up)
+3. Contention, per sample: a sample above ``outlier_factor`` x the running median (seeded by the warm-up)
    means something else took the machine (another process on a core makes one forward many
    times slower). It is not averaged in: it is re-measured, up to ``max_remeasure`` times per
    run; beyond that the run is flagged ``contention`` and the outliers are listed.
+   Contention, per run: sustained load slows every sample alike, so the CPU time other
+   processes used during the timed phase is measured (``/proc/stat`` minus this process) and
+   the run is flagged when they kept more than ``busy_other_cores`` cores busy on average.
 4. Statistics over the kept samples: median, mean, min, p90, p99 (linear interpolation between
    order statistics, numpy's default), sample stdev, CV = stdev / mean, and throughput =
    batch x samples / sum(samples).
@@ -93,6 +96,37 @@ class Protocol:
     max_remeasure: int = 20
     # Upper bound so a very slow model still ends: never more than this many kept samples.
     max_iterations: int = 100_000
+    # Machine-level contention: other processes used more than this many cores on average.
+    busy_other_cores: float = 0.25
+
+
+class LoadProbe:
+    """CPU time used by every process (``/proc/stat``) and by this one, in seconds.
+
+    Sustained contention (another process busy on a core for the whole run) raises every
+    sample alike, so no single sample stands out; the difference of the two counters over
+    the run shows it directly.
+    """
+
+    def __init__(self) -> None:
+        self.tick = os.sysconf("SC_CLK_TCK")
+
+    def snapshot(self) -> tuple[float, float, float] | None:
+        try:
+            with open("/proc/stat") as f:
+                fields = [int(v) for v in f.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        busy = sum(fields) - fields[3] - (fields[4] if len(fields) > 4 else 0)  # - idle, iowait
+        return time.monotonic(), busy / self.tick, time.process_time()
+
+    @staticmethod
+    def other_cores(before, after) -> float | None:
+        """Average number of cores other processes kept busy between two snapshots."""
+        if before is None or after is None or after[0] <= before[0]:
+            return None
+        others = (after[1] - before[1]) - (after[2] - before[2])
+        return max(0.0, others / (after[0] - before[0]))
 
 
 @dataclass
@@ -101,12 +135,15 @@ class Measurement:
     warmup_samples_s: list[float]
     outliers_s: list[float] = field(default_factory=list)
     contention: bool = False
+    other_cores: float | None = None  # cores other processes used during the timed phase
 
     def stats(self, batch: int = 1) -> dict:
         return statistics_of(self.samples_s, batch) | {
             "warmup_iterations": len(self.warmup_samples_s),
             "outliers_remeasured": len(self.outliers_s),
             "outliers_ms": [round(s * 1e3, 4) for s in self.outliers_s],
+            "other_processes_cores": (round(self.other_cores, 3)
+                                      if self.other_cores is not None else None),
             "contention": self.contention}
 
 
@@ -123,9 +160,14 @@ def statistics_of(samples_s: list[float], batch: int = 1) -> dict:
 
 
 def measure(run: Callable[[], object], protocol: Protocol, timer: Timer | None = None,
-            progress: bool = False, label: str = "latency") -> Measurement:
-    """Warm up by time, then take samples per the protocol (see the module docstring)."""
+            progress: bool = False, label: str = "latency",
+            load_probe: LoadProbe | None | bool = True) -> Measurement:
+    """Warm up by time, then take samples per the protocol (see the module docstring).
+
+    ``load_probe``: True = the system's (``/proc/stat``), False/None = none, or a probe object.
+    """
     timer = timer or Timer()
+    probe = LoadProbe() if load_probe is True else (load_probe or None)
     warmup: list[float] = []
     start = timer.now()
     while (timer.now() - start < protocol.warmup_s
@@ -135,6 +177,7 @@ def measure(run: Callable[[], object], protocol: Protocol, timer: Timer | None =
     kept: list[float] = []
     outliers: list[float] = []
     contention = False
+    before = probe.snapshot() if probe else None
     bar = tqdm(total=protocol.min_iterations, desc=label, unit="it", disable=not progress,
                leave=False)
     try:
@@ -152,7 +195,10 @@ def measure(run: Callable[[], object], protocol: Protocol, timer: Timer | None =
             bar.update(1)
     finally:
         bar.close()
-    return Measurement(kept, warmup, outliers, contention)
+    other = LoadProbe.other_cores(before, probe.snapshot()) if probe else None
+    if other is not None and other > protocol.busy_other_cores:
+        contention = True
+    return Measurement(kept, warmup, outliers, contention, other)
 
 
 # --------------------------------------------------------------------------- environment
@@ -212,5 +258,5 @@ def collect_environment() -> dict:
     }
 
 
-__all__ = ["Timer", "CudaEventTimer", "FakeTimer", "Protocol", "Measurement", "measure",
+__all__ = ["Timer", "CudaEventTimer", "FakeTimer", "LoadProbe", "Protocol", "Measurement", "measure",
            "statistics_of", "collect_environment", "asdict"]
