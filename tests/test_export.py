@@ -9,8 +9,14 @@ import pytest
 import torch
 
 from rtmbench.cli import main
-from rtmbench.export import (ExportError, check_parity, export_and_check, export_onnx,
-                             fold_batchnorm, ort_cpu_session)
+from rtmbench.export import (
+    ExportError,
+    check_parity,
+    export_and_check,
+    export_onnx,
+    fold_batchnorm,
+    ort_cpu_session,
+)
 from rtmbench.models import build_rtmdet
 from tests.conftest import well_conditioned_state_dict
 

@@ -10,8 +10,8 @@ import torch
 
 from rtmbench.cli import main
 from rtmbench.errors import InputError
-from rtmbench.models import build_rtmdet
 from rtmbench.latency import LatencyResult, compare_with_claims, count_model_flops, measure_latency
+from rtmbench.models import build_rtmdet
 from rtmbench.timing import FakeTimer
 from rtmbench.zoo import load_zoo
 

@@ -182,7 +182,8 @@ def compare_with_claims(result: LatencyResult, model_entry: ResolvedModel) -> li
         elif gpu is None or _gpu_key(gpu) != _gpu_key(claim.hardware or ""):
             entry["verdict"] = "different hardware"
             entry["explanation"] = (f"measured on {gpu or result.environment.get('cpu')}, "
-                                    f"claimed on {claim.hardware}: not comparable in absolute terms")
+                                    f"claimed on {claim.hardware}: not comparable in absolute "
+                                    f"terms")
         elif (claim.backend, claim.precision, claim.batch or 1) != (
                 result.backend, result.precision, result.batch):
             entry["verdict"] = "different conditions"

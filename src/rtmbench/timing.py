@@ -5,9 +5,9 @@
 2. Measure: time single inferences, each fully synchronised (a CUDA event pair on the stream on
    GPU, ``perf_counter`` around a blocking call on CPU), until at least ``min_iterations``
    samples were kept AND their sum reaches ``min_duration_s``.
-3. Contention, per sample: a sample above ``outlier_factor`` x the running median (seeded by the warm-up)
-   means something else took the machine (another process on a core makes one forward many
-   times slower). It is not averaged in: it is re-measured, up to ``max_remeasure`` times per
+3. Contention, per sample: a sample above ``outlier_factor`` x the running median (seeded
+   by the warm-up) means something else took the machine (another process on a core makes
+   one forward many times slower). It is not averaged in: it is re-measured, up to ``max_remeasure`` times per
    run; beyond that the run is flagged ``contention`` and the outliers are listed.
    Contention, per run: sustained load slows every sample alike, so the CPU time other
    processes used during the timed phase is measured (``/proc/stat`` minus this process) and
@@ -258,5 +258,6 @@ def collect_environment() -> dict:
     }
 
 
-__all__ = ["Timer", "CudaEventTimer", "FakeTimer", "LoadProbe", "Protocol", "Measurement", "measure",
+__all__ = ["Timer", "CudaEventTimer", "FakeTimer", "LoadProbe", "Protocol", "Measurement",
+           "measure",
            "statistics_of", "collect_environment", "asdict"]

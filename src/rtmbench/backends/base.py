@@ -36,6 +36,8 @@ class Runner:
     timer: Timer
     details: dict = field(default_factory=dict)
     synchronize: Callable[[], None] = lambda: None
+    # The latest outputs, where the engine exposes them (correctness checks of e.g. graphs).
+    outputs: Callable[[], object] | None = None
 
 
 class Backend(ABC):

@@ -8,6 +8,7 @@ plain default-layout eager baseline the benchmark compares against.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import torch
@@ -38,7 +39,7 @@ class TorchBackend(Backend):
         return None
 
     def _network(self, model: nn.Module, device: str, dtype: torch.dtype) -> nn.Module:
-        net = fold_batchnorm(model) if self.fold_bn else model
+        net = fold_batchnorm(model) if self.fold_bn else copy.deepcopy(model)  # caller's stays
         return net.eval().to(device=device, dtype=dtype, memory_format=LAYOUTS[self.layout])
 
     def prepare(self, model: nn.Module, example: Tensor, device: str, precision: str, *,
@@ -72,15 +73,16 @@ class TorchBackend(Backend):
                 net(static_in)
         torch.cuda.current_stream().wait_stream(side)
         stream = torch.cuda.current_stream()
+        outputs: list = []  # the latest outputs, for correctness checks of the replay
         if self.cuda_graphs:
             graph = torch.cuda.CUDAGraph()
             with torch.inference_mode(), torch.cuda.graph(graph):
-                net(static_in)
+                outputs.append(net(static_in))  # static: each replay overwrites these tensors
             infer = graph.replay
         else:
             def infer() -> None:
                 with torch.inference_mode():
-                    net(static_in)
+                    outputs[:] = [net(static_in)]
 
         def run_cuda() -> None:
             if include_transfer:
@@ -88,10 +90,9 @@ class TorchBackend(Backend):
             infer()
 
         details |= {"cuda_graphs": self.cuda_graphs, "include_transfer": include_transfer,
-                    "gpu": torch.cuda.get_device_name(0)}
-        if not self.cuda_graphs:
-            details["mode"] = "eager, inference_mode"
-        else:
-            details["mode"] = "CUDA graph replay of the eager forward"
-        return Runner(run_cuda, CudaEventTimer(stream), details, torch.cuda.synchronize)
+                    "gpu": torch.cuda.get_device_name(0),
+                    "mode": ("CUDA graph replay of the eager forward" if self.cuda_graphs
+                             else "eager, inference_mode")}
+        return Runner(run_cuda, CudaEventTimer(stream), details, torch.cuda.synchronize,
+                      outputs=lambda: outputs[-1])
 
