@@ -8,7 +8,8 @@
 3. Contention, per sample: a sample above ``outlier_factor`` x the running median (seeded
    by the warm-up) means something else took the machine (another process on a core makes
    one forward many times slower). It is not averaged in: it is re-measured, up to
-   ``max_remeasure`` times per run; beyond that the run is flagged ``contention`` and the outliers are listed.
+   ``max_remeasure`` times per run; beyond that the run is flagged ``contention`` and the
+   outliers are listed.
    Contention, per run: sustained load slows every sample alike, so the CPU time other
    processes used during the timed phase is measured (``/proc/stat`` minus this process) and
    the run is flagged when they kept more than ``busy_other_cores`` cores busy on average.
