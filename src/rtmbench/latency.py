@@ -13,6 +13,7 @@ another GPU, backend or precision is marked, never compared in absolute terms.
 
 from __future__ import annotations
 
+import copy
 import re
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -116,7 +117,10 @@ def measure_latency(model_entry: ResolvedModel, backend: str, device: str, preci
         from .models import build_rtmdet
 
         model = build_rtmdet(model_entry.architecture.to_arch(), model_entry.num_classes)
-    model = model.eval().cpu().float()
+    first = next(model.parameters())
+    if first.device.type != "cpu" or first.dtype != torch.float32:  # leave the caller's as is
+        model = copy.deepcopy(model).cpu().float()
+    model.eval()
     example = torch.randn(batch, 3, *input_hw, generator=torch.Generator().manual_seed(0))
     protocol = Protocol(warmup_s=warmup_s, min_iterations=min_iterations,
                         min_duration_s=min_duration_s)
