@@ -152,3 +152,24 @@ def test_cli_latency_text_not_run(capsys):
                  "--precision", "fp16"]) == 0
     out = capsys.readouterr().out
     assert "not run: TensorRT runs on CUDA GPUs only" in out and "environment:" in out
+
+
+@pytest.mark.parametrize("options", [{}, {"onednn_fusion": False},
+                                     {"layout": "contiguous", "fold_bn": False}])
+def test_torch_cpu_runner_computes_the_model(options):
+    """Every CPU variant the benchmark times gives the model's own outputs."""
+    from rtmbench.backends.torch_backend import TorchBackend
+    from tests.conftest import well_conditioned_state_dict
+
+    model = build_rtmdet("tiny")
+    model.load_state_dict(well_conditioned_state_dict(model))
+    x = torch.randn(1, 3, *HW)
+    runner = TorchBackend(**options).prepare(model, x, "cpu", "fp32")
+    runner.run()
+    with torch.inference_mode():
+        cls, box = model(x)
+    got = runner.outputs()
+    for a, b in zip((*got[0], *got[1]), (*cls, *box), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    if not options:
+        assert runner.details["onednn_fusion"] == "conv+SiLU fused, weights packed"
