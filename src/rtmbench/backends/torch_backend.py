@@ -109,6 +109,7 @@ class TorchBackend(Backend):
 
         details |= {"cuda_graphs": self.cuda_graphs, "include_transfer": include_transfer,
                     "gpu": torch.cuda.get_device_name(0),
+                    "cudnn_tf32": torch.backends.cudnn.allow_tf32 and dtype == torch.float32,
                     "mode": ("CUDA graph replay of the eager forward" if self.cuda_graphs
                              else "eager, inference_mode")}
         return Runner(run_cuda, CudaEventTimer(stream), details, torch.cuda.synchronize,
