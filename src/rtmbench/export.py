@@ -100,7 +100,8 @@ def export_onnx(model: nn.Module, path: str | Path, input_hw: tuple[int, int] = 
     wrapped = FlatOutputs(net) if is_detector else net
     x = torch.zeros(batch, _in_channels(net), *input_hw)
     with torch.no_grad():
-        n_out = len(wrapped(x)) if isinstance(wrapped(x), tuple) else 1
+        probe = wrapped(x)
+    n_out = len(probe) if isinstance(probe, tuple) else 1
     names = output_names(_strides(net)) if is_detector else [f"output_{i}" for i in range(n_out)]
     dynamic_axes = ({n: {0: "batch"} for n in ["input", *names]} if dynamic_batch else None)
     path.parent.mkdir(parents=True, exist_ok=True)
