@@ -1,0 +1,175 @@
+"""Latency measurement on the CPU backends for real (small inputs), and "not run" records."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+import torch
+
+from rtmbench.cli import main
+from rtmbench.errors import InputError
+from rtmbench.latency import LatencyResult, compare_with_claims, count_model_flops, measure_latency
+from rtmbench.models import build_rtmdet
+from rtmbench.timing import FakeTimer
+from rtmbench.zoo import load_zoo
+
+HW = (64, 96)
+QUICK = dict(input_hw=HW, warmup_s=0.05, min_iterations=5, min_duration_s=0.05)
+METRICS = ("median_ms", "mean_ms", "min_ms", "p90_ms", "p99_ms", "stdev_ms", "cv",
+           "throughput_ips", "samples")
+HAS_CUDA = torch.cuda.is_available()
+
+
+@pytest.fixture(scope="module")
+def tiny_entry():
+    return load_zoo().get("tiny")
+
+
+def _check_measured(result: LatencyResult):
+    assert result.status == "measured" and result.reason is None
+    assert all(k in result.metrics for k in METRICS)
+    assert result.metrics["samples"] >= 5
+    assert result.metrics["min_ms"] <= result.metrics["median_ms"] <= result.metrics["p99_ms"]
+    assert result.achieved_gflops == pytest.approx(
+        result.flops / (result.metrics["median_ms"] / 1e3) / 1e9)
+    assert result.ratio_to_reference == pytest.approx(result.achieved_gflops /
+                                                      result.peak_gflops)
+    assert result.reference["flops"] == 256 * 256 * 9 * 80 * 80  # mmengine: 1 MAC = 1 FLOP
+    assert result.environment["cpu"] and result.environment["torch"] == torch.__version__
+    json.dumps(result.to_dict())  # a record, serialisable as is
+
+
+def test_torch_cpu_measured(tiny_entry):
+    result = measure_latency(tiny_entry, "torch", "cpu", "fp32", **QUICK)
+    _check_measured(result)
+    assert result.details["layout"] == "channels_last" and result.details["bn_folded"]
+    assert result.input_hw == HW
+
+
+def test_onnxruntime_cpu_measured(tiny_entry):
+    pytest.importorskip("onnxruntime", reason="the onnx extra (onnxruntime) is not installed")
+    result = measure_latency(tiny_entry, "onnxruntime", "cpu", "fp32", **QUICK)
+    _check_measured(result)
+    assert result.details["providers"] == ["CPUExecutionProvider"]
+    assert result.details["graph_optimization"] == "ORT_ENABLE_ALL"
+
+
+def test_statistics_through_measure_latency_with_a_fake_timer(tiny_entry):
+    # Model calls take 20 ms, then the reference conv's take 4 ms (its own FakeTimer phase).
+    durations = itertools.chain([0.020] * 8, itertools.repeat(0.004))
+    result = measure_latency(tiny_entry, "torch", "cpu", "fp32", input_hw=HW, warmup_s=0.0,
+                             min_iterations=5, min_duration_s=0.0,
+                             timer=FakeTimer(durations), batch=1)
+    assert result.metrics["median_ms"] == pytest.approx(20.0)
+    assert result.metrics["stdev_ms"] == 0.0 and result.metrics["samples"] == 5
+    assert result.metrics["throughput_ips"] == pytest.approx(50.0)
+    model_flops = count_model_flops(build_rtmdet("tiny"), torch.zeros(1, 3, *HW))
+    assert result.flops == model_flops
+    assert result.achieved_gflops == pytest.approx(model_flops / 0.020 / 1e9)
+    assert result.peak_gflops == pytest.approx(256 * 256 * 9 * 6400 / 0.004 / 1e9)
+
+
+@pytest.mark.skipif(HAS_CUDA, reason="a CUDA GPU is present: the cuda backends can run")
+@pytest.mark.parametrize("backend,precision", [("torch", "fp32"), ("torch", "fp16"),
+                                               ("onnxruntime", "fp32"), ("tensorrt", "fp16")])
+def test_cuda_backends_not_run_without_gpu(tiny_entry, backend, precision):
+    result = measure_latency(tiny_entry, backend, "cuda", precision, **QUICK)
+    assert result.status == "not run" and result.metrics == {}
+    assert result.achieved_gflops is None and result.environment["cpu"]
+    assert "CUDA" in result.reason or "onnxruntime" in result.reason
+
+
+@pytest.mark.parametrize("backend,device,precision,fragment", [
+    ("tensorrt", "cpu", "fp16", "CUDA GPUs only"),
+    ("torch", "cpu", "fp16", "fp32 only"),
+    ("onnxruntime", "cpu", "fp16", "fp32 only"),
+])
+def test_impossible_combinations_are_not_run(tiny_entry, backend, device, precision, fragment):
+    result = measure_latency(tiny_entry, backend, device, precision, **QUICK)
+    assert result.status == "not run" and fragment in result.reason
+
+
+def test_missing_tensorrt_package_is_the_reason(tiny_entry, monkeypatch):
+    import importlib.util
+
+    import rtmbench.backends.base as base
+    import rtmbench.backends.tensorrt_backend as trt_backend
+
+    monkeypatch.setattr(base, "cuda_unavailable_reason", lambda: None)
+    monkeypatch.setattr(trt_backend, "cuda_unavailable_reason", lambda: None)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "tensorrt" else real(name, *a))
+    result = measure_latency(tiny_entry, "tensorrt", "cuda", "fp16", **QUICK)
+    assert result.status == "not run" and "tensorrt Python package is not installed" in \
+        result.reason
+
+
+def test_unknown_names_are_user_errors(tiny_entry):
+    with pytest.raises(InputError, match="unknown backend"):
+        measure_latency(tiny_entry, "openvino", "cpu", "fp32")
+    with pytest.raises(InputError, match="unknown precision"):
+        measure_latency(tiny_entry, "torch", "cpu", "int8")
+
+
+def _result(gpu, backend="tensorrt", precision="fp16", status="measured"):
+    return LatencyResult(status, None, backend, "cuda" if gpu else "cpu", precision,
+                         metrics={"median_ms": 1.96}, environment={"gpu": gpu, "cpu": "Xeon"})
+
+
+def test_claims_are_judged_only_on_the_same_hardware(tiny_entry):
+    same = compare_with_claims(_result("NVIDIA GeForce RTX 3090"), tiny_entry)
+    by_hw = {c["hardware"]: c for c in same}
+    assert by_hw["NVIDIA RTX 3090"]["verdict"] == "comparable"
+    assert by_hw["NVIDIA RTX 3090"]["ratio"] == pytest.approx(2.0)
+    assert by_hw["NVIDIA T4"]["verdict"] == "different hardware"
+    assert "ratio" not in by_hw["NVIDIA T4"]
+    h100 = compare_with_claims(_result("NVIDIA H100 80GB HBM3"), tiny_entry)
+    assert {c["verdict"] for c in h100} == {"different hardware"}
+    cpu = compare_with_claims(_result(None, "onnxruntime", "fp32"), tiny_entry)
+    assert {c["verdict"] for c in cpu} == {"different hardware"}
+    torch_same_gpu = compare_with_claims(_result("NVIDIA GeForce RTX 3090", "torch"), tiny_entry)
+    assert "different conditions" in {c["verdict"] for c in torch_same_gpu}
+    not_run = compare_with_claims(_result(None, status="not run"), tiny_entry)
+    assert {c["verdict"] for c in not_run} == {"not measured"}
+
+
+def test_cli_latency_json(capsys):
+    pytest.importorskip("onnxruntime", reason="the onnx extra (onnxruntime) is not installed")
+    code = main(["latency", "tiny", "--backend", "onnxruntime", "--device", "cpu",
+                 "--input-size", "96", "64", "--iterations", "5", "--min-duration", "0.05",
+                 "--warmup", "0.05", "--json"])
+    assert code == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["status"] == "measured" and record["input_hw"] == [64, 96]
+    assert record["peak_gflops"] > 0 and record["claims"][0]["verdict"] == "different hardware"
+
+
+def test_cli_latency_text_not_run(capsys):
+    assert main(["latency", "tiny", "--backend", "tensorrt", "--device", "cpu",
+                 "--precision", "fp16"]) == 0
+    out = capsys.readouterr().out
+    assert "not run: TensorRT runs on CUDA GPUs only" in out and "environment:" in out
+
+
+@pytest.mark.parametrize("options", [{}, {"onednn_fusion": False},
+                                     {"layout": "contiguous", "fold_bn": False}])
+def test_torch_cpu_runner_computes_the_model(options):
+    """Every CPU variant the benchmark times gives the model's own outputs."""
+    from rtmbench.backends.torch_backend import TorchBackend
+    from tests.conftest import well_conditioned_state_dict
+
+    model = build_rtmdet("tiny")
+    model.load_state_dict(well_conditioned_state_dict(model))
+    x = torch.randn(1, 3, *HW)
+    runner = TorchBackend(**options).prepare(model, x, "cpu", "fp32")
+    runner.run()
+    with torch.inference_mode():
+        cls, box = model(x)
+    got = runner.outputs()
+    for a, b in zip((*got[0], *got[1]), (*cls, *box), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    if not options:
+        assert runner.details["onednn_fusion"] == "conv+SiLU fused, weights packed"

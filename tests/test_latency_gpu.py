@@ -1,0 +1,104 @@
+"""GPU latency: torch CUDA (fp16/fp32, CUDA graphs), ONNX Runtime CUDA/TensorRT EPs, TensorRT.
+
+Run with ``pytest -m gpu -s`` on a machine with a CUDA GPU; each test prints what it measured.
+Skipped with a reason where there is no GPU, no TensorRT, or no GPU execution provider.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+import torch
+
+from rtmbench.latency import compare_with_claims, measure_latency
+from rtmbench.zoo import load_zoo
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU visible to torch"),
+]
+PROTOCOL = dict(warmup_s=1.0, min_iterations=200, min_duration_s=2.0)
+
+
+def _report(result, entry) -> None:
+    """Print the measurement (visible with -s) so the run's numbers land in the log."""
+    summary = {k: result.to_dict()[k] for k in ("model", "backend", "device", "precision",
+                                                "status", "reason", "achieved_gflops",
+                                                "peak_gflops", "ratio_to_reference")}
+    summary["metrics"] = {k: result.metrics.get(k) for k in
+                          ("median_ms", "p90_ms", "p99_ms", "cv", "samples", "contention")}
+    summary["gpu"] = result.environment.get("gpu")
+    summary["details"] = result.details
+    summary["claims"] = [(c["claim_ms"], c["hardware"], c["verdict"])
+                         for c in compare_with_claims(result, entry)]
+    print("\nGPU-LATENCY " + json.dumps(summary, default=str))
+
+
+@pytest.mark.parametrize("size", ["tiny", "s", "m"])
+def test_torch_cuda_fp16_cuda_graphs(size):
+    entry = load_zoo().get(size)
+    result = measure_latency(entry, "torch", "cuda", "fp16", **PROTOCOL)
+    _report(result, entry)
+    assert result.status == "measured", result.reason
+    assert result.details["cuda_graphs"] is True and result.details["dtype"] == "torch.float16"
+    assert result.environment["gpu"] and result.environment["cudnn"]
+    assert result.metrics["samples"] >= 200 and result.peak_gflops > 0
+
+
+def test_torch_cuda_fp32_and_transfer_switch():
+    entry = load_zoo().get("tiny")
+    excluded = measure_latency(entry, "torch", "cuda", "fp32", **PROTOCOL)
+    included = measure_latency(entry, "torch", "cuda", "fp32", include_transfer=True,
+                               reference=False, **PROTOCOL)
+    _report(excluded, entry)
+    _report(included, entry)
+    assert excluded.status == included.status == "measured"
+    assert included.details["include_transfer"] is True
+    assert excluded.details["include_transfer"] is False
+
+
+def test_cuda_graph_replay_matches_eager(monkeypatch):
+    from rtmbench.backends.torch_backend import TorchBackend
+    from rtmbench.models import build_rtmdet
+
+    # TF32 would make BN-folded vs unfolded differ by ~1e-3 relative: compare in true fp32.
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+
+    model = build_rtmdet("tiny")
+    x = torch.randn(1, 3, 320, 320)
+    runner = TorchBackend().prepare(model, x, "cuda", "fp32")
+    runner.run()
+    runner.synchronize()
+    with torch.inference_mode():
+        expected = model.cuda()(x.cuda())
+    outputs = runner.outputs()
+    for got, want in zip((*outputs[0], *outputs[1]), (*expected[0], *expected[1]), strict=True):
+        torch.testing.assert_close(got.float(), want, rtol=1e-3, atol=1e-3)
+
+
+def test_onnxruntime_cuda():
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        pytest.skip(f"onnxruntime {ort.__version__} has no CUDAExecutionProvider")
+    entry = load_zoo().get("tiny")
+    result = measure_latency(entry, "onnxruntime", "cuda", "fp32", **PROTOCOL)
+    _report(result, entry)
+    assert result.status == "measured", result.reason
+    assert result.details["providers"][0] == "CUDAExecutionProvider"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is None,
+                    reason="the tensorrt Python package is not installed")
+def test_tensorrt_fp16_engine_built_then_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("RTMBENCH_CACHE", str(tmp_path))
+    entry = load_zoo().get("tiny")
+    first = measure_latency(entry, "tensorrt", "cuda", "fp16", reference=False, **PROTOCOL)
+    _report(first, entry)
+    assert first.status == "measured", first.reason
+    assert first.details["engine"].startswith("built")
+    second = measure_latency(entry, "tensorrt", "cuda", "fp16", reference=False, **PROTOCOL)
+    assert second.details["engine"].startswith("cache hit")
