@@ -85,7 +85,7 @@ def summarise(rounds: list[dict[str, dict]]) -> dict:
             "ort_median_ms": ort["metrics"]["median_ms"],
             "ort_gflops": ort["achieved_gflops"],
             "ort_conv_peak_gflops": ort["peak_gflops"],
-            "ort_fraction_of_conv_peak": ort["ratio_to_reference"],
+            "ort_fraction_of_conv_peak": ort["fraction_of_peak"],
             "torch_default_median_ms": default["metrics"]["median_ms"],
             "torch_ours_median_ms": ours["metrics"]["median_ms"],
             "torch_conv_peak_gflops": ours["peak_gflops"],

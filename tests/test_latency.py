@@ -34,8 +34,10 @@ def _check_measured(result: LatencyResult):
     assert result.metrics["min_ms"] <= result.metrics["median_ms"] <= result.metrics["p99_ms"]
     assert result.achieved_gflops == pytest.approx(
         result.flops / (result.metrics["median_ms"] / 1e3) / 1e9)
-    assert result.ratio_to_reference == pytest.approx(result.achieved_gflops /
-                                                      result.peak_gflops)
+    assert result.fraction_of_peak == pytest.approx(result.achieved_gflops /
+                                                    result.peak_gflops)
+    assert result.ratio_to_reference == pytest.approx(
+        result.metrics["median_ms"] / result.reference["metrics"]["median_ms"])
     assert result.reference["flops"] == 256 * 256 * 9 * 80 * 80  # mmengine: 1 MAC = 1 FLOP
     assert result.environment["cpu"] and result.environment["torch"] == torch.__version__
     json.dumps(result.to_dict())  # a record, serialisable as is

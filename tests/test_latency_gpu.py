@@ -26,7 +26,8 @@ def _report(result, entry) -> None:
     """Print the measurement (visible with -s) so the run's numbers land in the log."""
     summary = {k: result.to_dict()[k] for k in ("model", "backend", "device", "precision",
                                                 "status", "reason", "achieved_gflops",
-                                                "peak_gflops", "ratio_to_reference")}
+                                                "peak_gflops", "fraction_of_peak",
+                                                "ratio_to_reference")}
     summary["metrics"] = {k: result.metrics.get(k) for k in
                           ("median_ms", "p90_ms", "p99_ms", "cv", "samples", "contention")}
     summary["gpu"] = result.environment.get("gpu")

@@ -163,11 +163,10 @@ class LatencySpec(Strict):
 
 
 def hardware_matches(claimed: str, gpu: str | None) -> bool:
-    """'NVIDIA RTX 3090' matches torch's 'NVIDIA GeForce RTX 3090': every claimed word."""
-    if not gpu:
-        return False
-    words = [w for w in claimed.lower().split() if w != "nvidia"]
-    return all(w in gpu.lower().split() for w in words)
+    """'NVIDIA RTX 3090' matches torch's 'NVIDIA GeForce RTX 3090' (rtmbench.latency's rule)."""
+    from .latency import same_gpu
+
+    return same_gpu(claimed, gpu)
 
 
 def latency_claim(model: ResolvedModel, unit: Unit, gpu: str | None) -> Claim | None:
@@ -219,7 +218,10 @@ class LatencyCheck(Check):
                            claim=claim, provenance=provenance)
         metrics = {**result.metrics, "achieved_gflops": result.achieved_gflops,
                    "peak_gflops": result.peak_gflops,
-                   "ratio_to_reference": result.ratio_to_reference}
+                   "fraction_of_peak": result.fraction_of_peak,
+                   "ratio_to_reference": result.ratio_to_reference,
+                   "reference_median_ms": (result.reference or {}).get("metrics", {})
+                   .get("median_ms")}
         verdict = ({"latency": judge_latency(claim_obj, result.metrics["median_ms"], unit,
                                              ctx.hardware.get("gpu"))} if claim_obj
                    else {"latency": {"ok": None, "text": "no published claim for "

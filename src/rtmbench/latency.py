@@ -52,6 +52,10 @@ class LatencyResult:
     environment: dict = field(default_factory=dict)
     achieved_gflops: float | None = None
     peak_gflops: float | None = None
+    # achieved / peak: how close to the machine's limit this size runs (higher is better)
+    fraction_of_peak: float | None = None
+    # model latency / reference-conv latency, both measured in this run on this backend: the
+    # machine-independent figure the gate compares (higher is slower)
     ratio_to_reference: float | None = None
     model: str | None = None
     input_hw: tuple[int, int] | None = None
@@ -143,7 +147,8 @@ def measure_latency(model_entry: ResolvedModel, backend: str, device: str, preci
     if ref is not None:
         result.reference = ref
         result.peak_gflops = ref["achieved_gflops"]
-        result.ratio_to_reference = achieved / ref["achieved_gflops"]
+        result.fraction_of_peak = achieved / ref["achieved_gflops"]
+        result.ratio_to_reference = metrics["median_ms"] / ref["metrics"]["median_ms"]
     return result
 
 
@@ -170,6 +175,10 @@ def _gpu_key(name: str) -> str:
     return " ".join(w for w in words if w not in ("nvidia", "geforce", "tesla"))
 
 
+def same_gpu(claimed: str | None, gpu: str | None) -> bool:
+    return bool(claimed and gpu) and _gpu_key(claimed) == _gpu_key(gpu)
+
+
 def compare_with_claims(result: LatencyResult, model_entry: ResolvedModel) -> list[dict]:
     """Each latency claim of the model beside ``result``, with a verdict on equal footing.
 
@@ -185,7 +194,7 @@ def compare_with_claims(result: LatencyResult, model_entry: ResolvedModel) -> li
                  "software": claim.software, "source": claim.source}
         if result.status != "measured":
             entry["verdict"] = "not measured"
-        elif gpu is None or _gpu_key(gpu) != _gpu_key(claim.hardware or ""):
+        elif not same_gpu(claim.hardware, gpu):
             entry["verdict"] = "different hardware"
             entry["explanation"] = (f"measured on {gpu or result.environment.get('cpu')}, "
                                     f"claimed on {claim.hardware}: not comparable in absolute "
@@ -222,8 +231,9 @@ def format_result(result: LatencyResult, claims: list[dict] | None = None) -> st
         lines.append(f"  achieved {result.achieved_gflops:.1f} GFLOP/s "
                      f"({result.flops / 1e9:.3f} GFLOPs, mmengine convention)")
         if result.peak_gflops:
-            lines.append(f"  reference conv {result.peak_gflops:.1f} GFLOP/s on the same backend;"
-                         f" ratio {result.ratio_to_reference:.2f}")
+            lines.append(f"  reference conv {result.peak_gflops:.1f} GFLOP/s on the same backend:"
+                         f" {result.fraction_of_peak:.2f} of peak; latency = "
+                         f"{result.ratio_to_reference:.2f}x the reference conv's")
         lines.append(f"  ran: {result.details}")
     env = result.environment
     lines.append("  environment: " + ", ".join(f"{k}={v}" for k, v in env.items()))
