@@ -60,14 +60,22 @@ def test_torch_cuda_fp32_and_transfer_switch():
     assert excluded.details["include_transfer"] is False
 
 
-def test_cuda_graph_replay_matches_eager(monkeypatch):
+@pytest.fixture
+def true_fp32():
+    """TF32 off for the test, restored after. (cuBLAS's flag is served by a module __getattr__,
+    which monkeypatch cannot undo: it tries to delete it.)"""
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    saved = cudnn.allow_tf32, matmul.allow_tf32
+    cudnn.allow_tf32 = matmul.allow_tf32 = False
+    yield
+    cudnn.allow_tf32, matmul.allow_tf32 = saved
+
+
+def test_cuda_graph_replay_matches_eager(true_fp32):
     from rtmbench.backends.torch_backend import TorchBackend
     from rtmbench.models import build_rtmdet
 
     # TF32 would make BN-folded vs unfolded differ by ~1e-3 relative: compare in true fp32.
-    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
-    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
-
     model = build_rtmdet("tiny")
     x = torch.randn(1, 3, 320, 320)
     runner = TorchBackend().prepare(model, x, "cuda", "fp32")
