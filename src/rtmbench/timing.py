@@ -36,6 +36,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from tqdm import tqdm
 
+from .provenance import cpu_model
+
 
 class Timer:
     """Times one call of ``fn`` (seconds) and tells wall time; CPU: ``perf_counter``."""
@@ -212,17 +214,6 @@ def _package_version(name: str) -> str | None:
     return None
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _nvidia_driver() -> str | None:
     if shutil.which("nvidia-smi") is None:
         return None
@@ -241,7 +232,7 @@ def collect_environment() -> dict:
     cuda = torch.cuda.is_available()
     ort_version = _package_version("onnxruntime") or _package_version("onnxruntime-gpu")
     return {
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cpu_cores": os.cpu_count(),
         "cpu_cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
         else os.cpu_count(),
