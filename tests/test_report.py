@@ -81,3 +81,16 @@ def test_readme_without_markers_is_an_input_error(workspace):
     with pytest.raises(InputError, match="results:start"):
         render(workspace, "r1")
     assert (workspace / "README.md").read_text() == "# no markers\n"
+
+
+def test_a_not_run_never_hides_another_runs_measurement(workspace):
+    """A CPU machine's run and a GPU machine's run combine into one table."""
+    gpu_run = records("gpu", latency_status="measured", ratio=0.5)
+    write_run(workspace / "results" / "gpu.jsonl", gpu_run)
+    cpu_run = records("cpu", latency_status="not run")
+    write_run(workspace / "results" / "cpu.jsonl", cpu_run)
+    render(workspace, "gpu", "cpu")
+    md = (workspace / "reports" / "results.md").read_text()
+    assert "— → 20.00 ⚪" in md  # the measurement (40 ms x 0.5) survives the later "not run"
+    render(workspace, "cpu", "gpu")
+    assert "— → 20.00 ⚪" in (workspace / "reports" / "results.md").read_text()

@@ -42,10 +42,16 @@ class Footnotes:
 
 
 def merge_runs(runs: list[Run]) -> dict[tuple, Record]:
-    """Records by unit; a later run's record replaces an earlier one for the same unit."""
+    """Records by unit; a later run's record replaces an earlier one for the same unit, except
+    that a "not run" never hides a measurement another run made (runs from a CPU machine and a
+    GPU machine combine into one table)."""
     merged: dict[tuple, Record] = {}
     for run in runs:
-        merged.update(run.latest_by_key())
+        for key, record in run.latest_by_key().items():
+            kept = merged.get(key)
+            if record.status == "not run" and kept is not None and kept.status != "not run":
+                continue
+            merged[key] = record
     return merged
 
 
@@ -246,7 +252,7 @@ def plot_ap_vs_latency(points: list[dict[str, Any]], out_dir: Path) -> list[Path
     ax.set_title("RTMDet: box AP vs latency\n(hollow markers: claimed AP, not measured here)",
                  fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="best")
     try:
         return _save(fig, out_dir, "ap_vs_latency")
     finally:
@@ -296,6 +302,20 @@ def write_if_changed(path: Path, data: bytes) -> Path:
     return path
 
 
+def measured_on(records: dict[tuple, Record]) -> str:
+    """Which machine each latency column was measured on (runs from several machines mix)."""
+    machines: dict[tuple, set[str]] = {}
+    for key, rec in records.items():
+        if key[1] != "latency" or rec.status != "measured":
+            continue
+        hw = rec.provenance.get("hardware") or {}
+        name = (hw.get("gpu") if key[3] == "cuda" else
+                f"{hw.get('cpu', '?')} ({hw.get('cores', '?')} cores)")
+        machines.setdefault(key[2:5], set()).add(str(name))
+    return "; ".join(f"{'/'.join(t)} on {', '.join(sorted(m))}"
+                     for t, m in sorted(machines.items(), key=lambda i: (i[0][1], i[0])))
+
+
 def results_block(runs: list[Run], records: dict[tuple, Record], zoo: Zoo,
                   image_dir: str) -> str:
     """The table, legend, reasons and plots: the part shared by results.md and the README."""
@@ -305,6 +325,8 @@ def results_block(runs: list[Run], records: dict[tuple, Record], zoo: Zoo,
     parts = [f"From run{'s' if len(runs) > 1 else ''} "
              f"{', '.join(f'`{r.run_id}`' for r in runs)}. Each cell: claimed → measured.",
              "", table, "", LEGEND, ""]
+    if where := measured_on(records):
+        parts += [f"Latency measured: {where}.", ""]
     if notes.reasons:
         parts += ["Not run or failed, and why:", "", notes.markdown(), ""]
     parts += [f"![box AP vs latency]({prefix}ap_vs_latency.svg)",
