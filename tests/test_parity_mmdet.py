@@ -120,3 +120,28 @@ def test_postprocess_matches_mmdetection_predict_by_feat(candidates, mmdet_build
     torch.testing.assert_close(ours.scores, ref.scores, rtol=0, atol=1e-6)
     torch.testing.assert_close(ours.boxes, ref.bboxes, rtol=1e-6, atol=1e-4)
     assert torch.equal(ours.labels, ref.labels)
+
+
+@pytest.mark.parametrize("width,height", [(640, 480), (333, 500), (1280, 719), (97, 63)])
+def test_test_pipeline_matches_mmdetection_transforms(width, height, mmdet_builder, tmp_path):
+    """Decode, keep-ratio resize and pad equal MMDetection's RTMDet test_pipeline transforms."""
+    import cv2
+    import numpy as np
+    from mmcv.transforms import LoadImageFromFile
+    from mmdet.datasets.transforms import Pad, Resize
+
+    from rtmbench.data import TestPipeline
+    from rtmbench.zoo import load_zoo
+
+    rng = np.random.default_rng(width * height)
+    path = tmp_path / "image.jpg"
+    cv2.imwrite(str(path), rng.integers(0, 255, (height, width, 3), dtype=np.uint8))
+    ref = LoadImageFromFile()({"img_path": str(path)})
+    ref = Resize(scale=(640, 640), keep_ratio=True)(ref)
+    ref = Pad(size=(640, 640), pad_val=dict(img=(114, 114, 114)))(ref)
+
+    ours = TestPipeline.for_model(load_zoo().get("tiny")).prepare(1, path)
+    assert ours.pixels.shape == ref["img"].shape == (640, 640, 3)
+    assert np.array_equal(ours.pixels, ref["img"])
+    assert ours.scale_factor == pytest.approx(ref["scale_factor"], rel=0, abs=0)
+    assert ref["img_shape"] == (640, 640)  # what post-processing clips to: the padded shape
