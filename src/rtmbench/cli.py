@@ -19,7 +19,11 @@ def _cmd_complexity(args: argparse.Namespace) -> int:
     zoo = load_zoo(args.zoo)
     sizes = args.sizes or zoo.sizes
     entries = [zoo.get(s) for s in sizes]  # validate every name before the slow part
-    reports = [measure_complexity(e) for e in entries]
+    from tqdm import tqdm
+
+    reports = [measure_complexity(e) for e in tqdm(entries, desc="counting params and FLOPs",
+                                                    unit="model", file=sys.stderr,
+                                                    disable=len(entries) < 2, leave=False)]
     if args.json:
         for r in reports:
             print(json.dumps(r.to_json(), sort_keys=True))
