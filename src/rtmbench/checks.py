@@ -258,8 +258,9 @@ class BoxAPSpec(Strict):
 
 
 def ap_percent(value: float) -> float:
-    """evaluation reports pycocotools' fractions (0..1); claims are percentages."""
-    return value * 100.0 if value <= 1.0 else value
+    """Records keep pycocotools' fractions (0..1, or -1 where a category has no ground truth);
+    claims are percentages."""
+    return value * 100.0
 
 
 def resolve_dataset(spec: BoxAPSpec, work_dir: Path) -> tuple[Path, str]:
