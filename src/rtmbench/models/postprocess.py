@@ -74,12 +74,11 @@ def _select_level(cls_score: Tensor, bbox_pred: Tensor, priors: Tensor,
 
 
 def postprocess_single(cls_scores: list[Tensor], bbox_preds: list[Tensor],
-                       strides: tuple[int, ...], input_hw: tuple[int, int],
+                       priors: list[Tensor], input_hw: tuple[int, int],
                        scale_factor: tuple[float, float], settings: TestSettings) -> Detections:
-    """Post-process one image; each tensor is C x H x W (no batch dimension)."""
-    parts = [
-        _select_level(c, b, grid_priors(c.shape[1], c.shape[2], s, c.device, b.dtype), settings)
-        for c, b, s in zip(cls_scores, bbox_preds, strides)]
+    """Post-process one image; each tensor is C x H x W (no batch dimension), ``priors`` the
+    level's grid points (``grid_priors``)."""
+    parts = [_select_level(c, b, p, settings) for c, b, p in zip(cls_scores, bbox_preds, priors)]
     scores = torch.cat([p[0] for p in parts])
     labels = torch.cat([p[1] for p in parts])
     boxes = distance_to_boxes(torch.cat([p[3] for p in parts]),
@@ -106,7 +105,9 @@ def postprocess(cls_scores: tuple[Tensor, ...], bbox_preds: tuple[Tensor, ...],
     ``input_hw`` is the network input's (padded) height and width, the shape boxes are
     clipped to; ``scale_factors[i]`` is (w_scale, h_scale) of image i's resize.
     """
+    priors = [grid_priors(c.shape[2], c.shape[3], s, c.device, b.dtype)  # once per batch
+              for c, b, s in zip(cls_scores, bbox_preds, strides)]
     return [
-        postprocess_single([c[i] for c in cls_scores], [b[i] for b in bbox_preds], strides,
+        postprocess_single([c[i] for c in cls_scores], [b[i] for b in bbox_preds], priors,
                            input_hw, scale_factors[i], settings)
         for i in range(cls_scores[0].shape[0])]
