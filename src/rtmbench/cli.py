@@ -198,7 +198,7 @@ def _eval_test_cfg(args: argparse.Namespace, entry):
     from .errors import InputError
 
     name = args.test_cfg
-    if name is None and not args.checkpoint:
+    if name is None and not args.checkpoint and not getattr(args, "random_weights", False):
         weights_id = args.weights or next((w.id for w in entry.weights if not w.unavailable),
                                           None)
         name = next((c.test_cfg for c in entry.claims_for("box_ap")
