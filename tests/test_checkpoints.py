@@ -89,12 +89,12 @@ def test_good_download_then_cache_hit_without_rehash(cache, blob, server):
     # Second call: no request, and no hashing (the sidecar is trusted while size/mtime hold).
     import rtmbench.checkpoints.fetch as fetch_mod
     calls = []
-    real = fetch_mod.sha256_of
-    fetch_mod.sha256_of = lambda p: calls.append(p) or real(p)
+    real = fetch_mod.sha256_file
+    fetch_mod.sha256_file = lambda p: calls.append(p) or real(p)
     try:
         again = fetch_file(name, sha[:8], [url], settings=FAST, progress=False)
     finally:
-        fetch_mod.sha256_of = real
+        fetch_mod.sha256_file = real
     assert again.source == "cache" and again.url == url and again.sha256 == sha
     assert calls == [] and len(server.requests) == 1
     assert again.provenance() == {"file": name, "url": url, "sha256": sha, "size": len(data),

@@ -29,8 +29,9 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .data import CocoDataset, ImageRecord, TestPipeline, write_json_atomic
+from .data import CocoDataset, ImageRecord, TestPipeline
 from .errors import DatasetError, InputError
+from .fileio import append_durable, sha256_file, write_bytes_atomic, write_json_atomic
 from .models.postprocess import postprocess
 from .scoring import DEFAULT_BACKEND, score
 
@@ -138,11 +139,7 @@ def read_predictions(out_dir: Path) -> dict[int, list[list[float]]]:
 
 
 def _append_lines(path: Path, rows: list[dict]) -> None:
-    payload = "".join(json.dumps(row) + "\n" for row in rows).encode()
-    with open(path, "ab") as f:
-        f.write(payload)
-        f.flush()
-        os.fsync(f.fileno())
+    append_durable(path, "".join(json.dumps(row) + "\n" for row in rows).encode())
 
 
 def _to_coco_rows(detections, image_ids, cat_ids: list[int]) -> list[dict]:
@@ -168,20 +165,12 @@ def coco_results(predictions: dict[int, list[list[float]]]) -> list[dict]:
 def _manifest(entry, dataset: CocoDataset, records: list[ImageRecord], batch_size: int,
               device: str, fingerprint: str, test_cfg) -> dict:
     manifest = {"model": entry.name, "weights_sha256": fingerprint,
-            "annotations_sha256": _file_sha256(dataset.annotation_file),
+            "annotations_sha256": sha256_file(dataset.annotation_file),
             "num_images": len(records), "image_ids_sha256": _image_ids_sha256(records),
             "batch_size": batch_size, "device": torch.device(device).type,
             "input_size": list(entry.input_size), "pipeline": entry.pipeline.model_dump(),
             "test_cfg": test_cfg.model_dump()}
     return json.loads(json.dumps(manifest))  # as it reads back from run.json (tuples -> lists)
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _image_ids_sha256(records: list[ImageRecord]) -> str:
@@ -366,7 +355,7 @@ def merge_shards(shard_dirs: list[Path], coco_root: Path, out_dir: Path, *,
                          f"one evaluation.")
     dataset = CocoDataset(coco_root)
     records = dataset.select(manifests[0]["num_images"])
-    if (_file_sha256(dataset.annotation_file) != manifests[0]["annotations_sha256"]
+    if (sha256_file(dataset.annotation_file) != manifests[0]["annotations_sha256"]
             or _image_ids_sha256(records) != manifests[0]["image_ids_sha256"]):
         raise DatasetError(f"the shards were run on another annotation file than "
                            f"{dataset.annotation_file}; merge with the COCO they were run on.")
@@ -385,9 +374,3 @@ def merge_shards(shard_dirs: list[Path], coco_root: Path, out_dir: Path, *,
     metrics, detections_path, metrics_path = finalize(out_dir, dataset, records, backend)
     return EvalResult(metrics, len(records), detections_path, metrics_path, backend, 0,
                       manifests[0])
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

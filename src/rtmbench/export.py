@@ -14,7 +14,6 @@ scales with them); above it, :class:`ExportError` is raised.
 from __future__ import annotations
 
 import copy
-import hashlib
 import os
 import tempfile
 import warnings
@@ -129,14 +128,6 @@ def export_onnx(model: nn.Module, path: str | Path, input_hw: tuple[int, int] = 
 def _in_channels(model: nn.Module) -> int:
     first = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
     return first.in_channels
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .errors import InputError
+from .fileio import append_durable
 
 Status = Literal["measured", "verified", "failed", "not run"]
 STATUSES: tuple[str, ...] = ("measured", "verified", "failed", "not run")
@@ -96,12 +97,7 @@ class RunWriter:
                 self._write(b"\n")
 
     def _write(self, data: bytes) -> None:
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, data)  # O_APPEND: one write call per whole line, never interleaved
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append_durable(self.path, data)  # one O_APPEND write per whole line, then fsync
 
     def append(self, record: Record) -> None:
         self._write((record.to_json() + "\n").encode("utf-8"))

@@ -16,6 +16,7 @@ import pandas as pd
 
 from .checks import primary_ap
 from .errors import InputError
+from .fileio import write_if_changed
 from .records import Record, Run, latest_run, read_run, resolve_run
 from .zoo import Zoo, load_zoo
 
@@ -291,17 +292,6 @@ def render_plots(records: dict[tuple, Record], zoo: Zoo, out_dir: Path) -> list[
 
 
 # ------------------------------------------------------------------------------ files
-def write_if_changed(path: Path, data: bytes) -> Path:
-    """Atomic write (temp + os.replace), skipped when the bytes are already there."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists() and path.read_bytes() == data:
-        return path
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-    return path
-
-
 def measured_on(records: dict[tuple, Record]) -> str:
     """Which machine each latency column was measured on (runs from several machines mix)."""
     machines: dict[tuple, set[str]] = {}

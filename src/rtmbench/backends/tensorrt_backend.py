@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..export import export_onnx, sha256_file
+from ..export import export_onnx
+from ..fileio import sha256_file, write_bytes_atomic
 from ..timing import CudaEventTimer
 from .base import Backend, BackendUnavailable, Runner, cuda_unavailable_reason
 
@@ -81,11 +82,7 @@ class TensorRTBackend(Backend):
             raise BackendUnavailable(f"TensorRT {trt.__version__} failed to build an engine "
                                      f"from {onnx_path} (see its log above)")
         data = bytes(serialized)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+        write_bytes_atomic(path, data)
         return data, f"built and cached {path}"
 
     def prepare(self, model: nn.Module, example: Tensor, device: str, precision: str, *,

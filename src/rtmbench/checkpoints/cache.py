@@ -9,7 +9,6 @@ file name carries.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -18,7 +17,8 @@ from typing import Any
 
 from filelock import FileLock
 
-CHUNK = 1 << 20
+from ..fileio import sha256_file, write_json_atomic
+
 SIDECAR_SUFFIX = ".verified.json"
 
 
@@ -30,25 +30,11 @@ def cache_dir() -> Path:
     return root
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def sidecar_path(path: Path) -> Path:
@@ -84,7 +70,7 @@ def file_sha256(path: Path) -> str:
     record = recorded_verification(path)
     if record and isinstance(record.get("sha256"), str) and len(record["sha256"]) == 64:
         return record["sha256"]
-    return sha256_of(path)
+    return sha256_file(path)
 
 
 def known_full_hash(root: Path, file: str) -> str | None:

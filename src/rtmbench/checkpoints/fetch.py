@@ -17,7 +17,8 @@ from urllib.parse import unquote, urlsplit
 
 from filelock import FileLock, Timeout
 
-from .cache import cache_dir, known_full_hash, record_verification, recorded_verification, sha256_of
+from ..fileio import sha256_file
+from .cache import cache_dir, known_full_hash, record_verification, recorded_verification
 from .download import FetchSettings, copy_local, download
 from .errors import CheckpointError, DownloadError, HashMismatchError, OfflineError
 
@@ -85,7 +86,7 @@ def _from_cache(target: Path, expected: str) -> FetchedCheckpoint | None:
         return None
     record = recorded_verification(target)
     if record is None:  # copied in by hand, or touched since: hash it once and remember
-        actual = sha256_of(target)
+        actual = sha256_file(target)
         if not actual.startswith(expected):
             raise HashMismatchError(
                 f"the cached file {target} has sha256 {actual}, but {expected} is expected: it "
@@ -124,7 +125,7 @@ def _fetch_into_cache(file: str, expected: str, urls: list[str], target: Path,
         except DownloadError as exc:
             failures.append(str(exc))
             continue
-        actual = sha256_of(part)
+        actual = sha256_file(part)
         if not actual.startswith(expected):
             part.unlink(missing_ok=True)  # never keep bytes that failed verification
             mismatches.append(f"{src.location} gave sha256 {actual}, expected {expected}")

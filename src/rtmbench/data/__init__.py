@@ -3,8 +3,8 @@
 from ..errors import DatasetError
 from .coco import ANNOTATIONS, ENV_VAR, IMAGES, CocoDataset, ImageRecord, resolve_coco_root
 from .pipeline import PreparedImage, TestPipeline, rescale_size
-from .synthetic import COCO_CATEGORIES, make_synthetic_coco, write_json_atomic
+from .synthetic import COCO_CATEGORIES, make_synthetic_coco
 
 __all__ = ["ANNOTATIONS", "COCO_CATEGORIES", "ENV_VAR", "IMAGES", "CocoDataset", "DatasetError",
            "ImageRecord", "PreparedImage", "TestPipeline", "make_synthetic_coco", "rescale_size",
-           "resolve_coco_root", "write_json_atomic"]
+           "resolve_coco_root"]

@@ -7,14 +7,12 @@ COCO's own 80 (ids 1..90 with COCO's gaps) so that label <-> category id mapping
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from ..fileio import write_json_atomic
 from .coco import ANNOTATIONS, IMAGES
 
 COCO_CATEGORIES = (
@@ -34,18 +32,6 @@ COCO_CATEGORIES = (
     (77, "cell phone"), (78, "microwave"), (79, "oven"), (80, "toaster"), (81, "sink"),
     (82, "refrigerator"), (84, "book"), (85, "clock"), (86, "vase"), (87, "scissors"),
     (88, "teddy bear"), (89, "hair drier"), (90, "toothbrush"))
-
-
-def write_json_atomic(path: Path, data: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def _draw_image(rng: np.random.Generator, width: int, height: int, first_ann_id: int,
