@@ -295,19 +295,16 @@ def build_model_with_weights(model_entry: ResolvedModel, weights_id: str | None,
             torch.manual_seed(0)
             model = build_rtmdet(model_entry.architecture.to_arch(), model_entry.num_classes)
         return model.eval(), {"weights": RANDOM_INIT, "seed": 0}
-    if weights_id is not None:
-        entry = model_entry.weights_by_id(weights_id)
-        if entry.unavailable:
-            raise NotRun(f"no {weights_id} checkpoint: {entry.unavailable}")
     ckpt = lazy_import("rtmbench.checkpoints", "a checkpoint")
     try:
         fetched = ckpt.fetch_weights(model_entry, weights_id, progress=progress)
     except RtmbenchError as exc:
         raise NotRun(f"checkpoint not available: {exc}") from None
     model = build_rtmdet(model_entry.architecture.to_arch(), model_entry.num_classes)
-    layout = model_entry.weights_by_id(weights_id).layout if weights_id else "auto"
+    weights_id = weights_id or model_entry.default_weights_id()
+    layout = model_entry.weights_by_id(weights_id).layout  # declared, not guessed
     info = ckpt.load_checkpoint(model, fetched.path, layout=layout)
-    return model.eval(), {**fetched.provenance(), **info, "weights": weights_id or "default"}
+    return model.eval(), {**fetched.provenance(), **info, "weights": weights_id}
 
 
 def judge_box_ap(claim: Claim, measured: dict[str, dict[str, float]], num_images: int,
@@ -339,8 +336,7 @@ class BoxAPCheck(Check):
         """The published AP of the weights a unit evaluates (none for generated data)."""
         if spec.synthetic is not None or weights == RANDOM_INIT:
             return None
-        weights = weights or next((w.id for w in model.weights if not w.unavailable), None)
-        return next((c for c in model.claims_for("box_ap") if c.weights == weights), None)
+        return model.box_ap_claim(weights)
 
     def run(self, unit: Unit, spec: BoxAPSpec, ctx: CheckContext) -> Outcome:
         claim_obj = self.claim_for(unit.model, spec, unit.variant)

@@ -199,10 +199,8 @@ def _eval_test_cfg(args: argparse.Namespace, entry):
 
     name = args.test_cfg
     if name is None and not args.checkpoint and not getattr(args, "random_weights", False):
-        weights_id = args.weights or next((w.id for w in entry.weights if not w.unavailable),
-                                          None)
-        name = next((c.test_cfg for c in entry.claims_for("box_ap")
-                     if c.weights == weights_id and c.test_cfg), "default")
+        claim = entry.box_ap_claim(args.weights)
+        name = claim.test_cfg if claim and claim.test_cfg else "default"
     if name in (None, "default"):
         return entry.test_cfg
     if name not in entry.test_cfg_variants:

@@ -225,6 +225,15 @@ class ResolvedModel:
     def claims_for(self, metric: str) -> list[Claim]:
         return [c for c in self.claims if c.metric == metric]
 
+    def default_weights_id(self) -> str | None:
+        """The first weights entry that was published (the zoo lists the seed's first)."""
+        return next((w.id for w in self.weights if not w.unavailable), None)
+
+    def box_ap_claim(self, weights_id: str | None = None) -> Claim | None:
+        """The published box AP of ``weights_id`` (default: the default weights)."""
+        weights_id = weights_id or self.default_weights_id()
+        return next((c for c in self.claims_for("box_ap") if c.weights == weights_id), None)
+
     def test_cfg_for(self, claim: Claim) -> TestCfg:
         """The test-time settings a box_ap claim was evaluated with."""
         return self.test_cfg_variants[claim.test_cfg] if claim.test_cfg else self.test_cfg

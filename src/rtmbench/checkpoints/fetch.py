@@ -194,10 +194,10 @@ def choose_weights(model: ResolvedModel, weights_id: str | None) -> Weights:
                                   f"{weights.unavailable}. Choose another with --weights "
                                   f"({others}).")
         return weights
-    for weights in model.weights:
-        if not weights.unavailable:
-            return weights
-    raise CheckpointError(f"{model.name} lists no available weights in the zoo.")
+    default = model.default_weights_id()
+    if default is None:
+        raise CheckpointError(f"{model.name} lists no available weights in the zoo.")
+    return model.weights_by_id(default)
 
 
 def fetch_weights(model: ResolvedModel, weights_id: str | None = None, *, progress: bool = True,
