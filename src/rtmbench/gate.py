@@ -94,7 +94,8 @@ def _box_ap_row(rec: Record, base: Record | None, suite: SuiteBase) -> Row:
         return Row(rec.model, "box AP", verdict="REGRESSION: no AP in the record",
                    regression=True)
     convention, ap = found
-    row.metric = f"box AP ({convention}, {rec.metrics.get('num_images', '?')} images)"
+    weights = f"{rec.variant} weights, " if rec.variant else ""
+    row.metric = f"box AP ({weights}{convention}, {rec.metrics.get('num_images', '?')} images)"
     row.measured = f"{ap:.2f}"
     notes = []
     claim, verdict = rec.claim.get("box_ap"), rec.verdict.get("box_ap", {})
@@ -149,7 +150,7 @@ def _latency_row(rec: Record, base: Record | None, suite: SuiteBase) -> Row:
 
 def _status_row(rec: Record, base: Record | None) -> Row | None:
     """Rows for records that hold no measurement: failures and units that did not run."""
-    where = "/".join(p for p in (rec.backend, rec.device, rec.precision) if p)
+    where = "/".join(p for p in (rec.backend, rec.device, rec.precision, rec.variant) if p)
     metric = rec.check + (f" {where}" if where else "")
     if rec.status == "failed":
         return Row(rec.model, metric, measured="failed", verdict=f"REGRESSION: failed: "
