@@ -177,20 +177,16 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
 
 def _build_model_for_eval(args: argparse.Namespace, entry):
     """The model with its weights: --checkpoint, --random-weights, or the zoo's (fetched)."""
-    from .checkpoints import fetch_weights, load_checkpoint
-    from .models import build_rtmdet
+    from .checkpoints import fetch_weights
 
-    model = build_rtmdet(entry.architecture.to_arch(), entry.num_classes)
     if args.random_weights:
         print("rtmbench evaluate: --random-weights: randomly initialised model, a smoke run "
               "whose AP means nothing.", file=sys.stderr)
-        return model
+        return _model_with_checkpoint(entry, None)
     path = args.checkpoint or fetch_weights(entry, args.weights,
                                             progress=not args.no_progress).path
-    info = load_checkpoint(model, path, trust=args.trust_checkpoint)
-    print(f"rtmbench evaluate: {path} ({info['layout']} layout, sha256 {info['sha256'][:12]})",
-          file=sys.stderr)
-    return model
+    return _model_with_checkpoint(entry, path, trust=args.trust_checkpoint,
+                                  say="rtmbench evaluate")
 
 
 def _eval_test_cfg(args: argparse.Namespace, entry):
@@ -310,19 +306,18 @@ def _add_merge(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_merge)
 
 
-def _model_with_checkpoint(entry, checkpoint: str | None):
-    """The zoo entry's network, with ``checkpoint`` loaded when given (random weights else)."""
+def _model_with_checkpoint(entry, checkpoint, *, trust: bool = False, say: str | None = None):
+    """The zoo entry's network, with ``checkpoint`` loaded strictly when given (random weights
+    else); ``say`` names the command that reports what was loaded on stderr."""
+    from .checkpoints import load_checkpoint
     from .models import build_rtmdet
 
     model = build_rtmdet(entry.architecture.to_arch(), entry.num_classes)
     if checkpoint:
-        try:
-            from .checkpoints import load_checkpoint
-        except ImportError as exc:
-            raise RtmbenchError(f"--checkpoint needs rtmbench.checkpoints, which this build "
-                                f"lacks ({exc}); export without --checkpoint or update "
-                                f"rtmbench.") from exc
-        load_checkpoint(model, checkpoint)
+        info = load_checkpoint(model, checkpoint, trust=trust)
+        if say:
+            print(f"{say}: {checkpoint} ({info['layout']} layout, sha256 "
+                  f"{info['sha256'][:12]})", file=sys.stderr)
     return model
 
 
