@@ -69,5 +69,7 @@ def parity(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    session.install("ruff")
-    session.run("ruff", "check", "src", "tests", "noxfile.py")
+    """ruff, and the layering contracts (import-linter, [tool.importlinter] in pyproject)."""
+    session.install("ruff", "import-linter>=2.1", "-e", ".", *CONSTRAINTS)
+    session.run("ruff", "check", "src", "tests", "benchmarks", "noxfile.py")
+    session.run("lint-imports")

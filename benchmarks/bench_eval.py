@@ -18,10 +18,10 @@ import numpy as np
 import torch
 
 from rtmbench.data import CocoDataset, TestPipeline, make_synthetic_coco
-from rtmbench.evaluation import _collate, _Images
-from rtmbench.models import build_rtmdet
-from rtmbench.scoring import score
-from rtmbench.zoo import load_zoo
+from rtmbench.measure.evaluation import _collate, _Images
+from rtmbench.measure.scoring import score
+from rtmbench.run.model import network
+from rtmbench.spec.zoo import load_zoo
 
 
 def synthetic_ground_truth(num_images: int, seed: int = 0) -> dict:
@@ -95,7 +95,7 @@ def bench_loader(num_images: int, workers: int) -> None:
         for batch in loader:
             pipeline.normalize(batch["pixels"])
         loader_ips = num_images / (time.perf_counter() - start)
-    model = build_rtmdet("tiny")
+    model = network("tiny")
     x = torch.randn(8, 3, 640, 640)
     with torch.inference_mode():
         model(x)

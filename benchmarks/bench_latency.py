@@ -41,8 +41,8 @@ TARGETS = {"ort_fraction_of_conv_peak": 0.75, "torch_speedup_over_default": 1.5}
 def worker(config: str, size: str, width: int, height: int, warmup: float, iterations: int,
            min_duration: float) -> None:
     """Runs in the subprocess: one measurement, printed as one JSON line."""
-    from rtmbench.latency import measure_latency
-    from rtmbench.zoo import load_zoo
+    from rtmbench.measure.latency import measure_latency
+    from rtmbench.spec.zoo import load_zoo
 
     spec = CONFIGS[config]
     result = measure_latency(load_zoo().get(size), spec["backend"], "cpu", "fp32",

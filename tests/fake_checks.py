@@ -7,8 +7,9 @@ import time
 
 from pydantic import Field
 
-from rtmbench.checks import Check, CheckContext, NotRun, Outcome, Unit, register_check
-from rtmbench.schema import Strict
+from rtmbench.errors import PackageMissing
+from rtmbench.run.checks import Check, CheckContext, Outcome, Unit, register_check
+from rtmbench.spec.schema import Strict
 
 
 class FakeSpec(Strict):
@@ -39,9 +40,8 @@ class FakeCheck(Check):
         Interrupt.started += 1
         time.sleep(spec.sleep_s)
         if unit.backend == spec.not_run_backend:
-            raise NotRun(f"backend {unit.backend} is not installed")
+            raise PackageMissing(f"backend {unit.backend} is not installed")
         if unit.backend == spec.fail_backend:
             raise ZeroDivisionError("a bug in the check")
         value = float(len(unit.model.name) * 10 + len(unit.backend))
-        return Outcome("measured", metrics={"value": value},
-                       verdict={"fake": {"ok": None, "text": "no claim"}})
+        return Outcome("measured", metrics={"value": value})

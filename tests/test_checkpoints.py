@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 import torch
 
-from rtmbench.checkpoints import (
+from rtmbench.cli import main
+from rtmbench.run.model import network
+from rtmbench.sources import (
     MMYOLO_TO_MMDET,
     CheckpointMismatchError,
     DownloadError,
@@ -32,9 +34,7 @@ from rtmbench.checkpoints import (
     to_mmdet,
     to_mmyolo,
 )
-from rtmbench.cli import main
-from rtmbench.models import build_rtmdet
-from rtmbench.zoo import ResolvedModel, Weights, load_zoo
+from rtmbench.spec.zoo import ResolvedModel, Weights, load_zoo
 from tests.http_server import LoopbackServer
 
 FAST = FetchSettings(connect_timeout=2.0, read_timeout=2.0, retries=1, backoff=0.01,
@@ -87,7 +87,7 @@ def test_good_download_then_cache_hit_without_rehash(cache, blob, server):
     assert sidecar["sha256"] == sha and sidecar["size"] == len(data)
 
     # Second call: no request, and no hashing (the sidecar is trusted while size/mtime hold).
-    import rtmbench.checkpoints.fetch as fetch_mod
+    import rtmbench.sources.fetch as fetch_mod
     calls = []
     real = fetch_mod.sha256_file
     fetch_mod.sha256_file = lambda p: calls.append(p) or real(p)
@@ -225,7 +225,7 @@ def test_two_processes_fetch_one_file(cache, tmp_path):
         go = tmp_path / "go"
         script = (
             "import json, sys, time, pathlib\n"
-            "from rtmbench.checkpoints import fetch_file, FetchSettings\n"
+            "from rtmbench.sources import fetch_file, FetchSettings\n"
             f"pathlib.Path(sys.argv[1]).touch()\n"
             f"for _ in range(600):\n"
             f"    if pathlib.Path({str(go)!r}).exists(): break\n"
@@ -272,7 +272,7 @@ class _RunsCode:
 
 def _tiny_state() -> dict[str, torch.Tensor]:
     torch.manual_seed(0)
-    model = build_rtmdet("tiny")
+    model = network("tiny")
     for p in model.parameters():
         torch.nn.init.normal_(p, std=0.02)
     return model.state_dict()
@@ -288,11 +288,11 @@ def test_code_executing_pickle_is_refused_and_nothing_runs(tmp_path, tiny_state)
     path = tmp_path / "evil.pth"
     torch.save({"meta": {"note": _RunsCode(marker)}, "state_dict": tiny_state}, path)
     with pytest.raises(UnsafeCheckpointError, match="builtins.exec") as err:
-        load_checkpoint(build_rtmdet("tiny"), path)
+        load_checkpoint(network("tiny"), path)
     assert "--trust-checkpoint" in str(err.value)
     assert not marker.exists()
     # Trusting the file is explicit, and then the pickle does run (which is why it is opt-in).
-    load_checkpoint(build_rtmdet("tiny"), path, trust=True)
+    load_checkpoint(network("tiny"), path, trust=True)
     assert marker.read_text() == "pwned"
 
 
@@ -318,7 +318,7 @@ def test_openmmlab_meta_objects_are_dropped_without_being_called(tmp_path, tiny_
     meta = {"mmdet_version": "3.3.0", "epoch": 300, "seed": np.int64(7),
             "cfg": ConfigDict(a=1), "dataset_meta": {"classes": tuple(f"c{i}" for i in range(80))}}
     torch.save({"meta": meta, "state_dict": tiny_state, "message_hub": Hub()}, path)
-    model = build_rtmdet("tiny")
+    model = network("tiny")
     info = load_checkpoint(model, path)
     assert not marker.exists()
     assert info["layout"] == "mmdet"
@@ -381,7 +381,7 @@ def test_both_layouts_load_strictly(tmp_path, tiny_state, layout, fmt):
         from safetensors.torch import save_file
         # safetensors refuses tensors that share memory (the head's shared convs): copy them
         save_file({k: v.clone().contiguous() for k, v in state.items()}, str(path))
-    model = build_rtmdet("tiny")
+    model = network("tiny")
     info = load_checkpoint(model, path)
     assert info["layout"] == layout
     loaded = model.state_dict()
@@ -393,7 +393,7 @@ def test_legacy_tood_head_names_load_as_mmdet(tmp_path, tiny_state):
     assert any(".tood_cls." in k for k in legacy)
     path = tmp_path / "legacy.pth"
     torch.save({"state_dict": legacy}, path)
-    model = build_rtmdet("tiny")
+    model = network("tiny")
     assert load_checkpoint(model, path)["layout"] == "mmdet"
     assert torch.equal(model.state_dict()["bbox_head.rtm_reg.2.bias"],
                        tiny_state["bbox_head.rtm_reg.2.bias"])
@@ -403,7 +403,7 @@ def test_wrong_size_lists_keys_and_shapes(tmp_path, tiny_state):
     path = tmp_path / "tiny.pth"
     torch.save({"state_dict": tiny_state}, path)
     with pytest.raises(CheckpointMismatchError) as err:
-        load_checkpoint(build_rtmdet("m"), path)
+        load_checkpoint(network("m"), path)
     message = str(err.value)
     assert "missing" in message and "shape mismatches" in message
     assert "backbone.stem.0.conv.weight: checkpoint [12, 3, 3, 3] vs model [24, 3, 3, 3]" in message
@@ -413,7 +413,7 @@ def test_not_an_rtmdet_checkpoint(tmp_path):
     path = tmp_path / "resnet.pth"
     torch.save({"state_dict": {"conv1.weight": torch.zeros(1)}}, path)
     with pytest.raises(CheckpointMismatchError, match="cannot tell"):
-        load_checkpoint(build_rtmdet("tiny"), path)
+        load_checkpoint(network("tiny"), path)
 
 
 # ---------------------------------------------------------------- zoo and CLI end to end
@@ -451,7 +451,7 @@ def test_fetch_weights_then_load(cache, tmp_path, tiny_state):
         finally:
             del os.environ["RTMBENCH_MIRROR"]
     assert got.source == "mirror" and got.sha256 == sha
-    info = load_checkpoint(build_rtmdet("tiny"), got.path)
+    info = load_checkpoint(network("tiny"), got.path)
     assert info == {"layout": "mmyolo", "sha256": sha, "meta": {"mmdet_version": "3.3.0"}}
 
 
@@ -468,7 +468,7 @@ def test_cli_fetch_tiny_from_loopback_mirror(cache, tmp_path, tiny_state, monkey
         "mirror", sha, {"layout": "mmyolo", "strict": True})
     assert second["source"] == "cache" and len(srv.requests) == 1
     monkeypatch.setenv("RTMBENCH_OFFLINE", "1")
-    assert main(["--zoo", str(zoo), "fetch", "s"]) == 2
+    assert main(["--zoo", str(zoo), "fetch", "s"]) == 3  # not run: offline, not in the cache
     assert "RTMBENCH_OFFLINE=1" in capsys.readouterr().err
 
 

@@ -1,15 +1,25 @@
 from __future__ import annotations
 
-from rtmbench.checks import Unit, hardware_matches, judge_latency, latency_claim
-from rtmbench.suite import Tolerance
-from rtmbench.zoo import load_zoo
+from rtmbench.judge.judgement import Mark, judge_latency_claim, same_gpu
+from rtmbench.records import Record
+from rtmbench.run.checks import Unit, latency_claim
+from rtmbench.spec.suite import Tolerance
+from rtmbench.spec.zoo import load_zoo
 
 
 def test_published_gpu_names_match_torch_device_names():
-    assert hardware_matches("NVIDIA RTX 3090", "NVIDIA GeForce RTX 3090")
-    assert hardware_matches("NVIDIA T4", "Tesla T4")
-    assert not hardware_matches("NVIDIA RTX 3090", "NVIDIA H100 80GB HBM3")
-    assert not hardware_matches("NVIDIA T4", None)
+    assert same_gpu("NVIDIA RTX 3090", "NVIDIA GeForce RTX 3090")
+    assert same_gpu("NVIDIA T4", "Tesla T4")
+    assert not same_gpu("NVIDIA RTX 3090", "NVIDIA H100 80GB HBM3")
+    assert not same_gpu("NVIDIA T4", None)
+
+
+def _latency(median: float, gpu: str | None, **key) -> Record:
+    fields = dict(backend="tensorrt", device="cuda", precision="fp16", input_size=(640, 640),
+                  batch=1) | key
+    return Record(run="r", model="rtmdet-tiny", check="latency", status="measured",
+                  metrics={"median_ms": median}, provenance={"hardware": {"gpu": gpu}},
+                  **fields)
 
 
 def test_latency_is_judged_only_on_the_claims_own_gpu_within_the_suite_tolerance():
@@ -18,9 +28,26 @@ def test_latency_is_judged_only_on_the_claims_own_gpu_within_the_suite_tolerance
     ten = Tolerance(relative=0.1)
     claim = latency_claim(tiny, unit, "NVIDIA GeForce RTX 3090")
     assert float(claim.value) == 0.98 and claim.hardware == "NVIDIA RTX 3090"
-    assert judge_latency(claim, 1.05, unit, "NVIDIA GeForce RTX 3090", ten)["ok"] is True
-    assert judge_latency(claim, 1.20, unit, "NVIDIA GeForce RTX 3090", ten)["ok"] is False
-    other = judge_latency(claim, 9.0, unit, "NVIDIA H100 80GB HBM3", ten)
-    assert other["ok"] is None and "different hardware" in other["text"]
+    data = tiny.claim_record(claim)
+    assert data["input_size"] == [640, 640] and data["batch"] == 1
+    rtx = "NVIDIA GeForce RTX 3090"
+    assert judge_latency_claim(_latency(1.05, rtx), data, ten).mark is Mark.OK
+    assert judge_latency_claim(_latency(1.20, rtx), data, ten).mark is Mark.MISS
+    other = judge_latency_claim(_latency(9.0, "NVIDIA H100 80GB HBM3"), data, ten)
+    assert other.mark is Mark.NOT_COMPARABLE and "hardware" in other.text
     t4 = latency_claim(tiny, unit, "Tesla T4")
     assert float(t4.value) == 2.34  # the claim of the GPU in hand, when the zoo has one
+
+
+def test_latency_claims_need_every_condition_equal():
+    tiny = load_zoo().get("tiny")
+    claim = tiny.claim_record(tiny.claims_for("latency")[0])
+    ten = Tolerance(relative=0.1)
+    rtx = "NVIDIA GeForce RTX 3090"
+    for key, words in (({"precision": "fp32"}, "precision"), ({"backend": "torch"}, "backend"),
+                       ({"batch": 8}, "batch"), ({"input_size": (320, 320)}, "input size")):
+        j = judge_latency_claim(_latency(0.5, rtx, **key), claim, ten)
+        assert j.mark is Mark.NOT_COMPARABLE and words in j.text, (key, j.text)
+    contended = _latency(0.5, rtx)
+    contended.metrics["contention"] = True
+    assert judge_latency_claim(contended, claim, ten).mark is Mark.UNRELIABLE

@@ -16,7 +16,7 @@ from rtmbench.data import (
     rescale_size,
     resolve_coco_root,
 )
-from rtmbench.zoo import load_zoo
+from rtmbench.spec.zoo import load_zoo
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +129,7 @@ def test_missing_dataset_errors_say_what_is_expected(tmp_path, monkeypatch, coco
         resolve_coco_root(None)
     monkeypatch.setenv("RTMBENCH_COCO", str(coco))
     assert resolve_coco_root(None) == coco
-    with pytest.raises(DatasetError, match="does not exist"):
+    with pytest.raises(DatasetError, match="has no annotations/instances_val2017.json"):
         CocoDataset(tmp_path)
     root = tmp_path / "c"
     (root / "annotations").mkdir(parents=True)

@@ -10,15 +10,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from rtmbench import evaluation
-from rtmbench.checkpoints import CheckpointMismatchError, load_checkpoint
 from rtmbench.cli import main
 from rtmbench.data import make_synthetic_coco
 from rtmbench.errors import InputError
-from rtmbench.evaluation import evaluate, merge_shards
-from rtmbench.models import build_rtmdet
-from rtmbench.scoring import CONVENTIONS, score
-from rtmbench.zoo import load_zoo
+from rtmbench.measure import evaluation
+from rtmbench.measure.evaluation import evaluate, merge_shards
+from rtmbench.measure.scoring import CONVENTIONS, score
+from rtmbench.run.model import network
+from rtmbench.sources import CheckpointMismatchError, load_checkpoint
+from rtmbench.spec.zoo import load_zoo
 from tests.conftest import well_conditioned_state_dict
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,7 +37,7 @@ def small_zoo(directory: Path) -> Path:
 def low_score_tiny() -> torch.nn.Module:
     """Random tiny whose classifier passes only ~0.01% of (prior, class) pairs over
     score_thr: real NMS work, small and fast."""
-    model = build_rtmdet("tiny")
+    model = network("tiny")
     model.load_state_dict(well_conditioned_state_dict(model))
     with torch.no_grad():
         for conv in model.bbox_head.rtm_cls:
@@ -60,7 +60,7 @@ def setup(tmp_path_factory):
 
 
 def model_from(checkpoint: Path) -> torch.nn.Module:
-    model = build_rtmdet("tiny")
+    model = network("tiny")
     load_checkpoint(model, checkpoint)
     return model
 
@@ -171,7 +171,7 @@ def test_different_settings_in_the_same_directory_are_refused(setup):
                  out_dir=base / "reference",
                  batch_size=BATCH + 1, workers=0, progress=False)
     with pytest.raises(InputError, match="weights_sha256"):
-        evaluate(load_zoo(zoo).get("tiny"), coco, model=build_rtmdet("tiny"),
+        evaluate(load_zoo(zoo).get("tiny"), coco, model=network("tiny"),
                  out_dir=base / "reference", batch_size=BATCH, workers=0, progress=False)
 
 
@@ -180,7 +180,7 @@ def test_checkpoint_and_cli_errors_are_one_paragraph(setup, tmp_path, capsys):
     bad = tmp_path / "bad.pth"
     torch.save({"state_dict": {"backbone.stem.0.conv.weight": torch.zeros(1)}}, bad)
     with pytest.raises(CheckpointMismatchError):
-        load_checkpoint(build_rtmdet("tiny"), bad)
+        load_checkpoint(network("tiny"), bad)
     assert main(["--zoo", str(zoo), "evaluate", "tiny", "--coco", str(coco), "--checkpoint",
                  str(bad), "--out", str(tmp_path / "o")]) == 2
     assert "Traceback" not in capsys.readouterr().err
@@ -233,19 +233,17 @@ def test_claim_test_cfg_variant_is_used_and_recorded(setup, tmp_path):
     assert len(kept) < len(everything)
 
 
-def test_cli_picks_the_test_settings_of_the_weights_claim(capsys):
-    import argparse
-
-    from rtmbench.cli import _eval_test_cfg
-
+def test_the_test_settings_of_the_weights_claim_are_one_rule():
+    """The box AP check and `rtmbench evaluate` both ask the zoo entry."""
     entry = load_zoo().get("tiny")
-    args = argparse.Namespace(test_cfg=None, checkpoint=None, weights=None)
-    assert _eval_test_cfg(args, entry).nms_pre == 1000  # mmyolo weights: the seed's settings
-    args.weights = "mmdet"
-    assert _eval_test_cfg(args, entry).nms_pre == 30000
-    args.test_cfg = "pre-pr9999"
+    assert entry.evaluation_test_cfg(None)[1].nms_pre == 1000  # mmyolo: the seed's settings
+    assert entry.evaluation_test_cfg("mmyolo") == ("pre-pr9494", entry.test_cfg_variants[
+        "pre-pr9494"])
+    assert entry.evaluation_test_cfg("mmdet")[1].nms_pre == 30000
+    assert entry.evaluation_test_cfg("random-init")[0] == "default"
+    assert entry.evaluation_test_cfg("mmyolo", "default")[1].nms_pre == 30000
     with pytest.raises(InputError, match="pre-pr9494"):
-        _eval_test_cfg(args, entry)
+        entry.evaluation_test_cfg("mmdet", "pre-pr9999")
 
 
 def test_cli_offline_without_checkpoint_says_which_file_to_put_where(setup, tmp_path, capsys,
@@ -254,7 +252,7 @@ def test_cli_offline_without_checkpoint_says_which_file_to_put_where(setup, tmp_
     monkeypatch.setenv("RTMBENCH_OFFLINE", "1")
     monkeypatch.setenv("RTMBENCH_CACHE", str(tmp_path / "cache"))
     assert main(["--zoo", str(zoo), "evaluate", "tiny", "--coco", str(coco), "--weights",
-                 "mmdet", "--out", str(tmp_path / "o"), "--no-progress"]) == 2
+                 "mmdet", "--out", str(tmp_path / "o"), "--no-progress"]) == 3  # not run
     err = capsys.readouterr().err
     assert "rtmdet_tiny_8xb32-300e_coco_20220902_112414-78e30dcc.pth" in err
     assert str(tmp_path / "cache") in err and "Traceback" not in err

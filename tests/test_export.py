@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from rtmbench.cli import main
-from rtmbench.export import (
+from rtmbench.measure.export import (
     ExportError,
     check_parity,
     export_and_check,
@@ -17,7 +17,7 @@ from rtmbench.export import (
     fold_batchnorm,
     ort_cpu_session,
 )
-from rtmbench.models import build_rtmdet
+from rtmbench.run.model import network
 from tests.conftest import well_conditioned_state_dict
 
 pytest.importorskip("onnxruntime", reason="the onnx extra (onnxruntime) is not installed")
@@ -26,7 +26,7 @@ HW = (96, 128)  # small, and not square: catches a swapped H/W
 
 @pytest.fixture(scope="module")
 def tiny():
-    model = build_rtmdet("tiny")
+    model = network("tiny")
     model.load_state_dict(well_conditioned_state_dict(model))
     return model
 
@@ -69,12 +69,12 @@ def test_dynamic_batch(tiny, tmp_path):
 
 
 def test_disagreement_fails(tiny, tmp_path, monkeypatch):
-    other = build_rtmdet("tiny")
+    other = network("tiny")
     other.load_state_dict(well_conditioned_state_dict(other, seed=1))
     path = export_onnx(other, tmp_path / "other.onnx", HW)
     report = check_parity(tiny, path, HW)
     assert not report.ok and report.worst > 1e-2
-    import rtmbench.export as export
+    import rtmbench.measure.export as export
 
     monkeypatch.setattr(export, "export_onnx", lambda *a, **k: path)  # writes the wrong model
     with pytest.raises(ExportError, match="disagrees with PyTorch"):

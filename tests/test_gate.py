@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 
 from rtmbench.cli import main
+from rtmbench.records import Status
 from tests.records_factory import HW, records, write_run
 
 
@@ -51,16 +52,24 @@ def test_within_tolerance_or_other_hardware_passes(tmp_path, baseline, capsys, c
 
 
 def test_claims_alone_gate_a_missed_complexity_claim(tmp_path, capsys):
-    recs = records("new")
-    recs[0].verdict["flops"] = {"ok": False, "text": "MISS"}
+    recs = records("new", flops=8_200_000_000)  # published as 8.2, the claim says 8.1
     run = write_run(tmp_path / "new.jsonl", recs)
     assert main(["gate", str(run), "--suite", "gate"]) == 1
-    assert "misses the published claim" in capsys.readouterr().out
+    assert "MISS: 8.200 G" in capsys.readouterr().out
+
+
+def test_the_gate_judges_again_and_ignores_a_stored_verdict(tmp_path, capsys):
+    """Verdicts stored in records are informational: the gate judges metrics and claims."""
+    recs = records("new", flops=8_200_000_000)
+    recs[0].verdict["flops"] = {"ok": True, "text": "stored as fine"}
+    run = write_run(tmp_path / "new.jsonl", recs)
+    assert main(["gate", str(run), "--suite", "gate"]) == 1
 
 
 def test_failed_unit_fails_the_gate(tmp_path, baseline, capsys):
     recs = records("new")
-    recs[2].status, recs[2].reason, recs[2].metrics = "failed", "ValueError: boom", {}
+    recs[2] = recs[2].model_copy(update={"status": Status.FAILED, "reason": "ValueError: boom",
+                                         "metrics": {}})
     run = write_run(tmp_path / "new.jsonl", recs)
     assert main(["gate", str(run), "--baseline", str(baseline), "--suite", "gate"]) == 1
 

@@ -8,12 +8,12 @@ import json
 import pytest
 import torch
 
-from rtmbench.cli import main
+from rtmbench.cli import _latency_claims, main
 from rtmbench.errors import InputError
-from rtmbench.latency import LatencyResult, compare_with_claims, count_model_flops, measure_latency
-from rtmbench.models import build_rtmdet
-from rtmbench.timing import FakeTimer
-from rtmbench.zoo import load_zoo
+from rtmbench.measure.latency import LatencyResult, count_model_flops, measure_latency
+from rtmbench.measure.timing import FakeTimer
+from rtmbench.run.model import network
+from rtmbench.spec.zoo import load_zoo
 
 HW = (64, 96)
 QUICK = dict(input_hw=HW, warmup_s=0.05, min_iterations=5, min_duration_s=0.05)
@@ -67,7 +67,7 @@ def test_statistics_through_measure_latency_with_a_fake_timer(tiny_entry):
     assert result.metrics["median_ms"] == pytest.approx(20.0)
     assert result.metrics["stdev_ms"] == 0.0 and result.metrics["samples"] == 5
     assert result.metrics["throughput_ips"] == pytest.approx(50.0)
-    model_flops = count_model_flops(build_rtmdet("tiny"), torch.zeros(1, 3, *HW))
+    model_flops = count_model_flops(network("tiny"), torch.zeros(1, 3, *HW))
     assert result.flops == model_flops
     assert result.achieved_gflops == pytest.approx(model_flops / 0.020 / 1e9)
     assert result.peak_gflops == pytest.approx(256 * 256 * 9 * 6400 / 0.004 / 1e9)
@@ -96,8 +96,8 @@ def test_impossible_combinations_are_not_run(tiny_entry, backend, device, precis
 def test_missing_tensorrt_package_is_the_reason(tiny_entry, monkeypatch):
     import importlib.util
 
-    import rtmbench.backends.base as base
-    import rtmbench.backends.tensorrt_backend as trt_backend
+    import rtmbench.measure.backends.base as base
+    import rtmbench.measure.backends.tensorrt_backend as trt_backend
 
     monkeypatch.setattr(base, "cuda_unavailable_reason", lambda: None)
     monkeypatch.setattr(trt_backend, "cuda_unavailable_reason", lambda: None)
@@ -116,25 +116,28 @@ def test_unknown_names_are_user_errors(tiny_entry):
         measure_latency(tiny_entry, "torch", "cpu", "int8")
 
 
-def _result(gpu, backend="tensorrt", precision="fp16", status="measured"):
+def _result(gpu, backend="tensorrt", precision="fp16", status="measured", median=1.96):
     return LatencyResult(status, None, backend, "cuda" if gpu else "cpu", precision,
-                         metrics={"median_ms": 1.96}, environment={"gpu": gpu, "cpu": "Xeon"})
+                         metrics={"median_ms": median}, input_hw=(640, 640),
+                         environment={"gpu": gpu, "cpu": "Xeon"})
 
 
 def test_claims_are_judged_only_on_the_same_hardware(tiny_entry):
-    same = compare_with_claims(_result("NVIDIA GeForce RTX 3090"), tiny_entry)
+    """What `rtmbench latency` prints beside a result: the judge on equal footing only."""
+    same = _latency_claims(_result("NVIDIA GeForce RTX 3090"), tiny_entry)
     by_hw = {c["hardware"]: c for c in same}
-    assert by_hw["NVIDIA RTX 3090"]["verdict"] == "comparable"
-    assert by_hw["NVIDIA RTX 3090"]["ratio"] == pytest.approx(2.0)
-    assert by_hw["NVIDIA T4"]["verdict"] == "different hardware"
-    assert "ratio" not in by_hw["NVIDIA T4"]
-    h100 = compare_with_claims(_result("NVIDIA H100 80GB HBM3"), tiny_entry)
-    assert {c["verdict"] for c in h100} == {"different hardware"}
-    cpu = compare_with_claims(_result(None, "onnxruntime", "fp32"), tiny_entry)
-    assert {c["verdict"] for c in cpu} == {"different hardware"}
-    torch_same_gpu = compare_with_claims(_result("NVIDIA GeForce RTX 3090", "torch"), tiny_entry)
-    assert "different conditions" in {c["verdict"] for c in torch_same_gpu}
-    not_run = compare_with_claims(_result(None, status="not run"), tiny_entry)
+    assert by_hw["NVIDIA RTX 3090"]["verdict"] == "miss"  # 1.96 ms vs 0.98 ms: +100%
+    assert "+100%" in by_hw["NVIDIA RTX 3090"]["explanation"]
+    assert by_hw["NVIDIA T4"]["verdict"] == "not comparable"
+    fast = _latency_claims(_result("NVIDIA GeForce RTX 3090", median=1.0), tiny_entry)
+    assert {c["hardware"]: c["verdict"] for c in fast}["NVIDIA RTX 3090"] == "ok"
+    h100 = _latency_claims(_result("NVIDIA H100 80GB HBM3"), tiny_entry)
+    assert {c["verdict"] for c in h100} == {"not comparable"}
+    cpu = _latency_claims(_result(None, "onnxruntime", "fp32"), tiny_entry)
+    assert {c["verdict"] for c in cpu} == {"not comparable"}
+    torch_same_gpu = _latency_claims(_result("NVIDIA GeForce RTX 3090", "torch"), tiny_entry)
+    assert all("backend" in c["explanation"] for c in torch_same_gpu)
+    not_run = _latency_claims(_result(None, status="not run"), tiny_entry)
     assert {c["verdict"] for c in not_run} == {"not measured"}
 
 
@@ -146,24 +149,25 @@ def test_cli_latency_json(capsys):
     assert code == 0
     record = json.loads(capsys.readouterr().out)
     assert record["status"] == "measured" and record["input_hw"] == [64, 96]
-    assert record["peak_gflops"] > 0 and record["claims"][0]["verdict"] == "different hardware"
+    assert record["peak_gflops"] > 0 and record["claims"][0]["verdict"] == "not comparable"
 
 
-def test_cli_latency_text_not_run(capsys):
+def test_cli_latency_text_not_run_has_its_own_exit_code(capsys):
     assert main(["latency", "tiny", "--backend", "tensorrt", "--device", "cpu",
-                 "--precision", "fp16"]) == 0
-    out = capsys.readouterr().out
-    assert "not run: TensorRT runs on CUDA GPUs only" in out and "environment:" in out
+                 "--precision", "fp16"]) == 3  # not run: a script must not read it as success
+    captured = capsys.readouterr()
+    assert "not run: TensorRT runs on CUDA GPUs only" in captured.out
+    assert "environment:" in captured.out and "not run" in captured.err
 
 
 @pytest.mark.parametrize("options", [{}, {"onednn_fusion": False},
                                      {"layout": "contiguous", "fold_bn": False}])
 def test_torch_cpu_runner_computes_the_model(options):
     """Every CPU variant the benchmark times gives the model's own outputs."""
-    from rtmbench.backends.torch_backend import TorchBackend
+    from rtmbench.measure.backends.torch_backend import TorchBackend
     from tests.conftest import well_conditioned_state_dict
 
-    model = build_rtmdet("tiny")
+    model = network("tiny")
     model.load_state_dict(well_conditioned_state_dict(model))
     x = torch.randn(1, 3, *HW)
     runner = TorchBackend(**options).prepare(model, x, "cpu", "fp32")

@@ -12,8 +12,9 @@ import json
 import pytest
 import torch
 
-from rtmbench.latency import compare_with_claims, measure_latency
-from rtmbench.zoo import load_zoo
+from rtmbench.cli import _latency_claims
+from rtmbench.measure.latency import measure_latency
+from rtmbench.spec.zoo import load_zoo
 
 pytestmark = [
     pytest.mark.gpu,
@@ -32,8 +33,8 @@ def _report(result, entry) -> None:
                           ("median_ms", "p90_ms", "p99_ms", "cv", "samples", "contention")}
     summary["gpu"] = result.environment.get("gpu")
     summary["details"] = result.details
-    summary["claims"] = [(c["claim_ms"], c["hardware"], c["verdict"])
-                         for c in compare_with_claims(result, entry)]
+    summary["claims"] = [(c["value"], c["hardware"], c["verdict"])
+                         for c in _latency_claims(result, entry)]
     print("\nGPU-LATENCY " + json.dumps(summary, default=str))
 
 
@@ -72,11 +73,11 @@ def true_fp32():
 
 
 def test_cuda_graph_replay_matches_eager(true_fp32):
-    from rtmbench.backends.torch_backend import TorchBackend
-    from rtmbench.models import build_rtmdet
+    from rtmbench.measure.backends.torch_backend import TorchBackend
+    from rtmbench.run.model import network
 
     # TF32 would make BN-folded vs unfolded differ by ~1e-3 relative: compare in true fp32.
-    model = build_rtmdet("tiny")
+    model = network("tiny")
     x = torch.randn(1, 3, 320, 320)
     runner = TorchBackend().prepare(model, x, "cuda", "fp32")
     runner.run()

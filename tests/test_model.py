@@ -3,15 +3,15 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rtmbench.models import build_rtmdet
-from rtmbench.zoo import load_zoo
+from rtmbench.run.model import network
+from rtmbench.spec.zoo import load_zoo
 from tests.conftest import well_conditioned_state_dict
 
 SIZES = ["tiny", "s", "m", "l", "x"]
 
 
 def test_output_shapes_per_stride_non_square():
-    model = build_rtmdet("tiny")
+    model = network("tiny")
     with torch.no_grad():
         cls_scores, bbox_preds = model(torch.randn(2, 3, 480, 640))
     assert [tuple(t.shape) for t in cls_scores] == [(2, 80, 60, 80), (2, 80, 30, 40),
@@ -21,12 +21,12 @@ def test_output_shapes_per_stride_non_square():
 
 
 def test_num_classes_changes_only_the_classifier():
-    model = build_rtmdet("tiny", num_classes=3)
+    model = network("tiny", num_classes=3)
     assert all(m.out_channels == 3 for m in model.bbox_head.rtm_cls)
 
 
 def test_head_convs_are_shared_across_levels_but_listed_per_level():
-    model = build_rtmdet("s")
+    model = network("s")
     head = model.bbox_head
     assert head.cls_convs[2][1].conv is head.cls_convs[0][1].conv
     assert head.cls_convs[2][1].bn is not head.cls_convs[0][1].bn
@@ -36,7 +36,7 @@ def test_head_convs_are_shared_across_levels_but_listed_per_level():
 
 
 def test_bn_eps_is_syncbn_default_not_cspnext_default():
-    model = build_rtmdet("tiny")
+    model = network("tiny")
     eps = {m.eps for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)}
     assert eps == {1e-5}
 
@@ -47,12 +47,12 @@ def test_exp_on_reg_follows_the_configs():
 
 
 def test_mmdet_layout_checkpoint_roundtrip(tmp_path):
-    source = build_rtmdet("tiny")
+    source = network("tiny")
     source.load_state_dict(well_conditioned_state_dict(source))
     path = tmp_path / "ckpt.pth"
     torch.save({"meta": {"epoch": 300}, "state_dict": source.state_dict()}, path)
 
-    target = build_rtmdet("tiny")
+    target = network("tiny")
     ckpt = torch.load(path, weights_only=True)
     target.load_state_dict(ckpt["state_dict"], strict=True)
     x = torch.randn(1, 3, 128, 160)
@@ -63,14 +63,14 @@ def test_mmdet_layout_checkpoint_roundtrip(tmp_path):
 
 
 def test_wrong_size_checkpoint_does_not_load_strictly():
-    tiny, small = build_rtmdet("tiny"), build_rtmdet("s")
+    tiny, small = network("tiny"), network("s")
     with pytest.raises(RuntimeError, match="size mismatch"):
         small.load_state_dict(tiny.state_dict(), strict=True)
 
 
 def test_parity_weights_would_expose_a_wrong_bn_eps():
     """The parity tests' weights must be able to fail: eps 1e-3 instead of 1e-5 shows."""
-    model = build_rtmdet("tiny")
+    model = network("tiny")
     model.load_state_dict(well_conditioned_state_dict(model))
     x = torch.randn(1, 3, 128, 128)
     with torch.no_grad():

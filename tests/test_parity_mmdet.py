@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rtmbench.models import build_rtmdet
+from rtmbench.run.model import network
 from tests.conftest import well_conditioned_state_dict
 
 pytestmark = [
@@ -63,7 +63,7 @@ def mmdet_builder():
 @pytest.mark.parametrize("size", SIZES)
 def test_same_keys_shapes_and_outputs_as_mmdetection(size, mmdet_builder):
     reference = mmdet_builder(size)
-    ours = build_rtmdet(size)
+    ours = network(size)
     ref_shapes = {k: tuple(v.shape) for k, v in reference.state_dict().items()}
     our_shapes = {k: tuple(v.shape) for k, v in ours.state_dict().items()}
     assert our_shapes == ref_shapes
@@ -95,8 +95,8 @@ class _TorchvisionNms:
 def test_postprocess_matches_mmdetection_predict_by_feat(candidates, mmdet_builder, monkeypatch):
     import importlib
 
-    from rtmbench.models import postprocess
-    from rtmbench.zoo import load_zoo
+    from rtmbench.models import TestSettings, postprocess
+    from rtmbench.spec.zoo import load_zoo
 
     monkeypatch.setattr(importlib.import_module("mmcv.ops.nms"), "ext_module", _TorchvisionNms)
     head = mmdet_builder("tiny").bbox_head
@@ -114,8 +114,8 @@ def test_postprocess_matches_mmdetection_predict_by_feat(candidates, mmdet_build
     with torch.no_grad():
         ref = head.predict_by_feat(cls, box, batch_img_metas=metas, cfg=head.test_cfg,
                                    rescale=True)[0]
-        ours = postprocess(cls, box, strides, hw, [scale],
-                           load_zoo().get("tiny").test_cfg.to_settings())[0]
+        settings = TestSettings.from_test_cfg(load_zoo().get("tiny").test_cfg.model_dump())
+        ours = postprocess(cls, box, strides, hw, [scale], settings)[0]
     assert len(ref.scores) > 50
     torch.testing.assert_close(ours.scores, ref.scores, rtol=0, atol=1e-6)
     torch.testing.assert_close(ours.boxes, ref.bboxes, rtol=1e-6, atol=1e-4)
@@ -131,7 +131,7 @@ def test_test_pipeline_matches_mmdetection_transforms(width, height, mmdet_build
     from mmdet.datasets.transforms import Pad, Resize
 
     from rtmbench.data import TestPipeline
-    from rtmbench.zoo import load_zoo
+    from rtmbench.spec.zoo import load_zoo
 
     rng = np.random.default_rng(width * height)
     path = tmp_path / "image.jpg"

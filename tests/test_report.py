@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from rtmbench.errors import InputError
-from rtmbench.report import END, START, write_report
+from rtmbench.judge.report import END, START, write_report
 from tests.records_factory import records, write_run
 
 README = f"# Title\n\nKeep me.\n\n{START}\nstale table\n{END}\n\n## After\nand me\n"

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from rtmbench.checks import NotRun, registered_checks
 from rtmbench.cli import main
-from rtmbench.errors import InputError
+from rtmbench.errors import DatasetMissing, InputError
 from rtmbench.records import Record, RunWriter, read_run
-from rtmbench.runner import run_suite
-from rtmbench.suite import load_suite
+from rtmbench.run.checks import registered_checks
+from rtmbench.run.runner import run_suite
+from rtmbench.spec.suite import load_suite
 from tests.fake_checks import Interrupt
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,7 +104,7 @@ def test_every_unit_gets_exactly_one_record(tmp_path):
     summary = run_suite(suite, run_id="r1", progress=False)
     run = read_run(summary.path)
     assert len(run.records) == summary.planned == 6
-    by_status = {r.key[2]: r.status for r in run.records}
+    by_status = {r.key.backend: r.status for r in run.records}
     assert by_status == {"alpha": "measured", "beta": "not run", "gamma": "failed"}
     beta = next(r for r in run.records if r.backend == "beta")
     assert beta.reason == "backend beta is not installed" and beta.metrics == {}
@@ -169,9 +169,12 @@ def test_writer_ends_a_torn_line_before_appending(tmp_path):
     path = tmp_path / "r.jsonl"
     path.write_bytes(b'{"torn": ')
     writer = RunWriter(path, resume=True)
-    writer.append(Record("r", "m", "fake", None, None, None, "measured"))
+    writer.append(Record(run="r", model="m", check="fake", status="measured"))
+    writer.close()
     run = read_run(path)
     assert [r.model for r in run.records] == ["m"] and run.skipped_lines == [1]
+    assert [p.kind for p in run.problems] == ["repaired"]  # the resume acknowledged it
+    assert not run.corrupt
 
 
 def test_cli_run_prints_where_records_are(tmp_path, capsys):
@@ -213,9 +216,9 @@ def test_missing_prerequisites_are_not_run_records_with_reasons(tmp_path, monkey
 
 
 def test_dataset_directory_must_exist(tmp_path):
-    from rtmbench.checks import BoxAPSpec, resolve_dataset
+    from rtmbench.run.checks import BoxAPSpec, resolve_dataset
 
-    with pytest.raises(NotRun, match="no COCO dataset at"):
+    with pytest.raises(DatasetMissing, match="no COCO dataset at"):
         resolve_dataset(BoxAPSpec(dataset=str(tmp_path / "coco")), tmp_path)
 
 
@@ -224,7 +227,7 @@ def test_fake_check_is_registered_through_the_real_registry():
 
 
 def test_box_ap_with_several_weights_is_one_unit_and_one_column_each(tmp_path, monkeypatch):
-    from rtmbench.report import write_report
+    from rtmbench.judge.report import write_report
 
     monkeypatch.delenv("RTMBENCH_COCO", raising=False)
     path = write_suite(tmp_path, f"""\

@@ -13,7 +13,7 @@ from pycocotools.cocoeval import COCOeval
 from rtmbench.cli import main
 from rtmbench.data import make_synthetic_coco
 from rtmbench.errors import DatasetError, InputError
-from rtmbench.scoring import CONVENTIONS, metric_names, score
+from rtmbench.measure.scoring import CONVENTIONS, metric_names, score
 
 
 @pytest.fixture(scope="module")

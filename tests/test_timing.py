@@ -7,7 +7,7 @@ import statistics
 
 import pytest
 
-from rtmbench.timing import FakeTimer, LoadProbe, Protocol, collect_environment, measure
+from rtmbench.measure.timing import FakeTimer, LoadProbe, Protocol, collect_environment, measure
 
 NO_LOAD = False  # no /proc/stat probe: these tests script every duration themselves
 

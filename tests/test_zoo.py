@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from rtmbench.errors import InputError
-from rtmbench.zoo import load_zoo
+from rtmbench.spec.zoo import load_zoo
 
 
 def test_zoo_lists_five_sizes_with_seed_claims():

@@ -10,29 +10,59 @@ from collections.abc import Callable, Sequence
 from .errors import RtmbenchError
 
 Handler = Callable[[argparse.Namespace], int]
+NOT_RUN_EXIT = 3  # a missing prerequisite (no GPU, package, data set): nothing was measured
 
 
 def _cmd_complexity(args: argparse.Namespace) -> int:
-    from .complexity import format_table, measure_complexity
-    from .zoo import load_zoo
+    from tqdm import tqdm
+
+    from .judge.judgement import Mark, judge_complexity_claim
+    from .measure.complexity import measure_complexity
+    from .spec.zoo import load_zoo
 
     zoo = load_zoo(args.zoo)
     sizes = args.sizes or zoo.sizes
     entries = [zoo.get(s) for s in sizes]  # validate every name before the slow part
-    from tqdm import tqdm
-
-    reports = [measure_complexity(e) for e in tqdm(entries, desc="counting params and FLOPs",
-                                                    unit="model", file=sys.stderr,
-                                                    disable=len(entries) < 2, leave=False)]
+    rows = []
+    for entry in tqdm(entries, desc="counting params and FLOPs", unit="model", file=sys.stderr,
+                      disable=len(entries) < 2, leave=False):
+        report = measure_complexity(entry)
+        claims = {c.metric: entry.claim_record(c) for c in entry.claims
+                  if c.metric in ("params", "flops")}
+        verdicts = {m: judge_complexity_claim(m, c, report.metrics()) for m, c in claims.items()}
+        rows.append((entry, report, claims, verdicts))
+    ok = {e.size: all(v.mark is Mark.OK for v in vs.values()) for e, _, _, vs in rows}
     if args.json:
-        for r in reports:
-            print(json.dumps(r.to_json(), sort_keys=True))
+        for entry, report, claims, verdicts in rows:
+            print(json.dumps({"size": entry.size, "model": entry.name,
+                              "input": list(report.input_hw), "params": report.params,
+                              "flops": report.flops, "claims": claims,
+                              "verdicts": {m: {"ok": v.mark is Mark.OK, "explanation": v.text}
+                                           for m, v in verdicts.items()},
+                              "ok": ok[entry.size]}, sort_keys=True))
     else:
-        print(format_table(reports))
-        bad = [r.size for r in reports if not r.ok]
-        print(f"\n{len(reports) - len(bad)}/{len(reports)} sizes match their published params "
+        print(_complexity_table(rows))
+        bad = [s for s, good in ok.items() if not good]
+        print(f"\n{len(rows) - len(bad)}/{len(rows)} sizes match their published params "
               f"and FLOPs" + (f"; MISSING: {', '.join(bad)}" if bad else "."))
-    return 0 if all(r.ok for r in reports) else 1
+    return 0 if all(ok.values()) else 1
+
+
+def _complexity_table(rows: list) -> str:
+    """Markdown: claimed vs measured, with a verdict that explains each cell."""
+    lines = ["| size | params (M) claimed | measured | verdict | FLOPs (G) claimed | mmengine | "
+             "mmengine+act | verdict |", "|---|---:|---:|---|---:|---:|---:|---|"]
+    for entry, report, claims, verdicts in rows:
+        cells = []
+        for metric in ("params", "flops"):
+            v = verdicts.get(metric)
+            cells.append(("✅ " if v.mark.ok else "❌ ") + v.text if v else "no claim")
+        p, f = claims.get("params"), claims.get("flops")
+        lines.append(f"| {entry.size} | {p['value'] if p else '—'} | {report.params / 1e6:.3f} | "
+                     f"{cells[0]} | {f['value'] if f else '—'} | "
+                     f"{report.flops['mmengine'] / 1e9:.3f} | "
+                     f"{report.flops['mmengine+act'] / 1e9:.3f} | {cells[1]} |")
+    return "\n".join(lines)
 
 
 def _add_complexity(sub: argparse._SubParsersAction) -> None:
@@ -43,9 +73,9 @@ def _add_complexity(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
-    from .checkpoints import fetch_weights, load_checkpoint
-    from .models import build_rtmdet
-    from .zoo import load_zoo
+    from .run.model import build
+    from .sources import fetch_weights
+    from .spec.zoo import load_zoo
 
     zoo = load_zoo(args.zoo)
     entries = [zoo.get(s) for s in (args.sizes or zoo.sizes)]
@@ -53,9 +83,8 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
         fetched = fetch_weights(entry, args.weights, progress=not args.quiet)
         record = {"model": entry.name, **fetched.provenance(), "path": str(fetched.path)}
         if args.load or args.trust_checkpoint:
-            model = build_rtmdet(entry.architecture.to_arch(), entry.num_classes)
-            info = load_checkpoint(model, fetched.path, trust=args.trust_checkpoint)
-            record["loaded"] = {"layout": info["layout"], "strict": True}
+            built = build(entry, args.weights, trust=args.trust_checkpoint, progress=False)
+            record["loaded"] = {"layout": built.provenance["layout"], "strict": True}
         if args.json:
             print(json.dumps(record, sort_keys=True))
         else:
@@ -87,9 +116,9 @@ def _add_fetch(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .runner import format_summary, run_suite
-    from .suite import load_suite
-    from .zoo import load_zoo
+    from .run.runner import format_summary, run_suite
+    from .spec.suite import load_suite
+    from .spec.zoo import load_zoo
 
     zoo = load_zoo(args.zoo)
     suite = load_suite(args.suite, zoo)
@@ -111,7 +140,7 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_gate(args: argparse.Namespace) -> int:
-    from .gate import run_gate
+    from .judge.gate import run_gate
 
     return run_gate(args.run, baseline=args.baseline, suite=args.suite,
                     results_dir=args.results_dir, zoo_path=args.zoo)
@@ -128,7 +157,7 @@ def _add_gate(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .report import write_report
+    from .judge.report import write_report
 
     written = write_report(args.runs, results_dir=args.results_dir, out_dir=args.out_dir,
                            readme=None if args.no_readme else args.readme)
@@ -148,7 +177,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_report)
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    from .scoring import format_metrics, load_detections, score
+    from .measure.scoring import format_metrics, load_detections, score
 
     detections = load_detections(args.detections)
     conventions = [args.convention] if args.convention else None
@@ -159,7 +188,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 
 def _add_score(sub: argparse._SubParsersAction) -> None:
-    from .scoring import BACKENDS, CONVENTIONS, DEFAULT_BACKEND
+    from .measure.scoring import BACKENDS, CONVENTIONS, DEFAULT_BACKEND
 
     p = sub.add_parser("score", help="the 12 COCO box numbers of a detections file")
     p.add_argument("annotations", help="COCO instances JSON (e.g. instances_val2017.json)")
@@ -175,51 +204,55 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_score)
 
 
-def _build_model_for_eval(args: argparse.Namespace, entry):
-    """The model with its weights: --checkpoint, --random-weights, or the zoo's (fetched)."""
-    from .checkpoints import fetch_weights
+def _weights_of(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """(zoo weights id, checkpoint file) from --random-weights / --checkpoint / --weights."""
+    from .spec.checks import RANDOM_INIT
 
-    if args.random_weights:
-        print("rtmbench evaluate: --random-weights: randomly initialised model, a smoke run "
-              "whose AP means nothing.", file=sys.stderr)
-        return _model_with_checkpoint(entry, None)
-    path = args.checkpoint or fetch_weights(entry, args.weights,
-                                            progress=not args.no_progress).path
-    return _model_with_checkpoint(entry, path, trust=args.trust_checkpoint,
-                                  say="rtmbench evaluate")
+    if getattr(args, "random_weights", False):
+        return RANDOM_INIT, None
+    if getattr(args, "checkpoint", None):
+        return None, args.checkpoint
+    return getattr(args, "weights", None), None
 
 
-def _eval_test_cfg(args: argparse.Namespace, entry):
-    """--test-cfg, else the variant the weights' box AP claim was evaluated with."""
-    from .errors import InputError
+def _build(args: argparse.Namespace, entry, *, default_random: bool, say: str):
+    """The model with its weights, through the one entry point (rtmbench.run.model.build)."""
+    from .run.model import build
+    from .spec.checks import RANDOM_INIT
 
-    name = args.test_cfg
-    if name is None and not args.checkpoint and not getattr(args, "random_weights", False):
-        claim = entry.box_ap_claim(args.weights)
-        name = claim.test_cfg if claim and claim.test_cfg else "default"
-    if name in (None, "default"):
-        return entry.test_cfg
-    if name not in entry.test_cfg_variants:
-        raise InputError(f"--test-cfg {name!r} is not in the zoo; use 'default' or one of "
-                         f"{', '.join(entry.test_cfg_variants)}.")
-    print(f"rtmbench evaluate: test settings {name!r}: {entry.test_cfg_variants[name]}",
-          file=sys.stderr)
-    return entry.test_cfg_variants[name]
+    weights, checkpoint = _weights_of(args)
+    if default_random and checkpoint is None and weights is None:
+        weights = RANDOM_INIT
+    built = build(entry, weights, checkpoint=checkpoint,
+                  trust=getattr(args, "trust_checkpoint", False),
+                  progress=not getattr(args, "no_progress", False))
+    info = built.provenance
+    if info.get("weights") == RANDOM_INIT:
+        print(f"{say}: seeded random weights (random-init): timings are real, detections "
+              f"mean nothing.", file=sys.stderr)
+    else:
+        print(f"{say}: weights {info.get('weights')} from {info.get('path') or info.get('file')} "
+              f"({info.get('layout')} layout, sha256 {str(info.get('sha256'))[:12]})",
+              file=sys.stderr)
+    return built.model
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .data import resolve_coco_root
-    from .evaluation import evaluate, parse_shard
-    from .scoring import format_metrics
-    from .zoo import load_zoo
+    from .measure.evaluation import evaluate, parse_shard
+    from .measure.scoring import format_metrics
+    from .spec.zoo import load_zoo
 
     entry = load_zoo(args.zoo).get(args.size)
     coco = resolve_coco_root(args.coco)
     shard = parse_shard(args.shard) if args.shard else None
-    test_cfg = _eval_test_cfg(args, entry)
-    model = _build_model_for_eval(args, entry)
+    weights, checkpoint = _weights_of(args)
+    cfg_name, test_cfg = entry.evaluation_test_cfg("file" if checkpoint else weights,
+                                                   args.test_cfg)
+    print(f"rtmbench evaluate: test settings {cfg_name!r}: {test_cfg}", file=sys.stderr)
+    model = _build(args, entry, default_random=False, say="rtmbench evaluate")
     out = Path(args.out) if args.out else Path("results") / "eval" / entry.name
     result = evaluate(entry, coco, model=model, out_dir=out, limit=args.limit,
                       batch_size=args.batch_size, workers=args.workers, device=args.device,
@@ -242,7 +275,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _add_eval_options(p: argparse.ArgumentParser) -> None:
-    from .scoring import BACKENDS, DEFAULT_BACKEND
+    from .measure.scoring import BACKENDS, DEFAULT_BACKEND
 
     p.add_argument("--coco", default=None, help="COCO root holding annotations/"
                    "instances_val2017.json and val2017/ (default: $RTMBENCH_COCO)")
@@ -284,8 +317,8 @@ def _cmd_merge(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .data import resolve_coco_root
-    from .evaluation import merge_shards
-    from .scoring import format_metrics
+    from .measure.evaluation import merge_shards
+    from .measure.scoring import format_metrics
 
     result = merge_shards([Path(d) for d in args.shard_dirs], resolve_coco_root(args.coco),
                           Path(args.out), backend=args.backend)
@@ -306,21 +339,6 @@ def _add_merge(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_merge)
 
 
-def _model_with_checkpoint(entry, checkpoint, *, trust: bool = False, say: str | None = None):
-    """The zoo entry's network, with ``checkpoint`` loaded strictly when given (random weights
-    else); ``say`` names the command that reports what was loaded on stderr."""
-    from .checkpoints import load_checkpoint
-    from .models import build_rtmdet
-
-    model = build_rtmdet(entry.architecture.to_arch(), entry.num_classes)
-    if checkpoint:
-        info = load_checkpoint(model, checkpoint, trust=trust)
-        if say:
-            print(f"{say}: {checkpoint} ({info['layout']} layout, sha256 "
-                  f"{info['sha256'][:12]})", file=sys.stderr)
-    return model
-
-
 def _input_hw(args: argparse.Namespace) -> tuple[int, int] | None:
     return (args.input_size[1], args.input_size[0]) if args.input_size else None
 
@@ -328,15 +346,16 @@ def _input_hw(args: argparse.Namespace) -> tuple[int, int] | None:
 def _cmd_export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .export import export_and_check
-    from .zoo import load_zoo
+    from .errors import InputError
+    from .measure.export import export_and_check
+    from .spec.zoo import load_zoo
 
     entry = load_zoo(args.zoo).get(args.size)
     out = Path(args.output)
     if out.exists() and not args.force:
-        raise RtmbenchError(f"{out} already exists; choose another -o path or pass --force "
-                            f"to replace it.")
-    model = _model_with_checkpoint(entry, args.checkpoint)
+        raise InputError(f"{out} already exists; choose another -o path or pass --force "
+                         f"to replace it.")
+    model = _build(args, entry, default_random=True, say="rtmbench export")
     width, height = entry.input_size
     input_hw = _input_hw(args) or (height, width)
     report = export_and_check(model, out, input_hw, args.batch, args.dynamic_batch, args.opset,
@@ -368,12 +387,35 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_export)
 
 
+def _latency_claims(result, entry) -> list[dict]:
+    """Each published latency of the model beside ``result``, judged on equal footing."""
+    from .judge.judgement import judge_latency_claim
+    from .records import Record
+    from .spec.suite import DEFAULT_TOLERANCES
+
+    if result.status != "measured":
+        return [{**entry.claim_record(c), "verdict": "not measured"}
+                for c in entry.claims_for("latency")]
+    record = Record(run="cli", model=entry.name, check="latency", backend=result.backend,
+                    device=result.device, precision=result.precision,
+                    input_size=(result.input_hw[1], result.input_hw[0]), batch=result.batch,
+                    status="measured", metrics=result.metrics,
+                    provenance={"environment": result.environment,
+                                "hardware": {"gpu": result.environment.get("gpu")}})
+    out = []
+    for claim in entry.claims_for("latency"):
+        data = entry.claim_record(claim)
+        j = judge_latency_claim(record, data, DEFAULT_TOLERANCES["latency"])
+        out.append({**data, "verdict": str(j.mark), "explanation": j.text})
+    return out
+
+
 def _cmd_latency(args: argparse.Namespace) -> int:
-    from .latency import compare_with_claims, format_result, measure_latency
-    from .zoo import load_zoo
+    from .measure.latency import format_result, measure_latency
+    from .spec.zoo import load_zoo
 
     entry = load_zoo(args.zoo).get(args.size)
-    model = _model_with_checkpoint(entry, args.checkpoint) if args.checkpoint else None
+    model = _build(args, entry, default_random=True, say="rtmbench latency")
     options = {"layout": args.layout} if args.layout and args.backend == "torch" else {}
     result = measure_latency(entry, args.backend, args.device, args.precision, model=model,
                              input_hw=_input_hw(args), batch=args.batch, warmup_s=args.warmup,
@@ -381,11 +423,18 @@ def _cmd_latency(args: argparse.Namespace) -> int:
                              include_transfer=args.include_transfer,
                              reference=not args.no_reference, backend_options=options,
                              progress=not args.json)
-    claims = compare_with_claims(result, entry)
+    claims = _latency_claims(result, entry)
     if args.json:
         print(json.dumps(result.to_dict() | {"claims": claims}, sort_keys=True))
     else:
-        print(format_result(result, claims))
+        print(format_result(result))
+        for c in claims:
+            print(f"  claim {c['value']} ms ({c.get('hardware')}, {c.get('backend')} "
+                  f"{c.get('precision')}, {c.get('source')}): {c['verdict']}"
+                  + (f" - {c['explanation']}" if c.get("explanation") else ""))
+    if result.status != "measured":
+        print(f"rtmbench latency: not run: {result.reason}", file=sys.stderr)
+        return NOT_RUN_EXIT
     return 0
 
 

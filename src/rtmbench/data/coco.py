@@ -8,11 +8,11 @@ file lists its 80 categories sorted by id). Detections are mapped back through t
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import DatasetError
+from ..errors import DatasetError, DatasetMissing
+from ..spec.settings import load_settings
 
 ANNOTATIONS = Path("annotations") / "instances_val2017.json"
 IMAGES = Path("val2017")
@@ -21,9 +21,9 @@ ENV_VAR = "RTMBENCH_COCO"
 
 def resolve_coco_root(flag: str | Path | None) -> Path:
     """The COCO root from the flag, else ``$RTMBENCH_COCO``; a clear error when neither is set."""
-    value = flag or os.environ.get(ENV_VAR)
+    value = flag or load_settings().coco
     if not value:
-        raise DatasetError(
+        raise DatasetMissing(
             f"no COCO dataset given: pass --coco DIR or set {ENV_VAR}=DIR, where DIR holds "
             f"{ANNOTATIONS} and {IMAGES}/*.jpg (COCO val2017 from https://cocodataset.org).")
     return Path(value).expanduser()
@@ -72,9 +72,12 @@ class CocoDataset:
     def __init__(self, root: str | Path, *, check_images: bool = True) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
-            raise DatasetError(f"COCO root {self.root} is not a directory; expected it to hold "
+            raise DatasetMissing(f"COCO root {self.root} is not a directory; expected it to hold "
                                f"{ANNOTATIONS} and {IMAGES}/.")
         self.annotation_file = self.root / ANNOTATIONS
+        if not self.annotation_file.exists():
+            raise DatasetMissing(f"COCO root {self.root} has no {ANNOTATIONS}; expected COCO "
+                                 f"2017 there (annotations/ and val2017/ from cocodataset.org).")
         self.data = read_json(self.annotation_file, "COCO annotation file")
         self._validate()
         self.cat_ids = sorted(c["id"] for c in self.data["categories"])

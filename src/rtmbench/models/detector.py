@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
+import torch
 from torch import Tensor, nn
 
 from .backbone import P5_STAGES, CSPNeXt
@@ -60,15 +63,21 @@ class RTMDet(nn.Module):
         return self.bbox_head(self.neck(self.backbone(x)))
 
 
-def build_rtmdet(size: str | RTMDetArch, num_classes: int = 80) -> RTMDet:
-    """Build RTMDet by zoo size name (tiny, s, m, l, x) or from an explicit architecture.
+def arch_from(spec: RTMDetArch | Mapping[str, Any]) -> RTMDetArch:
+    """An :class:`RTMDetArch` from itself or from plain fields (e.g. a zoo entry's
+    ``architecture.model_dump()``): models/ never reads the zoo."""
+    return spec if isinstance(spec, RTMDetArch) else RTMDetArch(**dict(spec))
 
-    The model is returned in eval mode: this harness measures inference.
+
+def build_rtmdet(arch: RTMDetArch | Mapping[str, Any], num_classes: int = 80, *,
+                 seed: int = 0) -> RTMDet:
+    """RTMDet with PyTorch's default initialisation drawn from a generator seeded with ``seed``:
+    the same weights in every process, whatever the global RNG state (the "random-init" weights
+    of smoke runs and latency timing). The model is returned in eval mode.
+
+    To get a network with a zoo checkpoint, use ``rtmbench.run.model.build``.
     """
-    if isinstance(size, str):
-        from ..zoo import load_zoo  # the zoo owns the size -> hyper-parameter table
-
-        arch = load_zoo().get(size).architecture.to_arch()
-    else:
-        arch = size
-    return RTMDet(arch, num_classes).eval()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = RTMDet(arch_from(arch), num_classes)
+    return model.eval()

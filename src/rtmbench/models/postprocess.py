@@ -9,7 +9,9 @@ boxes not wider and taller than ``min_bbox_size``; class-aware NMS; keep ``max_p
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -27,6 +29,14 @@ class TestSettings:
     iou_threshold: float = 0.65
     max_per_img: int = 300
     min_bbox_size: float = 0.0
+
+    @classmethod
+    def from_test_cfg(cls, cfg: Mapping[str, Any]) -> TestSettings:
+        """From the zoo's ``test_cfg`` fields (``nms_iou`` is ``iou_threshold`` here)."""
+        cfg = dict(cfg)
+        return cls(score_thr=cfg["score_thr"], nms_pre=cfg["nms_pre"],
+                   iou_threshold=cfg["nms_iou"], max_per_img=cfg["max_per_img"],
+                   min_bbox_size=cfg["min_bbox_size"])
 
 
 @dataclass

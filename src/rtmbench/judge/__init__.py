@@ -1,0 +1,2 @@
+"""Judging records: the one judge (claims, baselines, tolerances), the gate and the report.
+Reads records and specs only; never measures."""

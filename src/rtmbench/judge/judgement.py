@@ -1,0 +1,417 @@
+"""The one judge: a record against its published claim, and against a baseline record.
+
+Gate, report and the runner (for the informational ``verdict`` it stores) all call this module;
+nothing else decides whether a number is good. It reads records only (``metrics``, ``claim``,
+``provenance``), so old records are re-judged without re-measuring, with whatever tolerances
+the caller passes (a suite's).
+
+Marks (:class:`Mark`): ``ok``; ``miss`` (misses its published claim), ``regression`` (worse than
+the baseline beyond tolerance) and ``failed`` (the unit failed) are red and fail the gate;
+``not comparable`` (measured, but no claim or baseline on equal footing), ``not run`` (a
+missing prerequisite) and ``unreliable`` (a contended or throttled measurement, neither passed
+nor failed: re-measure it) are not.
+
+Equal footing:
+- params and FLOPs: the claim's own counting convention, at the precision it was published
+  with (its decimals, rounded or truncated as the claim says);
+- box AP: the claim's AP convention, on all of val2017 (a subset is not comparable); a
+  baseline only on the same data set, image count and weights;
+- latency: a claim only where GPU, backend, precision, batch and input size all match its
+  conditions; a baseline only from the same hardware, compared as the ratio to the reference
+  convolution timed in the same run (never raw milliseconds of two runs).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
+from enum import StrEnum
+from typing import Any, Protocol
+
+from ..records import Record, Status
+
+FULL_VAL2017 = 5000
+FLOPS_CONVENTIONS = ("mmengine", "mmengine+act")
+SCALE = {"params": Decimal(10) ** 6, "flops": Decimal(10) ** 9}
+CHECK_METRICS = {"complexity": ("params", "flops"), "box_ap": ("box_ap",),
+                 "latency": ("latency",)}
+
+
+class Mark(StrEnum):
+    OK = "ok"
+    MISS = "miss"
+    REGRESSION = "regression"
+    FAILED = "failed"
+    NOT_COMPARABLE = "not comparable"
+    NOT_RUN = "not run"
+    UNRELIABLE = "unreliable"
+
+    @property
+    def red(self) -> bool:
+        return self in (Mark.MISS, Mark.REGRESSION, Mark.FAILED)
+
+    @property
+    def ok(self) -> bool | None:
+        """True/False/None, the shape records have always stored (None: not judged)."""
+        if self is Mark.OK:
+            return True
+        return False if self.red else None
+
+
+class ToleranceLike(Protocol):
+    def allows(self, delta: float, reference: float) -> bool: ...
+    def describe(self) -> str: ...
+
+
+class Tolerances(Protocol):
+    def tolerance(self, metric: str) -> ToleranceLike: ...
+
+
+@dataclass(frozen=True)
+class Judgement:
+    metric: str
+    mark: Mark
+    text: str
+    against: str = "claim"  # "claim", "baseline" or "status"
+    claimed: str | None = None
+    reference: str | None = None  # the baseline's value, as shown
+    measured: str | None = None
+    delta: str | None = None
+
+    @property
+    def red(self) -> bool:
+        return self.mark.red
+
+    def as_verdict(self) -> dict[str, Any]:
+        return {"ok": self.mark.ok, "mark": str(self.mark), "text": self.text}
+
+
+# ------------------------------------------------------------------------ helpers
+def _gpu_key(name: str) -> str:
+    """'NVIDIA GeForce RTX 3090' and 'NVIDIA RTX 3090' name the same card."""
+    words = re.sub(r"[^a-z0-9]+", " ", name.lower()).split()
+    return " ".join(w for w in words if w not in ("nvidia", "geforce", "tesla"))
+
+
+def same_gpu(claimed: str | None, gpu: str | None) -> bool:
+    return bool(claimed and gpu) and _gpu_key(claimed) == _gpu_key(gpu)
+
+
+def same_hardware(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
+    """Latency is only comparable between runs on the same CPU model, core count and GPU."""
+    if not a or not b:
+        return False
+    return all(a.get(k) == b.get(k) for k in ("cpu", "cores", "gpu"))
+
+
+def record_gpu(record: Record) -> str | None:
+    env = record.provenance.get("environment") or {}
+    return (record.hardware or {}).get("gpu") or env.get("gpu")
+
+
+def ap_percent(value: float) -> float:
+    """Records keep pycocotools' fractions (0..1, or -1 where nothing could be scored);
+    claims are percentages."""
+    return value * 100.0
+
+
+def primary_ap(metrics: dict[str, Any]) -> tuple[str, float] | None:
+    """(convention, AP in percent) of a box AP record: the claims' convention (coco) first."""
+    for convention in ("coco", "mmdet-proposal"):
+        table = metrics.get(convention)
+        if isinstance(table, dict) and isinstance(table.get("AP"), (int, float)):
+            return convention, ap_percent(table["AP"])
+    return None
+
+
+def flops_field(claim: dict[str, Any] | None) -> str:
+    return f"flops_{(claim or {}).get('convention', 'mmengine')}"
+
+
+def _decimals(claim: dict[str, Any], default: int = 2) -> int:
+    value = claim.get("decimals", default)
+    return value if isinstance(value, int) and value >= 0 else default
+
+
+def _claim_text(claim: dict[str, Any], default_decimals: int = 2) -> str:
+    return f"{claim['value']:.{_decimals(claim, default_decimals)}f}"
+
+
+def published_form(measured: int, metric: str, claim: dict[str, Any]) -> Decimal:
+    """``measured`` in the claim's unit, with the claim's decimals and rounding."""
+    quantum = Decimal(1).scaleb(-_decimals(claim))
+    mode = ROUND_DOWN if claim.get("rounding") == "truncate" else ROUND_HALF_EVEN
+    return (Decimal(measured) / SCALE[metric]).quantize(quantum, rounding=mode)
+
+
+def _fmt(measured: int, metric: str, digits: int = 3) -> str:
+    return f"{Decimal(measured) / SCALE[metric]:.{digits}f}"
+
+
+# ------------------------------------------------------------------------ claims
+def judge_complexity_claim(metric: str, claim: dict[str, Any],
+                           metrics: dict[str, Any]) -> Judgement:
+    """Params or FLOPs against a claim: equal when written as the claim was published."""
+    convention = claim.get("convention") or ("parameters" if metric == "params" else "mmengine")
+    value = metrics["params"] if metric == "params" else metrics[f"flops_{convention}"]
+    claimed = Decimal(str(claim["value"])).quantize(Decimal(1).scaleb(-_decimals(claim)))
+    shown = published_form(value, metric, claim)
+    unit = "M" if metric == "params" else "G"
+    exact = _fmt(value, metric)
+    if shown == claimed:
+        parts = [f"matches: {exact} {unit}"]
+        if claim.get("rounding") == "truncate":
+            rounded = published_form(value, metric, {**claim, "rounding": "round"})
+            parts.append(f"truncated to {claimed}" + (
+                f" (rounding would give {rounded})" if rounded != claimed else ""))
+        else:
+            parts.append(f"rounds to {claimed}")
+        text = ", ".join(parts)
+        if metric == "flops":
+            others = [f"{c} gives {_fmt(metrics[f'flops_{c}'], 'flops')} "
+                      f"({(metrics[f'flops_{c}'] - value) / value * 100:+.2f}%)"
+                      for c in FLOPS_CONVENTIONS if c != convention and f"flops_{c}" in metrics]
+            text += f"; counted {convention}" + ("; " + "; ".join(others) if others else "")
+        mark = Mark.OK
+    else:
+        text = (f"MISS: {exact} {unit} under '{convention}' is published as {shown}, claim is "
+                f"{claimed}")
+        if metric == "flops":
+            others = [f"{c}: {_fmt(metrics[f'flops_{c}'], 'flops')}" for c in FLOPS_CONVENTIONS
+                      if c != convention and f"flops_{c}" in metrics]
+            if others:
+                text += f" ({'; '.join(others)})"
+        mark = Mark.MISS
+    return Judgement(metric, mark, text, claimed=f"{claimed} {unit}",
+                     measured=f"{exact} {unit}")
+
+
+def judge_box_ap_claim(claim: dict[str, Any], metrics: dict[str, Any],
+                       tolerance: ToleranceLike) -> Judgement:
+    convention = claim.get("convention") or "coco"
+    table = metrics.get(convention)
+    claimed = _claim_text(claim, 1)
+    if not isinstance(table, dict) or "AP" not in table:
+        return Judgement("box_ap", Mark.NOT_COMPARABLE,
+                         f"no AP under the claim's convention {convention!r}", claimed=claimed)
+    ap = ap_percent(table["AP"])
+    images = metrics.get("num_images")
+    if not isinstance(images, int) or images < FULL_VAL2017:
+        return Judgement("box_ap", Mark.NOT_COMPARABLE,
+                         f"{ap:.1f} on {images} images: a subset is not comparable with the "
+                         f"full-val2017 claim {claimed}", claimed=claimed, measured=f"{ap:.2f}")
+    value = float(claim["value"])
+    delta = ap - value
+    ok = delta >= 0 or tolerance.allows(delta, value)
+    return Judgement("box_ap", Mark.OK if ok else Mark.MISS,
+                     f"{ap:.2f} vs {claimed} ({delta:+.2f}, tolerance {tolerance.describe()}, "
+                     f"{convention} maxDets)", claimed=claimed, measured=f"{ap:.2f}",
+                     delta=f"{delta:+.2f}")
+
+
+def latency_conditions_differ(record: Record, claim: dict[str, Any]) -> list[str]:
+    """The claim's conditions this latency record does not share (empty: equal footing)."""
+    gpu = record_gpu(record) if record.device == "cuda" else None
+    differ = []
+    if not same_gpu(claim.get("hardware"), gpu):
+        where = gpu if record.device == "cuda" else "CPU"
+        differ.append(f"hardware: claim on {claim.get('hardware')}, measured on {where}")
+    for field in ("backend", "precision"):
+        if claim.get(field) is not None and claim.get(field) != getattr(record, field):
+            differ.append(f"{field}: claim {claim.get(field)}, measured {getattr(record, field)}")
+    if (claim.get("batch") or 1) != (record.batch or 1):
+        differ.append(f"batch: claim {claim.get('batch') or 1}, measured {record.batch or 1}")
+    claimed_size = claim.get("input_size")
+    if claimed_size and record.input_size and list(claimed_size) != list(record.input_size):
+        differ.append(f"input size: claim {claimed_size[0]}x{claimed_size[1]}, measured "
+                      f"{record.input_size[0]}x{record.input_size[1]}")
+    return differ
+
+
+def contention_reason(record: Record) -> str | None:
+    """Why a latency measurement cannot be trusted (other processes, GPU throttling), or None."""
+    m = record.metrics
+    if m.get("contention"):
+        cores = m.get("other_processes_cores")
+        return ("contended: other processes took the CPU during timing"
+                + (f" ({cores:.2f} cores on average)" if isinstance(cores, (int, float)) else "")
+                + "; re-measure on a quiet machine")
+    if m.get("throttled"):
+        return f"the GPU was throttled during timing ({m.get('throttle_reasons') or 'see record'})"
+    return None
+
+
+def judge_latency_claim(record: Record, claim: dict[str, Any],
+                        tolerance: ToleranceLike) -> Judgement:
+    median = record.metrics["median_ms"]
+    claimed = f"{claim['value']} ms ({claim.get('hardware')})"
+    differ = latency_conditions_differ(record, claim)
+    if differ:
+        return Judgement("latency", Mark.NOT_COMPARABLE, "not comparable: " + "; ".join(differ),
+                         claimed=claimed, measured=f"{median:.2f} ms")
+    if reason := contention_reason(record):
+        return Judgement("latency", Mark.UNRELIABLE, reason, claimed=claimed,
+                         measured=f"{median:.2f} ms")
+    value = float(claim["value"])
+    delta = median - value
+    ok = delta <= 0 or tolerance.allows(delta, value)
+    return Judgement("latency", Mark.OK if ok else Mark.MISS,
+                     f"{median:.2f} ms vs {claim['value']} ms on {claim.get('hardware')} "
+                     f"({delta / value * 100:+.0f}%, tolerance {tolerance.describe()})",
+                     claimed=claimed, measured=f"{median:.2f} ms",
+                     delta=f"{delta / value * 100:+.1f}%")
+
+
+def judge_claims(record: Record, tolerances: Tolerances) -> list[Judgement]:
+    """One judgement per metric the record's check produces (records with a measurement)."""
+    if not record.status.has_measurement:
+        return []
+    out = []
+    for metric in CHECK_METRICS.get(record.check, ()):
+        claim = record.claim.get(metric)
+        if not claim:
+            if metric == "latency" and (reason := contention_reason(record)):
+                out.append(Judgement(metric, Mark.UNRELIABLE, reason))
+                continue
+            what = f"{record.key.where}" if record.key.where else record.check
+            out.append(Judgement(metric, Mark.NOT_COMPARABLE, f"no published claim for {what}"))
+        elif metric in ("params", "flops"):
+            out.append(judge_complexity_claim(metric, claim, record.metrics))
+        elif metric == "box_ap":
+            out.append(judge_box_ap_claim(claim, record.metrics, tolerances.tolerance(metric)))
+        else:
+            out.append(judge_latency_claim(record, claim, tolerances.tolerance(metric)))
+    return out
+
+
+# ------------------------------------------------------------------------ baselines
+def _same_ap_footing(a: Record, b: Record) -> bool:
+    weights = [(r.provenance.get("checkpoint") or {}).get("weights") for r in (a, b)]
+    return (a.provenance.get("dataset") == b.provenance.get("dataset")
+            and a.metrics.get("num_images") == b.metrics.get("num_images")
+            and weights[0] == weights[1])
+
+
+def _complexity_baseline(rec: Record, base: Record, tolerances: Tolerances) -> list[Judgement]:
+    out = []
+    for metric in ("params", "flops"):
+        field = "params" if metric == "params" else flops_field(rec.claim.get("flops"))
+        value, old = rec.metrics.get(field), base.metrics.get(field)
+        if not isinstance(old, (int, float)) or not isinstance(value, (int, float)):
+            out.append(Judgement(metric, Mark.NOT_COMPARABLE, f"baseline has no {field}",
+                                 against="baseline"))
+            continue
+        scale, unit = (1e6, "M") if metric == "params" else (1e9, "G")
+        tol = tolerances.tolerance(metric)
+        ok = tol.allows(value - old, old)
+        out.append(Judgement(
+            metric, Mark.OK if ok else Mark.REGRESSION,
+            "same as baseline" if value == old else (f"within {tol.describe()} of baseline"
+                                                     if ok else f"changed beyond "
+                                                     f"{tol.describe()} (the architecture "
+                                                     f"must not change)"),
+            against="baseline", reference=f"{old / scale:.4f} {unit}",
+            measured=f"{value / scale:.4f} {unit}", delta=f"{(value - old) / old * 100:+.3f}%"))
+    return out
+
+
+def _box_ap_baseline(rec: Record, base: Record, tolerances: Tolerances) -> Judgement:
+    now, old = primary_ap(rec.metrics), primary_ap(base.metrics)
+    if now is None or old is None:
+        return Judgement("box_ap", Mark.NOT_COMPARABLE, "no AP to compare", against="baseline")
+    if not _same_ap_footing(rec, base):
+        return Judgement("box_ap", Mark.NOT_COMPARABLE,
+                         "baseline on other data/weights: not compared", against="baseline",
+                         reference=f"{old[1]:.2f}", measured=f"{now[1]:.2f}")
+    tol = tolerances.tolerance("box_ap")
+    delta = now[1] - old[1]
+    bad = delta < 0 and not tol.allows(delta, old[1])
+    return Judgement("box_ap", Mark.REGRESSION if bad else Mark.OK,
+                     f"dropped beyond {tol.describe()}" if bad
+                     else f"within {tol.describe()} of baseline", against="baseline",
+                     reference=f"{old[1]:.2f}", measured=f"{now[1]:.2f}", delta=f"{delta:+.2f}")
+
+
+def _latency_baseline(rec: Record, base: Record, tolerances: Tolerances) -> Judgement:
+    ratio, old = rec.metrics.get("ratio_to_reference"), base.metrics.get("ratio_to_reference")
+    shown = f"{ratio:.4f}" if isinstance(ratio, (int, float)) else "no ratio"
+    if not same_hardware(rec.hardware, base.hardware):
+        return Judgement("latency", Mark.NOT_COMPARABLE,
+                         "baseline from different hardware; not gated", against="baseline",
+                         measured=shown)
+    if not isinstance(ratio, (int, float)) or not isinstance(old, (int, float)):
+        return Judgement("latency", Mark.NOT_COMPARABLE,
+                         "no reference ratio in run or baseline; not gated", against="baseline",
+                         measured=shown)
+    for which, r in (("this run", rec), ("the baseline", base)):
+        if reason := contention_reason(r):
+            return Judgement("latency", Mark.UNRELIABLE, f"{which} is unreliable ({reason}); "
+                             f"not gated", against="baseline", reference=f"{old:.4f}",
+                             measured=shown)
+    tol = tolerances.tolerance("latency")
+    bad = ratio > old and not tol.allows(ratio - old, old)
+    return Judgement("latency", Mark.REGRESSION if bad else Mark.OK,
+                     f"slower relative to the reference beyond {tol.describe()}" if bad
+                     else f"within {tol.describe()} of baseline (same hardware)",
+                     against="baseline", reference=f"{old:.4f}", measured=shown,
+                     delta=f"{(ratio - old) / old * 100:+.1f}%")
+
+
+def judge_baseline(record: Record, base: Record | None,
+                   tolerances: Tolerances) -> list[Judgement]:
+    """The record against the baseline's record of the same unit (both measured)."""
+    if base is None or not base.status.has_measurement or not record.status.has_measurement:
+        return []
+    if record.check == "complexity":
+        return _complexity_baseline(record, base, tolerances)
+    if record.check == "box_ap":
+        return [_box_ap_baseline(record, base, tolerances)]
+    if record.check == "latency":
+        return [_latency_baseline(record, base, tolerances)]
+    return []
+
+
+# ------------------------------------------------------------------------ a whole unit
+def judge_status(record: Record, base: Record | None) -> Judgement | None:
+    """The judgement of a record that holds no measurement (failed or not run)."""
+    if record.status == Status.FAILED:
+        return Judgement(record.check, Mark.FAILED, f"failed: {record.reason}",
+                         against="status", measured="failed")
+    if record.status == Status.NOT_RUN:
+        lost = (base is not None and base.status.has_measurement
+                and same_hardware(record.hardware, base.hardware))
+        if lost:
+            return Judgement(record.check, Mark.REGRESSION,
+                             f"measured in the baseline on this hardware, now not run: "
+                             f"{record.reason}", against="status", measured="not run",
+                             reference="measured")
+        return Judgement(record.check, Mark.NOT_RUN, str(record.reason),
+                         against="status", measured="not run",
+                         reference="measured" if base and base.status.has_measurement else None)
+    return None
+
+
+def judge_unit(record: Record, base: Record | None, tolerances: Tolerances) -> list[Judgement]:
+    """Everything the gate says about one unit: its status, its claims, its baseline."""
+    if (status := judge_status(record, base)) is not None:
+        return [status]
+    return judge_claims(record, tolerances) + judge_baseline(record, base, tolerances)
+
+
+def judge_absent(base: Record) -> Judgement:
+    """A unit the baseline has and the run does not (the suite lost coverage)."""
+    return Judgement(base.check, Mark.REGRESSION, "in the baseline, absent from this run",
+                     against="status", reference=str(base.status), measured="absent")
+
+
+def run_time_verdict(record: Record, tolerances: Tolerances) -> tuple[Status, dict[str, dict]]:
+    """What the runner stores with a new record: its status (``verified`` when every claim it
+    carries matched) and the verdicts, judged with the run's own suite tolerances."""
+    judgements = judge_claims(record, tolerances)
+    verdict = {j.metric: j.as_verdict() for j in judgements}
+    status = record.status
+    claimed = [j for j in judgements if record.claim.get(j.metric)]
+    if status == Status.MEASURED and claimed and all(j.mark is Mark.OK for j in claimed):
+        status = Status.VERIFIED
+    return status, verdict

@@ -1,0 +1,30 @@
+"""Inference engines behind one interface: ``torch``, ``onnxruntime``, ``tensorrt``."""
+
+from __future__ import annotations
+
+from ...errors import InputError
+from .base import DEVICES, PRECISIONS, Backend, BackendError, BackendUnavailable, Runner
+
+BACKENDS = ("torch", "onnxruntime", "tensorrt")
+
+
+def get_backend(name: str, **options) -> Backend:
+    """The backend called ``name``; ``options`` go to its constructor (e.g. layout)."""
+    if name == "torch":
+        from .torch_backend import TorchBackend
+
+        return TorchBackend(**options)
+    if name == "onnxruntime":
+        from .onnxruntime_backend import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend(**options)
+    if name == "tensorrt":
+        from .tensorrt_backend import TensorRTBackend
+
+        return TensorRTBackend(**options)
+    raise InputError(f"unknown backend {name!r}; expected one of {', '.join(BACKENDS)}.")
+
+
+__all__ = ["BACKENDS", "DEVICES", "PRECISIONS", "Backend", "BackendError", "BackendUnavailable",
+           "Runner",
+           "get_backend"]

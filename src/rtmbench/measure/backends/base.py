@@ -1,0 +1,76 @@
+"""One small interface for every inference engine the latency check times.
+
+``Backend.prepare(model, example, device, precision, ...)`` turns a PyTorch module and an
+example input into a :class:`Runner`: ``runner.run()`` performs one inference on the prepared
+input, ``runner.timer`` times one call with the synchronisation that engine needs (CUDA events
+on the engine's stream, or a wall clock around a blocking call), ``runner.synchronize()`` waits
+for all queued work, and ``runner.details`` says what really ran (layout, providers, engine).
+
+A backend that cannot run here says why: ``unavailable(device, precision)`` returns the exact
+reason (no GPU, package missing, provider missing) and ``prepare`` raises
+:class:`BackendUnavailable` for reasons found only while preparing.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
+
+from torch import Tensor, nn
+
+from ...errors import MissingPrerequisite, Outcome, RtmbenchError
+from ..timing import Timer
+
+DEVICES = ("cpu", "cuda")
+PRECISIONS = ("fp32", "fp16")
+
+
+class BackendUnavailable(MissingPrerequisite):
+    """This backend cannot run in this environment (no GPU, package or provider missing);
+    ``str(exc)`` is the exact reason. The unit is "not run"."""
+
+    outcome: ClassVar[Outcome] = "not run"
+
+
+class BackendError(RtmbenchError):
+    """The backend is here but broke: it could not parse or build the model, or crashed while
+    running it. The unit is "failed"."""
+
+    outcome: ClassVar[Outcome] = "failed"
+
+
+@dataclass
+class Runner:
+    run: Callable[[], object]
+    timer: Timer
+    details: dict = field(default_factory=dict)
+    synchronize: Callable[[], None] = lambda: None
+    # The latest outputs, where the engine exposes them (correctness checks of e.g. graphs).
+    outputs: Callable[[], object] | None = None
+
+
+class Backend(ABC):
+    name: str
+
+    @abstractmethod
+    def unavailable(self, device: str, precision: str) -> str | None:
+        """``None`` if this backend can run on ``device`` at ``precision``; else why not."""
+
+    @abstractmethod
+    def prepare(self, model: nn.Module, example: Tensor, device: str, precision: str, *,
+                include_transfer: bool = False, workdir: Path | None = None) -> Runner:
+        """Build the engine for ``model`` and return a runner bound to ``example``."""
+
+
+def cuda_unavailable_reason() -> str | None:
+    """Why torch cannot use a CUDA GPU here, or ``None`` when it can."""
+    import torch
+
+    if not torch.backends.cuda.is_built():
+        return f"the installed torch {torch.__version__} was built without CUDA"
+    if not torch.cuda.is_available():
+        return "no CUDA GPU is visible (torch.cuda.is_available() is False)"
+    return None

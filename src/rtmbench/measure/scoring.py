@@ -1,0 +1,175 @@
+"""COCO box AP: the 12 standard numbers, under two ``maxDets`` conventions, two backends.
+
+pycocotools' COCOeval is the reference. Its numbers depend on ``params.maxDets`` in a way worth
+stating exactly (pycocotools 2.0.x, cocoeval.py):
+
+* ``evaluate()`` replaces ``maxDets`` by ``sorted(maxDets)``;
+* ``summarize()`` computes stats[0] (AP) with ``maxDets=100`` *hard-coded*, stats[1..5] (AP50,
+  AP75, APs, APm, APl) and stats[8..11] with ``maxDets[2]``, stats[6] and stats[7] with
+  ``maxDets[0]`` and ``maxDets[1]``.
+
+So with MMDetection CocoMetric's default ``proposal_nums=(100, 300, 1000)`` ("mmdet-proposal"),
+the headline AP still counts 100 detections per image, like pycocotools' default (1, 10, 100)
+("coco"); AP50..APl count up to 1000 and the AR keys become AR@100/300/1000. RTMDet's configs
+set ``val_evaluator = dict(proposal_nums=(100, 1, 10))``, which sorts to (1, 10, 100): the
+published box AP is the "coco" convention.
+
+Both conventions come from one evaluation with maxDets (1, 10, 100, 300, 1000): matching is
+greedy in score order per image, so the first k detections match the same way whatever comes
+after them, and accumulation truncates each image to each maxDets value separately. The 12
+numbers are then read off ``eval['precision']`` / ``eval['recall']`` with pycocotools' rules
+(``summarize()`` itself is not used: faster-coco-eval's summarize() takes AP at maxDets[-1],
+not at 100). Tests check every number against pycocotools' own summarize().
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ..data.coco import read_json
+from ..errors import DatasetError, InputError
+
+CONVENTIONS: dict[str, tuple[int, int, int]] = {"coco": (1, 10, 100),
+                                                "mmdet-proposal": (100, 300, 1000)}
+BACKENDS = ("faster", "pycocotools")
+DEFAULT_BACKEND = "faster"  # identical numbers to pycocotools (tests/test_scoring.py), ~7x faster
+
+
+def metric_names(convention: str) -> list[str]:
+    """AP, AP50, AP75, APs, APm, APl, AR<m0>, AR<m1>, AR<m2>, ARs, ARm, ARl."""
+    m = CONVENTIONS[convention]
+    return ["AP", "AP50", "AP75", "APs", "APm", "APl", f"AR{m[0]}", f"AR{m[1]}", f"AR{m[2]}",
+            "ARs", "ARm", "ARl"]
+
+
+def _stat_specs(max_dets: Sequence[int]) -> list[tuple[bool, float | None, str, int]]:
+    """(is_ap, iou, area, maxDets) of pycocotools' summarizeDets stats[0..11], in order."""
+    m = sorted(max_dets)
+    return [(True, None, "all", 100), (True, 0.5, "all", m[2]), (True, 0.75, "all", m[2]),
+            (True, None, "small", m[2]), (True, None, "medium", m[2]), (True, None, "large", m[2]),
+            (False, None, "all", m[0]), (False, None, "all", m[1]), (False, None, "all", m[2]),
+            (False, None, "small", m[2]), (False, None, "medium", m[2]),
+            (False, None, "large", m[2])]
+
+
+def _summarize(evaluator, is_ap: bool, iou: float | None, area: str, max_det: int) -> float:
+    """pycocotools' COCOeval._summarize, without printing, on any evaluator's eval arrays."""
+    p = evaluator.params
+    a = list(p.areaRngLbl).index(area)
+    m = [i for i, d in enumerate(p.maxDets) if d == max_det]
+    s = evaluator.eval["precision"] if is_ap else evaluator.eval["recall"]
+    if iou is not None:
+        s = s[np.where(iou == np.asarray(p.iouThrs))[0]]
+    s = s[:, :, :, a, m] if is_ap else s[:, :, a, m]
+    valid = s[s > -1]
+    return -1.0 if valid.size == 0 else float(np.mean(valid))
+
+
+def load_detections(path: str | Path) -> list[dict]:
+    """A COCO results file: a list of {image_id, category_id, bbox [x, y, w, h], score}."""
+    path = Path(path)
+    data = read_json(path, "detections file")
+    if not isinstance(data, list):
+        raise InputError(f"detections file {path} must hold a JSON list of detections, found "
+                         f"{type(data).__name__}.")
+    for i, d in enumerate(data):
+        ok = (isinstance(d, dict) and isinstance(d.get("image_id"), int)
+              and isinstance(d.get("category_id"), int)
+              and isinstance(d.get("score"), (int, float))
+              and isinstance(d.get("bbox"), list) and len(d["bbox"]) == 4
+              and all(isinstance(v, (int, float)) for v in d["bbox"]))
+        if not ok:
+            raise InputError(f"detections file {path}: entry {i} is not a COCO box result "
+                             f"{{image_id: int, category_id: int, bbox: [x, y, w, h], score}}; "
+                             f"found {str(d)[:200]}.")
+    return data
+
+
+def _ground_truth(backend: str, dataset: dict):
+    if backend == "pycocotools":
+        from pycocotools.coco import COCO
+
+        with contextlib.redirect_stdout(io.StringIO()):
+            gt = COCO()
+            gt.dataset = dataset
+            gt.createIndex()
+        return gt
+    from faster_coco_eval import COCO as FasterCOCO
+
+    return FasterCOCO(dataset)
+
+
+def _results(gt, detections: list[dict]):
+    """gt.loadRes on shallow copies (it adds area, id, iscrowd to each dict; it only reads the
+    bbox list); an empty list is evaluable too."""
+    if detections:
+        return gt.loadRes([dict(d) for d in detections])
+    res = type(gt)()
+    res.dataset = {"images": list(gt.dataset["images"]), "annotations": [],
+                   "categories": list(gt.dataset["categories"])}
+    with contextlib.redirect_stdout(io.StringIO()):
+        res.createIndex()
+    return res
+
+
+def _evaluator(backend: str, gt, dt):
+    if backend == "pycocotools":
+        from pycocotools.cocoeval import COCOeval
+
+        return COCOeval(gt, dt, "bbox")
+    from faster_coco_eval import COCOeval_faster
+
+    return COCOeval_faster(gt, dt, "bbox")
+
+
+def score(ground_truth: dict | str | Path, detections: list[dict], *,
+          backend: str = DEFAULT_BACKEND, image_ids: Iterable[int] | None = None,
+          conventions: Sequence[str] = tuple(CONVENTIONS)) -> dict[str, dict[str, float]]:
+    """The 12 COCO box numbers per convention, e.g. ``{"coco": {"AP": 0.41, ...}, ...}``.
+
+    ``image_ids`` restricts the evaluation to those images (default: every image of the ground
+    truth); detections on other images are an error, as in pycocotools' loadRes.
+    """
+    if backend not in BACKENDS:
+        raise InputError(f"unknown scoring backend {backend!r}; use one of {', '.join(BACKENDS)}.")
+    unknown = [c for c in conventions if c not in CONVENTIONS]
+    if unknown:
+        raise InputError(f"unknown AP convention {unknown[0]!r}; use {', '.join(CONVENTIONS)}.")
+    if not isinstance(ground_truth, dict):
+        ground_truth = read_json(Path(ground_truth), "COCO annotation file")
+    gt = _ground_truth(backend, ground_truth)
+    known = set(gt.getImgIds())
+    stray = sorted({d["image_id"] for d in detections} - known)
+    if stray:
+        raise DatasetError(f"{len(stray)} image ids in the detections are not in the ground "
+                           f"truth, e.g. {stray[:3]}: were they made on another dataset?")
+    with contextlib.redirect_stdout(io.StringIO()):
+        evaluator = _evaluator(backend, gt, _results(gt, detections))
+        evaluator.params.maxDets = sorted({m for c in conventions for m in CONVENTIONS[c]})
+        if image_ids is not None:
+            evaluator.params.imgIds = sorted(set(image_ids))
+        evaluator.evaluate()
+        evaluator.accumulate()
+    return {c: {name: _summarize(evaluator, *spec)
+                for name, spec in zip(metric_names(c), _stat_specs(CONVENTIONS[c]), strict=True)}
+            for c in conventions}
+
+
+def format_metrics(metrics: dict[str, dict[str, float]]) -> str:
+    """A plain table: one row per number, one column per convention (values x 100)."""
+    conventions = list(metrics)
+    lines = [f"{'':<8}" + "".join(f"{c:>26}" for c in conventions)]
+    for i in range(12):
+        cells = []
+        for c in conventions:
+            name, value = list(metrics[c].items())[i]
+            shown = "n/a" if value < 0 or math.isnan(value) else f"{100 * value:.1f}"
+            cells.append(f"{name:>18} {shown:>7}")
+        lines.append(f"{'':<8}" + "".join(cells))
+    return "\n".join(lines)

@@ -1,0 +1,36 @@
+"""Typed, versioned records and the append-only run files that hold them.
+
+Below both ``run`` (which writes records) and ``judge`` (which reads them): it imports nothing of
+ours but ``errors`` and ``fileio``.
+"""
+
+from .io import (
+    LineProblem,
+    Run,
+    RunWriter,
+    check_run_id,
+    latest_run,
+    list_runs,
+    load_usable_run,
+    read_run,
+    resolve_run,
+    run_path,
+)
+from .model import (
+    METRICS,
+    SCHEMA_VERSION,
+    BoxAPMetrics,
+    ComplexityMetrics,
+    LatencyMetrics,
+    Record,
+    SchemaError,
+    Status,
+    UnitKey,
+    migrate,
+    parse_record,
+)
+
+__all__ = ["METRICS", "SCHEMA_VERSION", "BoxAPMetrics", "ComplexityMetrics", "LatencyMetrics",
+           "LineProblem", "Record", "Run", "RunWriter", "SchemaError", "Status", "UnitKey",
+           "check_run_id", "latest_run", "list_runs", "load_usable_run", "migrate",
+           "parse_record", "read_run", "resolve_run", "run_path"]

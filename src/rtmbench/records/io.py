@@ -1,0 +1,248 @@
+"""Run files: ``<results>/<run-id>.jsonl``, one record per line, only ever appended to.
+
+Writing: each record is one ``O_APPEND`` write followed by ``fsync`` (:mod:`rtmbench.fileio`), so
+a crash can at worst leave a torn last line. A run is written by one process at a time: the
+writer holds ``<run-id>.jsonl.lock`` for as long as it is open, and a second writer (two
+``rtmbench run --resume ID`` at once) is refused instead of recording units twice.
+
+A writer that resumes a run whose last line was torn ends that line and appends a marker
+(``{"event": "torn-line", "line": N, ...}``): the torn text stays (nothing is erased) and every
+reader knows it was an interrupted write, not a corrupt file.
+
+Reading never drops a line silently: every line that is not a usable record is a
+:class:`LineProblem` with its number and why. ``torn`` (the last line, cut by a crash or still
+being written) and ``repaired`` (a torn line a resume acknowledged) are expected after an
+interruption; ``corrupt`` lines (not JSON, a record that does not validate, a NaN) are not, and
+gate and report refuse a run that has any.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from filelock import FileLock, Timeout
+from pydantic import ValidationError
+
+from ..errors import InputError
+from ..fileio import append_durable
+from .model import Record, SchemaError, UnitKey, parse_record
+
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+TORN_EVENT = "torn-line"
+
+
+def check_run_id(run_id: str) -> str:
+    if not RUN_ID.match(run_id):
+        raise InputError(f"run id {run_id!r} is not usable as a file name: use letters, digits, "
+                         f"'.', '_' and '-' (at most 128 characters).")
+    return run_id
+
+
+def run_path(results_dir: str | Path, run_id: str) -> Path:
+    return Path(results_dir) / f"{check_run_id(run_id)}.jsonl"
+
+
+def _non_finite(token: str) -> float:
+    raise ValueError(f"{token} is not a finite number (JSON has no NaN or Infinity)")
+
+
+def _loads(line: bytes) -> object:
+    return json.loads(line.decode("utf-8"), parse_constant=_non_finite)
+
+
+@dataclass(frozen=True)
+class LineProblem:
+    line: int  # 1-based
+    kind: Literal["torn", "repaired", "corrupt"]
+    message: str
+
+    def describe(self, path: Path) -> str:
+        return f"{path}:{self.line}: {self.kind}: {self.message}"
+
+
+@dataclass
+class Run:
+    run_id: str
+    path: Path
+    records: list[Record]
+    problems: list[LineProblem] = field(default_factory=list)
+
+    @property
+    def corrupt(self) -> list[LineProblem]:
+        return [p for p in self.problems if p.kind == "corrupt"]
+
+    @property
+    def skipped_lines(self) -> list[int]:
+        """Line numbers that hold no usable record (every kind of problem)."""
+        return [p.line for p in self.problems]
+
+    def latest_by_key(self) -> dict[UnitKey, Record]:
+        """The last record of each unit (a run never records a unit twice, but a file put
+        together by hand might)."""
+        return {r.key: r for r in self.records}
+
+    def describe_problems(self) -> str:
+        return "; ".join(p.describe(self.path) for p in self.problems)
+
+
+def _describe_validation(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:3]:
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts)
+
+
+def read_run(path: str | Path) -> Run:
+    """Every record of a run file, and every line that is not one (see the module docstring)."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"run file {path} cannot be read ({exc.strerror}); give a run id under "
+                         f"the results directory or a path to a .jsonl run file.") from None
+    lines = raw.split(b"\n")
+    ends_torn = not raw.endswith(b"\n") and bool(raw)
+    records: list[Record] = []
+    problems: list[LineProblem] = []
+    acknowledged: set[int] = set()
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        last = number == len(lines)
+        try:
+            data = _loads(line)
+        except (ValueError, UnicodeDecodeError) as exc:
+            kind = "torn" if last and ends_torn else "corrupt"
+            problems.append(LineProblem(number, kind, f"not a JSON record ({exc})"))
+            continue
+        if isinstance(data, dict) and data.get("event") == TORN_EVENT:
+            if isinstance(data.get("line"), int):
+                acknowledged.add(data["line"])
+            continue
+        try:
+            records.append(parse_record(data))
+        except SchemaError as exc:
+            problems.append(LineProblem(number, "corrupt", str(exc)))
+        except ValidationError as exc:
+            problems.append(LineProblem(number, "corrupt", _describe_validation(exc)))
+    problems = [LineProblem(p.line, "repaired", "cut by an interrupted write; a resume "
+                            "acknowledged it") if p.line in acknowledged else p
+                for p in problems]
+    return Run(path.stem, path, records, problems)
+
+
+class RunWriter:
+    """Appends records to one run file; each line is on disk before ``append`` returns.
+
+    Holds the run's lock from construction until :meth:`close` (or the end of a ``with``).
+    """
+
+    def __init__(self, path: Path, *, resume: bool) -> None:
+        self.path = path
+        if path.exists() and not resume:
+            raise InputError(f"run file {path} already exists and is never overwritten; continue "
+                             f"it with --resume {path.stem} or choose another --run-id.")
+        if resume and not path.exists():
+            raise InputError(f"cannot resume: no run file {path}; start a new run without "
+                             f"--resume, or check the run id and the suite's results_dir.")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = FileLock(str(path) + ".lock", timeout=0)
+        try:
+            self._lock.acquire()
+        except Timeout:
+            raise InputError(f"run {path.stem} is being written by another rtmbench process "
+                             f"(lock {path}.lock); wait for it to finish, or resume it once it "
+                             f"has stopped.") from None
+        except OSError as exc:
+            raise InputError(f"cannot create the run's lock file {path}.lock "
+                             f"({exc.strerror}); make {path.parent} writable or choose "
+                             f"another --results-dir.") from None
+        self._repair_torn_tail()
+
+    def __enter__(self) -> RunWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._lock.release()
+
+    def _repair_torn_tail(self) -> None:
+        """A crash mid-write leaves a last line without newline: end it, and say so in a marker
+        line, so the next record starts on its own line and readers know what happened."""
+        if not (self.path.exists() and self.path.stat().st_size):
+            return
+        data = self.path.read_bytes()
+        if data.endswith(b"\n"):
+            return
+        torn_line = data.count(b"\n") + 1
+        from datetime import UTC, datetime
+
+        marker = {"event": TORN_EVENT, "line": torn_line,
+                  "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                  "note": "the line above was cut by an interrupted write; its unit is redone"}
+        self._write(b"\n" + json.dumps(marker, sort_keys=True).encode() + b"\n")
+
+    def _write(self, data: bytes) -> None:
+        append_durable(self.path, data)  # one O_APPEND write per whole line, then fsync
+
+    def append(self, record: Record) -> None:
+        self._write((record.to_json() + "\n").encode("utf-8"))
+
+
+def resolve_run(ref: str | Path, results_dir: str | Path = "results") -> Path:
+    """A run given as a path to a .jsonl file or as a run id under ``results_dir``."""
+    ref_path = Path(ref)
+    if ref_path.suffix == ".jsonl" or ref_path.exists():
+        if not ref_path.is_file():
+            raise InputError(f"run file {ref_path} does not exist; give an existing .jsonl "
+                             f"file or a run id from {results_dir}/.")
+        return ref_path
+    path = run_path(results_dir, str(ref))
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem for p in Path(results_dir).glob("*.jsonl"))) or "none"
+        raise InputError(f"no run {ref!r} in {results_dir}/ (known runs: {known}); give a run "
+                         f"id from there or a path to a .jsonl file.")
+    return path
+
+
+def list_runs(results_dir: str | Path) -> list[Path]:
+    return sorted(Path(results_dir).glob("*.jsonl"))
+
+
+def latest_run(results_dir: str | Path) -> Path:
+    """The run whose newest record is the most recent (ids need not sort by time)."""
+    def newest(path: Path) -> str:
+        dates = [r.provenance.get("date", "") for r in read_run(path).records]
+        return max((d for d in dates if isinstance(d, str)), default="")
+
+    runs = list_runs(results_dir)
+    if not runs:
+        raise InputError(f"no runs in {results_dir}/; make one with `rtmbench run SUITE` "
+                         f"(e.g. `rtmbench run smoke`).")
+    return max(runs, key=lambda p: (newest(p), p.name))
+
+
+def load_usable_run(ref: str | Path, results_dir: str | Path, what: str = "run") -> Run:
+    """A run that gate and report can trust: readable, with records, and no corrupt line.
+
+    A torn last line (an interrupted write) is allowed; the caller shows it.
+    """
+    run = read_run(resolve_run(ref, results_dir))
+    if run.corrupt:
+        shown = "; ".join(p.describe(run.path) for p in run.corrupt[:5])
+        more = f" (+{len(run.corrupt) - 5} more)" if len(run.corrupt) > 5 else ""
+        raise InputError(f"{what} {run.path} has {len(run.corrupt)} unusable line(s): "
+                         f"{shown}{more}. Fix or remove those lines (a record must validate "
+                         f"against the record schema), or give another {what}.")
+    if not run.records:
+        raise InputError(f"{what} {run.path} holds no readable record; give a run made by "
+                         f"`rtmbench run`.")
+    return run

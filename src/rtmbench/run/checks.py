@@ -1,0 +1,252 @@
+"""Checks: what the runner can run for a model. A check *measures*; it never judges.
+
+Each check turns a :class:`Unit` into an :class:`Outcome` (metrics, the claims the unit is
+compared with, provenance). Anything that goes wrong is raised as the error it is and the
+runner records it by the error's declared outcome (:mod:`rtmbench.errors`): a missing
+prerequisite (no dataset, no GPU, a package not installed, weights no source delivers) is
+"not run"; everything else (a hash mismatch, an unsafe pickle, a broken export, a corrupt data
+set, a crashing backend, a bug) is "failed". Judging is :mod:`rtmbench.judge`'s.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass, field
+from itertools import product
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from ..errors import DatasetMissing, DeviceMissing, PackageMissing
+from ..spec.checks import (
+    RANDOM_INIT,
+    BoxAPSpec,
+    ComplexitySpec,
+    LatencySpec,
+    register_spec,
+    unregister_spec,
+)
+from ..spec.schema import Strict
+from ..spec.zoo import Claim, ResolvedModel
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One record's worth of work: a model, a check and where it runs."""
+
+    model: ResolvedModel
+    check: str
+    backend: str | None = None
+    device: str | None = None
+    precision: str | None = None
+    variant: str | None = None  # e.g. the weights id of a box AP unit
+    input_size: tuple[int, int] | None = None  # width, height (latency)
+    batch: int | None = None
+
+    @property
+    def key(self):
+        from ..records import UnitKey
+
+        return UnitKey(model=self.model.name, check=self.check, backend=self.backend,
+                       device=self.device, precision=self.precision, variant=self.variant,
+                       input_size=self.input_size, batch=self.batch)
+
+    @property
+    def label(self) -> str:
+        where = "/".join(p for p in (self.backend, self.device, self.precision, self.variant)
+                         if p)
+        return f"{self.model.size} {self.check}" + (f" {where}" if where else "")
+
+
+@dataclass
+class Outcome:
+    status: Literal["measured", "not run"]
+    reason: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    claim: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CheckContext:
+    suite: Any  # the SuiteBase being run
+    work_dir: Path
+    hardware: dict[str, Any]
+    progress: bool = True
+
+
+class Check:
+    name: ClassVar[str]
+    Spec: ClassVar[type[Strict]]
+
+    def units(self, model: ResolvedModel, spec: Any) -> list[Unit]:
+        return [Unit(model, self.name)]
+
+    def claims(self, unit: Unit, spec: Any, ctx: CheckContext) -> dict[str, Any]:
+        """The published figures this unit is compared with, as records store them."""
+        return {}
+
+    def run(self, unit: Unit, spec: Any, ctx: CheckContext) -> Outcome:
+        raise NotImplementedError
+
+
+_REGISTRY: dict[str, type[Check]] = {}
+
+
+def register_check(cls: type[Check]) -> type[Check]:
+    _REGISTRY[cls.name] = cls
+    register_spec(cls.name, cls.Spec)
+    return cls
+
+
+def unregister_check(name: str) -> None:
+    _REGISTRY.pop(name, None)
+    unregister_spec(name)
+
+
+def registered_checks() -> dict[str, type[Check]]:
+    return dict(_REGISTRY)
+
+
+def get_check(name: str) -> Check:
+    return _REGISTRY[name]()
+
+
+def lazy_import(module: str, what: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise PackageMissing(f"{what} needs {module}, which cannot be imported here ({exc})"
+                             ) from None
+
+
+# --------------------------------------------------------------------------- complexity
+@register_check
+class ComplexityCheck(Check):
+    name = "complexity"
+    Spec = ComplexitySpec
+
+    def claims(self, unit: Unit, spec: ComplexitySpec, ctx: CheckContext) -> dict[str, Any]:
+        entry = unit.model
+        return {c.metric: entry.claim_record(c) | ({"convention": "parameters"}
+                                                   if c.metric == "params" else {})
+                for c in entry.claims if c.metric in ("params", "flops")}
+
+    def run(self, unit: Unit, spec: ComplexitySpec, ctx: CheckContext) -> Outcome:
+        from ..measure.complexity import measure_complexity
+
+        report = measure_complexity(unit.model)
+        return Outcome("measured", metrics=report.metrics())
+
+
+# --------------------------------------------------------------------------- latency
+def latency_claim(model: ResolvedModel, unit: Unit, gpu: str | None) -> Claim | None:
+    """The published latency for this backend and precision; the one on this GPU if any."""
+    from ..judge.judgement import same_gpu
+
+    fitting = [c for c in model.claims_for("latency")
+               if c.backend == unit.backend and c.precision == unit.precision]
+    same = [c for c in fitting if unit.device == "cuda" and same_gpu(c.hardware, gpu)]
+    return (same or fitting or [None])[0]
+
+
+@register_check
+class LatencyCheck(Check):
+    name = "latency"
+    Spec = LatencySpec
+
+    def units(self, model: ResolvedModel, spec: LatencySpec) -> list[Unit]:
+        size = tuple(spec.input_size or model.input_size)
+        seen: dict[tuple, Unit] = {}
+        for t in spec.targets:
+            for b, d, p in product(t.backends, t.devices, t.precisions):
+                seen.setdefault((b, d, p), Unit(model, self.name, b, d, p, input_size=size,
+                                                batch=spec.batch))
+        return list(seen.values())
+
+    def claims(self, unit: Unit, spec: LatencySpec, ctx: CheckContext) -> dict[str, Any]:
+        claim = latency_claim(unit.model, unit, ctx.hardware.get("gpu"))
+        return {"latency": unit.model.claim_record(claim)} if claim else {}
+
+    def run(self, unit: Unit, spec: LatencySpec, ctx: CheckContext) -> Outcome:
+        latency = lazy_import("rtmbench.measure.latency", "latency")
+        width, height = unit.input_size
+        result = latency.measure_latency(
+            unit.model, unit.backend, unit.device, unit.precision, input_hw=(height, width),
+            batch=spec.batch, warmup_s=spec.warmup_s, min_iterations=spec.min_iterations,
+            min_duration_s=spec.min_duration_s, reference=True)
+        provenance = {"environment": result.environment, "input_hw": [height, width],
+                      "batch": spec.batch}
+        if result.status != "measured":
+            return Outcome("not run", reason=result.reason or "the latency module gave no "
+                           "reason", provenance=provenance)
+        metrics = {**result.metrics, "achieved_gflops": result.achieved_gflops,
+                   "peak_gflops": result.peak_gflops,
+                   "fraction_of_peak": result.fraction_of_peak,
+                   "ratio_to_reference": result.ratio_to_reference,
+                   "reference_median_ms": (result.reference or {}).get("metrics", {})
+                   .get("median_ms")}
+        return Outcome("measured", metrics=metrics, provenance=provenance)
+
+
+# --------------------------------------------------------------------------- box AP
+def resolve_dataset(spec: BoxAPSpec, work_dir: Path) -> tuple[Path, str]:
+    if spec.synthetic is not None:
+        data = lazy_import("rtmbench.data", "a synthetic dataset")
+        root = work_dir / f"synthetic-coco-{spec.synthetic}"
+        if not (root / ".complete").exists():
+            root = Path(data.make_synthetic_coco(root, spec.synthetic, seed=0))
+            (root / ".complete").touch()
+        return root, f"synthetic ({spec.synthetic} generated images)"
+    text = os.path.expandvars(spec.dataset)
+    if "$" in text:
+        var = text[text.index("$"):].split("/")[0].strip("${}")
+        raise DatasetMissing(f"{var} is not set: point it at a COCO 2017 directory holding "
+                             f"val2017/ and annotations/instances_val2017.json")
+    root = Path(text).expanduser()
+    if not root.is_dir():
+        raise DatasetMissing(f"no COCO dataset at {root} (expected val2017/ and "
+                             f"annotations/instances_val2017.json there)")
+    return root, str(root)
+
+
+@register_check
+class BoxAPCheck(Check):
+    name = "box_ap"
+    Spec = BoxAPSpec
+
+    def units(self, model: ResolvedModel, spec: BoxAPSpec) -> list[Unit]:
+        ids = spec.weights if isinstance(spec.weights, list) else [spec.weights]
+        return [Unit(model, self.name, "torch", spec.device, "fp32", variant=w) for w in ids]
+
+    def claims(self, unit: Unit, spec: BoxAPSpec, ctx: CheckContext) -> dict[str, Any]:
+        """The published AP of the weights a unit evaluates (none for generated data)."""
+        if spec.synthetic is not None or unit.variant == RANDOM_INIT:
+            return {}
+        claim = unit.model.box_ap_claim(unit.variant)
+        return {"box_ap": unit.model.claim_record(claim)} if claim else {}
+
+    def run(self, unit: Unit, spec: BoxAPSpec, ctx: CheckContext) -> Outcome:
+        if spec.device == "cuda" and not ctx.hardware.get("gpu"):
+            raise DeviceMissing("needs a CUDA GPU; torch sees none on this machine")
+        root, described = resolve_dataset(spec, ctx.work_dir)  # first: the likeliest reason
+        evaluation = lazy_import("rtmbench.measure.evaluation", "box AP")
+        from .model import build
+
+        built = build(unit.model, unit.variant, progress=ctx.progress)
+        cfg_name, test_cfg = unit.model.evaluation_test_cfg(unit.variant)
+        result = evaluation.evaluate(
+            unit.model, root, model=built.model.to(spec.device),
+            out_dir=ctx.work_dir / f"box_ap-{unit.model.size}-{unit.variant or 'default'}",
+            limit=spec.limit, batch_size=spec.batch_size, workers=spec.workers,
+            device=spec.device, progress=ctx.progress,
+            test_cfg=test_cfg)
+        provenance = {"checkpoint": built.provenance, "dataset": described,
+                      "test_cfg": {"name": cfg_name, **test_cfg.model_dump()},
+                      "detections": str(result.detections_path)}
+        return Outcome("measured", metrics={"num_images": result.num_images, **result.metrics},
+                       provenance=provenance)
+
+
+__all__ = ["Check", "CheckContext", "Outcome", "Unit", "register_check", "unregister_check",
+           "registered_checks", "get_check", "RANDOM_INIT"]

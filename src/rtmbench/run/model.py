@@ -1,0 +1,69 @@
+"""The one way to get an RTMDet with weights: checks, the command line and tests all call
+:func:`build`.
+
+Weights are one of
+- ``"random-init"``: PyTorch's default initialisation from a generator seeded with 0
+  (:func:`rtmbench.models.build_rtmdet`), the same in every process;
+- a zoo weights id (``"mmyolo"``, ``"mmdet"``), or ``None`` for the zoo's default: fetched into
+  the cache, verified by sha256 (:mod:`rtmbench.sources`), loaded strictly in the layout the
+  zoo declares;
+- ``checkpoint=PATH``: a file of the user's, loaded strictly (layout detected).
+
+Errors keep their class, so a unit records what really happened: weights no source can deliver
+are "not run", a hash mismatch, an unsafe pickle or a checkpoint of another size "failed".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from ..models import build_rtmdet
+from ..spec.checks import RANDOM_INIT
+from ..spec.zoo import ResolvedModel, load_zoo
+
+
+@dataclass
+class Built:
+    model: nn.Module
+    provenance: dict[str, Any] = field(default_factory=dict)  # what the record's checkpoint says
+
+
+def resolve(model: ResolvedModel | str, zoo_path: str | Path | None = None) -> ResolvedModel:
+    return model if isinstance(model, ResolvedModel) else load_zoo(zoo_path).get(model)
+
+
+def network(model: ResolvedModel | str, *, seed: int = 0, num_classes: int | None = None,
+            zoo_path: str | Path | None = None) -> nn.Module:
+    """The zoo model's network with seeded PyTorch initialisation (``seed=0`` is the
+    "random-init" weights :func:`build` gives); tests use other seeds for other weights."""
+    entry = resolve(model, zoo_path)
+    return build_rtmdet(entry.architecture.model_dump(), num_classes or entry.num_classes,
+                        seed=seed)
+
+
+def build(model: ResolvedModel | str, weights: str | None = None, *,
+          checkpoint: str | Path | None = None, trust: bool = False, progress: bool = True,
+          zoo_path: str | Path | None = None) -> Built:
+    """The zoo model ``model`` (an entry, a size or a name) in eval mode, with its weights."""
+    entry = resolve(model, zoo_path)
+    net = network(entry)
+    if checkpoint is not None:
+        if weights not in (None, RANDOM_INIT):
+            raise ValueError("give a zoo weights id or a checkpoint file, not both")
+        from ..sources import load_checkpoint
+
+        info = load_checkpoint(net, checkpoint, trust=trust)
+        return Built(net.eval(), {"weights": "file", "path": str(checkpoint), **info})
+    if weights == RANDOM_INIT:
+        return Built(net, {"weights": RANDOM_INIT, "seed": 0})
+    from ..sources import fetch_weights, load_checkpoint
+
+    fetched = fetch_weights(entry, weights, progress=progress)
+    weights_id = weights or entry.default_weights_id()
+    layout = entry.weights_by_id(weights_id).layout  # declared, not guessed
+    info = load_checkpoint(net, fetched.path, layout=layout, trust=trust)
+    return Built(net.eval(), {**fetched.provenance(), **info, "weights": weights_id})

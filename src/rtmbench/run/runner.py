@@ -1,0 +1,167 @@
+"""The runner: every (model, check, backend/device/precision) of a suite, one record each.
+
+Records are appended as each unit finishes, so an interrupted run keeps its finished work;
+``--resume RUN`` skips every unit that already has a record; the run file's lock keeps a
+second process out. A unit whose prerequisite is missing is a "not run" record with its
+reason; any other error is a "failed" record with its reason, and the run goes on.
+"""
+
+from __future__ import annotations
+
+import socket
+import sys
+import traceback
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from tqdm import tqdm
+
+from ..errors import InputError, RtmbenchError
+from ..judge.judgement import run_time_verdict
+from ..measure.environment import run_provenance, utc_now
+from ..records import Record, RunWriter, Status, read_run, run_path
+from ..spec.suite import SuiteBase
+from ..spec.zoo import Zoo, load_zoo
+from .checks import CheckContext, Outcome, Unit, get_check
+
+
+def default_run_id(suite_name: str) -> str:
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H-%M-%SZ")
+    host = "".join(c if c.isalnum() or c in "-_" else "-" for c in socket.gethostname())[:40]
+    return f"{stamp}-{suite_name}-{host or 'host'}"
+
+
+def plan(suite: SuiteBase, zoo: Zoo) -> list[tuple[Unit, Any]]:
+    """Units in the order they run: check by check (cheap complexity first), model by model."""
+    models = suite.resolved_models(zoo)
+    return [(unit, spec) for name, spec in suite.enabled_checks()
+            for model in models for unit in get_check(name).units(model, spec)]
+
+
+@dataclass
+class UnitResult:
+    """What a unit came to: a check's outcome, or the error that stopped it."""
+
+    status: Status
+    reason: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    claim: dict[str, Any] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def run_unit(unit: Unit, spec: Any, ctx: CheckContext) -> UnitResult:
+    """Never raises for a unit's own problems (KeyboardInterrupt still stops the run).
+
+    An error a check raises is recorded by its declared outcome: a missing prerequisite is
+    "not run", every other error "failed"; an exception that is no rtmbench error is a bug
+    of ours and "failed" too, with its traceback in the provenance.
+    """
+    check = get_check(unit.check)
+    claim: dict[str, Any] = {}
+    try:
+        claim = check.claims(unit, spec, ctx)
+        outcome: Outcome = check.run(unit, spec, ctx)
+    except RtmbenchError as exc:
+        return UnitResult(Status(exc.outcome), _one_line(exc), claim=claim,
+                          provenance={"error": type(exc).__name__})
+    except Exception as exc:  # a bug in a check: record it, keep going with the others
+        return UnitResult(Status.FAILED, _one_line(f"{type(exc).__name__}: {exc}"), claim=claim,
+                          provenance={"error": type(exc).__name__,
+                                      "traceback": traceback.format_exc(limit=8)})
+    return UnitResult(Status(outcome.status), outcome.reason, outcome.metrics,
+                      outcome.claim or claim, outcome.provenance)
+
+
+def to_record(run_id: str, unit: Unit, result: UnitResult, base: dict[str, Any],
+              suite: SuiteBase) -> Record:
+    """The record of a unit, judged with the run's tolerances; a measurement that does not
+    validate (a NaN, a missing metric) is recorded as "failed", never as a measurement."""
+    fields = dict(run=run_id, model=unit.model.name, check=unit.check, backend=unit.backend,
+                  device=unit.device, precision=unit.precision, variant=unit.variant,
+                  input_size=unit.input_size, batch=unit.batch)
+    provenance = {**base, **result.provenance, "date": utc_now()}
+    try:
+        record = Record(**fields, status=result.status, reason=result.reason,
+                        metrics=result.metrics, claim=result.claim, provenance=provenance)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        why = err["msg"].removeprefix("Value error, ")
+        record = Record(**fields, status=Status.FAILED,
+                        reason=f"the check produced an unusable measurement: {why}",
+                        claim=result.claim if _finite_json(result.claim) else {},
+                        provenance={**provenance, "unusable_metrics": repr(result.metrics)[:2000]})
+    status, verdict = run_time_verdict(record, suite)
+    return record.model_copy(update={"status": status, "verdict": verdict})
+
+
+def _finite_json(value: Any) -> bool:
+    import json
+
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    path: Path
+    planned: int
+    resumed: int  # units already recorded before this invocation
+    statuses: Counter = field(default_factory=Counter)
+
+    @property
+    def failed(self) -> int:
+        return self.statuses["failed"]
+
+
+def run_suite(suite: SuiteBase, *, run_id: str | None = None, resume: str | None = None,
+              results_dir: str | Path | None = None, zoo: Zoo | None = None,
+              progress: bool = True) -> RunSummary:
+    if run_id and resume:
+        raise InputError("give either --run-id (a new run) or --resume (an existing run), "
+                            "not both.")
+    zoo = zoo or load_zoo()
+    results_dir = Path(results_dir or suite.results_dir)
+    run_id = resume or run_id or default_run_id(suite.name)
+    path = run_path(results_dir, run_id)
+    units = plan(suite, zoo)  # before any file is touched: a bad suite creates nothing
+    with RunWriter(path, resume=resume is not None) as writer:
+        done = {r.key for r in read_run(path).records} if resume else set()
+        todo = [(u, s) for u, s in units if u.key not in done]
+        summary = RunSummary(run_id, path, len(units), len(units) - len(todo))
+        if not todo:
+            return summary
+        base = {**run_provenance(), "suite": {"name": suite.name,
+                                              "path": str(suite.path) if suite.path else None}}
+        ctx = CheckContext(suite, results_dir / run_id, base["hardware"], progress)
+        bar = tqdm(total=len(units), initial=summary.resumed, desc=f"{suite.name}",
+                   unit="check", file=sys.stderr, disable=not progress, dynamic_ncols=True)
+        try:
+            for unit, spec in todo:
+                bar.set_postfix_str(unit.label, refresh=True)
+                record = to_record(run_id, unit, run_unit(unit, spec, ctx), base, suite)
+                writer.append(record)
+                summary.statuses[str(record.status)] += 1
+                bar.update(1)
+        finally:
+            bar.close()
+    return summary
+
+
+def format_summary(summary: RunSummary) -> str:
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.statuses.items())) or "nothing new"
+    resumed = f" ({summary.resumed} already recorded)" if summary.resumed else ""
+    return (f"run {summary.run_id}: {summary.planned} units{resumed}; this time: {counts}.\n"
+            f"records: {summary.path}\n"
+            f"next: rtmbench report {summary.run_id}   |   rtmbench gate {summary.run_id}")

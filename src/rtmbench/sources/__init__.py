@@ -1,0 +1,24 @@
+"""Checkpoints from where users keep them: fetch (cache, hash, resume, mirrors, offline),
+safe load, MMYOLO -> MMDetection layout mapping."""
+
+from .download import FetchSettings
+from .errors import (
+    CheckpointError,
+    CheckpointMismatchError,
+    DownloadError,
+    HashMismatchError,
+    OfflineError,
+    UnsafeCheckpointError,
+    WeightsUnavailable,
+)
+from .fetch import FetchedCheckpoint, choose_weights, fetch_file, fetch_weights
+from .layouts import MMYOLO_TO_MMDET, detect_layout, to_mmdet, to_mmyolo
+from .load import load_checkpoint
+from .safe_load import read_state_dict
+
+__all__ = [
+    "CheckpointError", "CheckpointMismatchError", "DownloadError", "FetchSettings",
+    "FetchedCheckpoint", "HashMismatchError", "MMYOLO_TO_MMDET", "OfflineError",
+    "UnsafeCheckpointError", "WeightsUnavailable", "choose_weights", "detect_layout",
+    "fetch_file", "fetch_weights", "load_checkpoint", "read_state_dict", "to_mmdet", "to_mmyolo",
+]

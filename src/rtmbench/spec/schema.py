@@ -1,0 +1,109 @@
+"""Strict YAML -> pydantic loading with errors that name the file, line, field and fix."""
+
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ..errors import InputError
+
+T = TypeVar("T", bound=BaseModel)
+
+
+class _DecimalLoader(yaml.SafeLoader):
+    """Reads YAML floats as Decimal, so '3.10' keeps the precision it was published with."""
+
+
+def _construct_decimal(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Decimal | float:
+    text = loader.construct_scalar(node).replace("_", "")
+    try:
+        return Decimal(text)
+    except InvalidOperation:  # .inf, .nan
+        return yaml.SafeLoader.construct_yaml_float(loader, node)
+
+
+_DecimalLoader.add_constructor("tag:yaml.org,2002:float", _construct_decimal)
+
+
+class Strict(BaseModel):
+    """Base of every file schema: unknown keys are errors, values are not coerced silently."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+def _node_line(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """1-based line of the YAML node at ``loc`` (or of its deepest existing parent)."""
+    node, line = root, None
+    for key in loc:
+        if node is None:
+            break
+        line = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if k.value == key), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+        else:
+            node = None
+    if node is not None:
+        line = node.start_mark.line + 1
+    return line
+
+
+def _fix_for(error: dict[str, Any], model: type[BaseModel]) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "remove this key or correct its spelling (allowed keys are in the schema)"
+    if kind == "missing":
+        return "add this field"
+    if kind.startswith("literal_error") or kind == "enum":
+        return f"use one of the allowed values ({error.get('ctx', {}).get('expected', '')})"
+    return f"give a value of the expected type (input was {error.get('input')!r})"
+
+
+def describe_loc(loc: tuple[Any, ...], data: Any) -> str:
+    """``models[2] (rtmdet-m).claims[1].unit``: list items named by their 'name' when present."""
+    parts: list[str] = []
+    node = data
+    for key in loc:
+        if isinstance(key, int):
+            label = f"[{key}]"
+            if isinstance(node, list) and key < len(node):
+                node = node[key]
+                if isinstance(node, dict) and isinstance(node.get("name"), str):
+                    label += f" ({node['name']})"
+            parts.append(label)
+        else:
+            parts.append(("." if parts else "") + str(key))
+            node = node.get(key) if isinstance(node, dict) else None
+    return "".join(parts) or "(top level)"
+
+
+def load_yaml(path: str | Path, model: type[T], what: str) -> T:
+    """Parse ``path`` into ``model``; any problem raises InputError naming file, line and field."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"{what} file {path} cannot be read: {exc.strerror}.") from None
+    try:
+        data = yaml.load(text, Loader=_DecimalLoader)  # noqa: S506 - a SafeLoader subclass
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: a {what} file must be a YAML mapping at the top level.")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            line = _node_line(root, loc)
+            where = f"{path}:{line}" if line else str(path)
+            lines.append(f"{where}: {describe_loc(loc, data)}: {err['msg']}. Fix: "
+                         f"{_fix_for(err, model)}.")
+        raise InputError(f"invalid {what} file {path}:\n  " + "\n  ".join(lines)) from None
