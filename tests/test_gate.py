@@ -81,3 +81,68 @@ def test_unusable_input_exits_2(tmp_path, baseline, capsys):
     assert main(["gate", str(empty), "--suite", "gate"]) == 2
     assert main(["gate", str(baseline), "--baseline", str(empty), "--suite", "gate"]) == 2
     assert "unusable input" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ on real records
+def _rewrite(src, dst, change):
+    from rtmbench.records import read_run
+
+    run = read_run(src)
+    recs = [change(r) for r in run.records]
+    return write_run(dst, recs)
+
+
+def test_real_smoke_records_pass_against_themselves(smoke_run, capsys):
+    assert main(["gate", str(smoke_run), "--baseline", str(smoke_run), "--suite", "smoke"]) == 0
+    out = capsys.readouterr().out
+    assert "latency torch/cpu/fp32 320x320 (ratio to reference)" in out
+    assert "box AP (random-init weights, coco, 8 images)" in out
+
+
+def _quiet(r, factor: float = 1.0):
+    """The record as if timed on a quiet machine (the judge does not gate contended ones),
+    ``factor`` times slower."""
+    if r.check != "latency":
+        return r
+    m = {**r.metrics, "contention": False}
+    m["ratio_to_reference"] *= factor
+    m["median_ms"] *= factor
+    return r.model_copy(update={"metrics": m})
+
+
+def test_real_smoke_records_with_a_slower_model_fail(smoke_run, tmp_path, capsys):
+    base = _rewrite(smoke_run, tmp_path / "base.jsonl", _quiet)
+    run = _rewrite(smoke_run, tmp_path / "slow.jsonl", lambda r: _quiet(r, 3.0))
+    assert main(["gate", str(run), "--baseline", str(base), "--suite", "smoke"]) == 1
+    assert "slower relative to the reference" in capsys.readouterr().out
+
+
+def test_contended_latency_is_unreliable_and_not_gated_and_says_so(smoke_run, tmp_path,
+                                                                   capsys):
+    base = _rewrite(smoke_run, tmp_path / "base.jsonl", _quiet)
+
+    def contended(r):
+        r = _quiet(r, 3.0)
+        if r.check == "latency":
+            r = r.model_copy(update={"metrics": {**r.metrics, "contention": True,
+                                                 "other_processes_cores": 1.4}})
+        return r
+
+    run = _rewrite(smoke_run, tmp_path / "contended.jsonl", contended)
+    assert main(["gate", str(run), "--baseline", str(base), "--suite", "smoke"]) == 0
+    out = capsys.readouterr().out
+    assert "UNRELIABLE: contended: other processes took the CPU" in out
+    assert "this run is unreliable" in out
+    assert "row(s) UNRELIABLE, not gated" in out
+
+
+def test_real_smoke_records_with_a_failed_unit_fail(smoke_run, tmp_path, capsys):
+    def broken(r):
+        if r.check != "box_ap":
+            return r
+        return r.model_copy(update={"status": Status.FAILED, "metrics": {},
+                                    "reason": "CheckpointMismatchError: does not fit"})
+
+    run = _rewrite(smoke_run, tmp_path / "failed.jsonl", broken)
+    assert main(["gate", str(run), "--baseline", str(smoke_run), "--suite", "smoke"]) == 1
+    assert "REGRESSION: failed: CheckpointMismatchError" in capsys.readouterr().out

@@ -94,3 +94,16 @@ def test_a_not_run_never_hides_another_runs_measurement(workspace):
     assert "— → 20.00 ⚪" in md  # the measurement (40 ms x 0.5) survives the later "not run"
     render(workspace, "cpu", "gpu")
     assert "— → 20.00 ⚪" in (workspace / "reports" / "results.md").read_text()
+
+
+def test_report_renders_the_real_smoke_records(smoke_run, tmp_path):
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "smoke.jsonl").write_bytes(smoke_run.read_bytes())
+    (tmp_path / "README.md").write_text(README)
+    write_report(["smoke"], results_dir=results, out_dir=tmp_path / "reports",
+                 readme=tmp_path / "README.md")
+    md = (tmp_path / "reports" / "results.md").read_text()
+    assert "| rtmdet-tiny | 4.8 → 4.896 ✅ | 8.1 → 8.089 ✅ |" in md
+    assert "latency torch/cpu/fp32 (ms)" in md and "latency onnxruntime/cpu/fp32 (ms)" in md
+    assert "box AP (random-init weights)" in md and "(8 img) ⚪" in md

@@ -160,7 +160,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from .judge.report import write_report
 
     written = write_report(args.runs, results_dir=args.results_dir, out_dir=args.out_dir,
-                           readme=None if args.no_readme else args.readme)
+                           readme=None if args.no_readme else args.readme, suite=args.suite)
     for path in written:
         print(path)
     return 0
@@ -174,6 +174,8 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out-dir", default="reports", help="where results.md and plots go")
     p.add_argument("--readme", default="README.md", help="README whose results block to update")
     p.add_argument("--no-readme", action="store_true", help="leave the README alone")
+    p.add_argument("--suite", default="reproduce", help="suite whose tolerances judge the "
+                   "claims (default: reproduce)")
     p.set_defaults(handler=_cmd_report)
 
 def _cmd_score(args: argparse.Namespace) -> int:

@@ -145,12 +145,6 @@ class RunWriter:
 
     def __init__(self, path: Path, *, resume: bool) -> None:
         self.path = path
-        if path.exists() and not resume:
-            raise InputError(f"run file {path} already exists and is never overwritten; continue "
-                             f"it with --resume {path.stem} or choose another --run-id.")
-        if resume and not path.exists():
-            raise InputError(f"cannot resume: no run file {path}; start a new run without "
-                             f"--resume, or check the run id and the suite's results_dir.")
         path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = FileLock(str(path) + ".lock", timeout=0)
         try:
@@ -163,7 +157,19 @@ class RunWriter:
             raise InputError(f"cannot create the run's lock file {path}.lock "
                              f"({exc.strerror}); make {path.parent} writable or choose "
                              f"another --results-dir.") from None
-        self._repair_torn_tail()
+        try:
+            if path.exists() and not resume:
+                raise InputError(f"run file {path} already exists and is never overwritten; "
+                                 f"continue it with --resume {path.stem} or choose another "
+                                 f"--run-id.")
+            if resume and not path.exists():
+                raise InputError(f"cannot resume: no run file {path}; start a new run without "
+                                 f"--resume, or check the run id and the suite's results_dir.")
+            append_durable(path, b"")  # the run exists from now on, empty until a unit ends
+            self._repair_torn_tail()
+        except BaseException:
+            self._lock.release()
+            raise
 
     def __enter__(self) -> RunWriter:
         return self

@@ -1,0 +1,63 @@
+"""Every error class says what a unit that meets it records: "not run" only for a missing
+prerequisite, "failed" for everything else, so a real failure can never turn grey."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+import rtmbench
+from rtmbench.errors import MissingPrerequisite, RtmbenchError
+
+
+def all_error_classes() -> list[type[RtmbenchError]]:
+    for info in pkgutil.walk_packages(rtmbench.__path__, "rtmbench."):
+        if info.name.endswith("__main__"):
+            continue
+        importlib.import_module(info.name)  # every module, so every subclass is defined
+    seen, todo = [], [RtmbenchError]
+    while todo:
+        cls = todo.pop()
+        seen.append(cls)
+        todo.extend(cls.__subclasses__())
+    return sorted(set(seen), key=lambda c: f"{c.__module__}.{c.__qualname__}")
+
+
+# What each class means for a unit; a new class must be added here on purpose.
+EXPECTED = {
+    "rtmbench.errors.RtmbenchError": "failed",
+    "rtmbench.errors.MissingPrerequisite": "not run",
+    "rtmbench.errors.InputError": "failed",
+    "rtmbench.errors.DatasetError": "failed",
+    "rtmbench.errors.DatasetMissing": "not run",
+    "rtmbench.errors.PackageMissing": "not run",
+    "rtmbench.errors.DeviceMissing": "not run",
+    "rtmbench.sources.errors.CheckpointError": "failed",
+    "rtmbench.sources.errors.WeightsUnavailable": "not run",
+    "rtmbench.sources.errors.DownloadError": "not run",
+    "rtmbench.sources.errors.OfflineError": "not run",
+    "rtmbench.sources.errors.HashMismatchError": "failed",
+    "rtmbench.sources.errors.UnsafeCheckpointError": "failed",
+    "rtmbench.sources.errors.CheckpointMismatchError": "failed",
+    "rtmbench.measure.export.ExportError": "failed",
+    "rtmbench.measure.backends.base.BackendUnavailable": "not run",
+    "rtmbench.measure.backends.base.BackendError": "failed",
+}
+
+
+def test_every_error_class_declares_its_outcome_in_its_own_body():
+    undeclared = [c.__qualname__ for c in all_error_classes() if "outcome" not in vars(c)]
+    assert not undeclared, f"declare outcome = 'failed' or 'not run' in: {undeclared}"
+
+
+def test_every_error_class_is_classified_as_expected():
+    found = {f"{c.__module__}.{c.__qualname__}": c.outcome for c in all_error_classes()}
+    unknown = sorted(set(found) - set(EXPECTED))
+    assert not unknown, f"new error classes: add them to EXPECTED with their meaning: {unknown}"
+    assert found == {k: v for k, v in EXPECTED.items() if k in found}
+    assert set(EXPECTED) <= set(found), sorted(set(EXPECTED) - set(found))
+
+
+def test_not_run_means_a_missing_prerequisite_and_nothing_else():
+    for cls in all_error_classes():
+        assert (cls.outcome == "not run") == issubclass(cls, MissingPrerequisite), cls
