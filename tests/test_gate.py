@@ -96,7 +96,8 @@ def test_real_smoke_records_pass_against_themselves(smoke_run, capsys):
     assert main(["gate", str(smoke_run), "--baseline", str(smoke_run), "--suite", "smoke"]) == 0
     out = capsys.readouterr().out
     assert "latency torch/cpu/fp32 320x320 (ratio to reference)" in out
-    assert "box AP (random-init weights, coco, 8 images)" in out
+    assert "box AP (well-conditioned weights, coco, 8 images)" in out
+    assert "box AP agreement with golden detections" in out and "agreement AP 1.0000" in out
 
 
 def _quiet(r, factor: float = 1.0):
@@ -107,6 +108,7 @@ def _quiet(r, factor: float = 1.0):
     m = {**r.metrics, "contention": False}
     m["ratio_to_reference"] *= factor
     m["median_ms"] *= factor
+    m["samples_ms"] = [s * factor for s in m["samples_ms"]]
     return r.model_copy(update={"metrics": m})
 
 
@@ -114,7 +116,9 @@ def test_real_smoke_records_with_a_slower_model_fail(smoke_run, tmp_path, capsys
     base = _rewrite(smoke_run, tmp_path / "base.jsonl", _quiet)
     run = _rewrite(smoke_run, tmp_path / "slow.jsonl", lambda r: _quiet(r, 3.0))
     assert main(["gate", str(run), "--baseline", str(base), "--suite", "smoke"]) == 1
-    assert "slower relative to the reference" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "slower relative to the reference beyond ±50% (+200.0%) and significant" in out
+    assert "Mann-Whitney U, p=" in out
 
 
 def test_contended_latency_is_unreliable_and_not_gated_and_says_so(smoke_run, tmp_path,

@@ -106,4 +106,4 @@ def test_report_renders_the_real_smoke_records(smoke_run, tmp_path):
     md = (tmp_path / "reports" / "results.md").read_text()
     assert "| rtmdet-tiny | 4.8 → 4.896 ✅ | 8.1 → 8.089 ✅ |" in md
     assert "latency torch/cpu/fp32 (ms)" in md and "latency onnxruntime/cpu/fp32 (ms)" in md
-    assert "box AP (random-init weights)" in md and "(8 img) ⚪" in md
+    assert "box AP (well-conditioned weights)" in md and "(8 img) ⚪" in md

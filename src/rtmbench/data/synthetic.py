@@ -82,3 +82,14 @@ def make_synthetic_coco(root: Path, num_images: int, seed: int = 0) -> Path:
         "info": {"description": f"rtmbench synthetic COCO, seed {seed}"}, "licenses": [],
         "images": images, "annotations": annotations, "categories": categories})
     return root
+
+
+def draw_images(num_images: int, seed: int = 0) -> list[np.ndarray]:
+    """``num_images`` generated BGR images (as :func:`make_synthetic_coco` draws them), in
+    memory: e.g. to calibrate seeded weights on the kind of input the smoke suite sees."""
+    rng = np.random.default_rng(seed)
+    images = []
+    for i in range(num_images):
+        width, height = (int(v) for v in rng.integers(96, 321, size=2))
+        images.append(_draw_image(rng, width + (width == height), height, 1, i)[0])
+    return images

@@ -43,6 +43,10 @@ def metric_label(key: UnitKey, metric: str, record: Record) -> str:
     if record.check == "complexity":
         conv = (record.claim.get("flops") or {}).get("convention", "mmengine")
         return f"FLOPs ({conv})"
+    if record.check == "box_ap" and metric == "agreement":
+        weights = f"{key.variant} weights, " if key.variant else ""
+        return (f"box AP agreement with golden detections ({weights}"
+                f"{record.metrics.get('num_images', '?')} images)")
     if record.check == "box_ap" and record.status.has_measurement:
         found = primary_ap(record.metrics)
         weights = f"{key.variant} weights, " if key.variant else ""

@@ -263,13 +263,41 @@ def judge_latency_claim(record: Record, claim: dict[str, Any],
                      delta=f"{delta / value * 100:+.1f}%")
 
 
+def judge_agreement(claim: dict[str, Any], metrics: dict[str, Any]) -> Judgement:
+    """Detections against golden detections: agreement AP at least the claimed minimum."""
+    minimum = float(claim["value"])
+    value = metrics.get("agreement_ap")
+    golden = claim.get("golden", "the golden detections")
+    if not isinstance(value, (int, float)):
+        return Judgement("agreement", Mark.MISS, f"no agreement AP with {golden} was measured",
+                         claimed=f"≥ {minimum:g}")
+    ok = value >= minimum
+    text = (f"agreement AP {value:.4f} with {golden} "
+            + (f"≥ {minimum:g}" if ok else f"< {minimum:g}: the detections changed (resize, "
+               f"pad, colour order, box decoding, clipping or NMS?)"))
+    return Judgement("agreement", Mark.OK if ok else Mark.MISS, text, claimed=f"≥ {minimum:g}",
+                     measured=f"{value:.4f}")
+
+
+def _metrics_of(record: Record) -> tuple[str, ...]:
+    metrics = CHECK_METRICS.get(record.check, ())
+    if record.check == "box_ap" and ("agreement" in record.claim
+                                     or "agreement_ap" in record.metrics):
+        metrics = (*metrics, "agreement")
+    return metrics
+
+
 def judge_claims(record: Record, tolerances: Tolerances) -> list[Judgement]:
     """One judgement per metric the record's check produces (records with a measurement)."""
     if not record.status.has_measurement:
         return []
     out = []
-    for metric in CHECK_METRICS.get(record.check, ()):
+    for metric in _metrics_of(record):
         claim = record.claim.get(metric)
+        if metric == "agreement":
+            out.append(judge_agreement(claim or {"value": 1.0}, record.metrics) if claim else
+                       Judgement(metric, Mark.NOT_COMPARABLE, "no golden detections named"))
+            continue
         if not claim:
             if metric == "latency" and (reason := contention_reason(record)):
                 out.append(Judgement(metric, Mark.UNRELIABLE, reason))
@@ -350,12 +378,44 @@ def _latency_baseline(rec: Record, base: Record, tolerances: Tolerances) -> Judg
                              f"not gated", against="baseline", reference=f"{old:.4f}",
                              measured=shown)
     tol = tolerances.tolerance("latency")
-    bad = ratio > old and not tol.allows(ratio - old, old)
-    return Judgement("latency", Mark.REGRESSION if bad else Mark.OK,
-                     f"slower relative to the reference beyond {tol.describe()}" if bad
-                     else f"within {tol.describe()} of baseline (same hardware)",
-                     against="baseline", reference=f"{old:.4f}", measured=shown,
-                     delta=f"{(ratio - old) / old * 100:+.1f}%")
+    alpha = getattr(tol, "alpha", 0.01)
+    delta = f"{(ratio - old) / old * 100:+.1f}%"
+    beyond = ratio > old and not tol.allows(ratio - old, old)
+    p = slower_p_value(rec, base)
+    shown_p = f"p={p:.2g}" if p is not None else "no samples for a rank test"
+    if beyond and (p is None or p < alpha):
+        why = (f"slower relative to the reference beyond {tol.describe()} ({delta}) and "
+               + (f"significant (Mann-Whitney U, {shown_p} < {alpha:g})" if p is not None
+                  else "the records keep no samples: judged on the medians alone"))
+        return Judgement("latency", Mark.REGRESSION, why, against="baseline",
+                         reference=f"{old:.4f}", measured=shown, delta=delta)
+    if beyond:
+        why = (f"slower beyond {tol.describe()} ({delta}) but not significant (Mann-Whitney U, "
+               f"{shown_p} ≥ {alpha:g}): noise, not gated")
+    else:
+        why = f"within {tol.describe()} of baseline (same hardware, {shown_p})"
+    return Judgement("latency", Mark.OK, why, against="baseline", reference=f"{old:.4f}",
+                     measured=shown, delta=delta)
+
+
+def normalised_samples(record: Record) -> list[float] | None:
+    """A latency record's samples divided by its same-run reference median: the per-iteration
+    form of ``ratio_to_reference``, comparable between runs on the same hardware."""
+    samples, ref = record.metrics.get("samples_ms"), record.metrics.get("reference_median_ms")
+    if not isinstance(samples, list) or len(samples) < 3 or not isinstance(ref, (int, float)):
+        return None
+    return [s / ref for s in samples]
+
+
+def slower_p_value(record: Record, base: Record) -> float | None:
+    """One-sided Mann-Whitney U p-value that ``record``'s normalised samples are larger
+    (slower) than ``base``'s; None when either keeps no samples."""
+    now, then = normalised_samples(record), normalised_samples(base)
+    if now is None or then is None:
+        return None
+    from scipy.stats import mannwhitneyu
+
+    return float(mannwhitneyu(now, then, alternative="greater").pvalue)
 
 
 def judge_baseline(record: Record, base: Record | None,

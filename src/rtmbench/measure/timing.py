@@ -142,12 +142,25 @@ class Measurement:
 
     def stats(self, batch: int = 1) -> dict:
         return statistics_of(self.samples_s, batch) | {
+            "samples_ms": kept_samples_ms(self.samples_s),
             "warmup_iterations": len(self.warmup_samples_s),
             "outliers_remeasured": len(self.outliers_s),
             "outliers_ms": [round(s * 1e3, 4) for s in self.outliers_s],
             "other_processes_cores": (round(self.other_cores, 3)
                                       if self.other_cores is not None else None),
             "contention": self.contention}
+
+
+MAX_STORED_SAMPLES = 2000
+
+
+def kept_samples_ms(samples_s: list[float], limit: int = MAX_STORED_SAMPLES) -> list[float]:
+    """The per-iteration times (ms, 0.1 µs resolution) a record keeps for the gate's rank
+    test: all of them, or ``limit`` evenly spaced in time order when there are more."""
+    ms = np.asarray(samples_s, dtype=np.float64) * 1e3
+    if len(ms) > limit:
+        ms = ms[np.linspace(0, len(ms) - 1, limit).round().astype(int)]
+    return [round(float(v), 4) for v in ms]
 
 
 def statistics_of(samples_s: list[float], batch: int = 1) -> dict:

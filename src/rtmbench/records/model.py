@@ -126,6 +126,7 @@ class LatencyMetrics(_Metrics):
     contention: bool = False
     ratio_to_reference: Positive | None = None
     reference_median_ms: Positive | None = None
+    samples_ms: list[Positive] | None = None  # kept per-iteration times, for the rank test
 
 
 METRICS: dict[str, type[_Metrics]] = {"complexity": ComplexityMetrics, "box_ap": BoxAPMetrics,

@@ -4,6 +4,8 @@
 Weights are one of
 - ``"random-init"``: PyTorch's default initialisation from a generator seeded with 0
   (:func:`rtmbench.models.build_rtmdet`), the same in every process;
+- ``"well-conditioned"``: seeded weights calibrated so that the model detects something
+  (:mod:`rtmbench.models.init`): what the smoke gate's golden detections are made with;
 - a zoo weights id (``"mmyolo"``, ``"mmdet"``), or ``None`` for the zoo's default: fetched into
   the cache, verified by sha256 (:mod:`rtmbench.sources`), loaded strictly in the layout the
   zoo declares;
@@ -19,10 +21,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from ..models import build_rtmdet
-from ..spec.checks import RANDOM_INIT
+from ..models.init import well_conditioned_
+from ..spec.checks import RANDOM_INIT, WELL_CONDITIONED
 from ..spec.zoo import ResolvedModel, load_zoo
 
 
@@ -34,6 +38,17 @@ class Built:
 
 def resolve(model: ResolvedModel | str, zoo_path: str | Path | None = None) -> ResolvedModel:
     return model if isinstance(model, ResolvedModel) else load_zoo(zoo_path).get(model)
+
+
+def calibration_batch(entry: ResolvedModel, num_images: int = 4, seed: int = 1234) -> Tensor:
+    """Generated images through the zoo's test pipeline (resize, pad, normalise): what the
+    well-conditioned weights are calibrated on."""
+    from ..data.pipeline import TestPipeline
+    from ..data.synthetic import draw_images
+
+    pipe = TestPipeline.for_model(entry)
+    padded = [pipe.pad(pipe.resize(image)[0]) for image in draw_images(num_images, seed)]
+    return pipe.normalize(torch.stack([torch.from_numpy(p) for p in padded]))
 
 
 def network(model: ResolvedModel | str, *, seed: int = 0, num_classes: int | None = None,
@@ -52,7 +67,7 @@ def build(model: ResolvedModel | str, weights: str | None = None, *,
     entry = resolve(model, zoo_path)
     net = network(entry)
     if checkpoint is not None:
-        if weights not in (None, RANDOM_INIT):
+        if weights not in (None, RANDOM_INIT, WELL_CONDITIONED):
             raise ValueError("give a zoo weights id or a checkpoint file, not both")
         from ..sources import load_checkpoint
 
@@ -60,6 +75,9 @@ def build(model: ResolvedModel | str, weights: str | None = None, *,
         return Built(net.eval(), {"weights": "file", "path": str(checkpoint), **info})
     if weights == RANDOM_INIT:
         return Built(net, {"weights": RANDOM_INIT, "seed": 0})
+    if weights == WELL_CONDITIONED:
+        return Built(well_conditioned_(net, calibration_batch(entry), seed=0).eval(),
+                     {"weights": WELL_CONDITIONED, "seed": 0})
     from ..sources import fetch_weights, load_checkpoint
 
     fetched = fetch_weights(entry, weights, progress=progress)

@@ -14,6 +14,7 @@ from pydantic import Field, model_validator
 from .schema import Strict
 
 RANDOM_INIT = "random-init"  # weights id: seeded PyTorch initialisation (models.build_rtmdet)
+WELL_CONDITIONED = "well-conditioned"  # seeded weights that detect something (models.init)
 FULL_VAL2017 = 5000
 
 
@@ -36,6 +37,9 @@ class LatencySpec(Strict):
     warmup_s: float = Field(default=1.0, ge=0)
     input_size: tuple[int, int] | None = None  # width, height; default: the zoo's
     batch: int = Field(default=1, gt=0)
+    # A measurement flagged as contended (other processes took the CPU) is taken again, up
+    # to this many more times; if every attempt is contended the record says so.
+    remeasure_contended: int = Field(default=2, ge=0, le=10)
 
 
 class BoxAPSpec(Strict):
@@ -50,6 +54,11 @@ class BoxAPSpec(Strict):
     device: Literal["cpu", "cuda"] = "cpu"
     batch_size: int = Field(default=8, gt=0)
     workers: int = Field(default=2, ge=0)
+    # Golden detections (a path relative to the suite file) the run's detections must agree
+    # with: agreement AP (rtmbench.measure.agreement) at least min_agreement_ap, else the unit
+    # is red. The smoke suite's regression check of the whole detection pipeline.
+    golden: str | None = None
+    min_agreement_ap: float = Field(default=0.99, gt=0, le=1)
 
     @model_validator(mode="after")
     def _one_dataset(self) -> BoxAPSpec:

@@ -25,10 +25,13 @@ TolerancedMetric = Literal["params", "flops", "box_ap", "latency"]
 class Tolerance(Strict):
     """How far a value may move before it is a regression: absolute (in the metric's unit) or
     relative (a fraction of the reference). For latency it applies to the ratio to the
-    reference measured in the same run, never to milliseconds."""
+    reference measured in the same run, never to milliseconds, and ``alpha`` is the
+    significance level of the rank test on the samples (Mann-Whitney U): a latency regression
+    must be both larger than the tolerance and significant (p < alpha), as asv judges."""
 
     absolute: float | None = Field(default=None, ge=0)
     relative: float | None = Field(default=None, ge=0)
+    alpha: float = Field(default=0.01, gt=0, lt=1)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Tolerance:
@@ -43,6 +46,10 @@ class Tolerance(Strict):
     def describe(self) -> str:
         return (f"±{self.absolute:g}" if self.absolute is not None
                 else f"±{self.relative * 100:g}%")
+
+    def factor(self) -> float:
+        """The slowdown a latency regression must exceed (1 + relative)."""
+        return 1.0 + (self.relative if self.relative is not None else 0.0)
 
 
 DEFAULT_TOLERANCES: dict[str, Tolerance] = {
