@@ -410,11 +410,30 @@ def _latency_claims(result, entry) -> list[dict]:
     return out
 
 
+def _check_protocol_flags(args: argparse.Namespace) -> None:
+    """The suite's bounds (spec.checks.LatencyProtocol) apply to the flags too."""
+    from pydantic import ValidationError
+
+    from .errors import InputError
+    from .spec.checks import LatencyProtocol
+
+    flags = {"min_iterations": "--iterations", "min_duration_s": "--min-duration",
+             "warmup_s": "--warmup", "input_size": "--input-size", "batch": "--batch"}
+    try:
+        LatencyProtocol(min_iterations=args.iterations, min_duration_s=args.min_duration,
+                        warmup_s=args.warmup, input_size=args.input_size, batch=args.batch)
+    except ValidationError as exc:
+        problems = [f"{flags.get(str(e['loc'][0]), e['loc'][0])} {e['input']}: {e['msg']}"
+                    for e in exc.errors()]
+        raise InputError("; ".join(problems) + ".") from None
+
+
 def _cmd_latency(args: argparse.Namespace) -> int:
     from .measure.latency import format_result, measure_latency
     from .spec.zoo import load_zoo
 
     entry = load_zoo(args.zoo).get(args.size)
+    _check_protocol_flags(args)
     model = _build(args, entry, default_random=True, say="rtmbench latency")
     options = {"layout": args.layout} if args.layout and args.backend == "torch" else {}
     result = measure_latency(entry, args.backend, args.device, args.precision, model=model,

@@ -27,8 +27,8 @@ class Tolerance(Strict):
     relative (a fraction of the reference). For latency it applies to the ratio to the
     reference measured in the same run, never to milliseconds."""
 
-    absolute: float | None = Field(default=None, ge=0)
-    relative: float | None = Field(default=None, ge=0)
+    absolute: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    relative: float | None = Field(default=None, ge=0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Tolerance:
