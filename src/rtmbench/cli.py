@@ -182,6 +182,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
     detections = load_detections(args.detections)
     conventions = [args.convention] if args.convention else None
     metrics = score(args.annotations, detections, backend=args.backend,
+                    detections_name=f"detections file {args.detections}",
                     **({"conventions": conventions} if conventions else {}))
     print(json.dumps(metrics, sort_keys=False) if args.json else format_metrics(metrics))
     return 0
