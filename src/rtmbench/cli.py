@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 
 from .errors import RtmbenchError
 
@@ -498,13 +501,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt: every ``finally``
+    and context manager runs (temporary directories, locks, partial files), the run stops as
+    after Ctrl-C, and :func:`main` exits with 143 (128 + SIGTERM), as a killed process would."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_exception() -> Iterator[None]:
+    """While a command runs: the first SIGTERM raises :class:`Terminated`; later ones are
+    ignored so that the clean-up it started can finish (SIGKILL still stops everything)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.handler(args)
+        with _sigterm_as_exception():
+            return args.handler(args)
     except RtmbenchError as exc:
         print(f"rtmbench {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except Terminated:
+        print(f"rtmbench {args.command}: terminated (SIGTERM); finished work is kept, "
+              f"temporary files were removed.", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print(f"rtmbench {args.command}: interrupted; finished work is kept.", file=sys.stderr)
         return 130
