@@ -102,8 +102,11 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 def _add_fetch(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fetch", help="download, verify and cache the zoo's checkpoints",
                        description="Fetch checkpoints into RTMBENCH_CACHE (default "
-                       "~/.cache/rtmbench), verified by sha256. Sources: RTMBENCH_MIRROR (base URL "
-                       "or local folder), then the zoo's urls. RTMBENCH_OFFLINE=1 never connects.")
+                       "~/.cache/rtmbench), verified by sha256. Sources: RTMBENCH_MIRROR (base "
+                       "URL, local folder or hf://OWNER/REPO[@REVISION][/SUBDIR]), then the zoo's "
+                       "urls. "
+                       "HTTPS_PROXY/HTTP_PROXY/NO_PROXY and RTMBENCH_CA_BUNDLE apply. "
+                       "RTMBENCH_OFFLINE=1 never connects.")
     p.add_argument("sizes", nargs="*", metavar="SIZE", help="zoo sizes (default: all)")
     p.add_argument("--weights", metavar="ID", default=None,
                    help="which weights entry (default: the first available, e.g. mmyolo)")

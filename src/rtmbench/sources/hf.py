@@ -9,7 +9,7 @@ cache fails verification (a damaged or replaced blob) it is downloaded once more
 ``force_download`` before the source is refused.
 
 Offline (``RTMBENCH_OFFLINE=1`` or ``HF_HUB_OFFLINE=1``) an hf:// source only looks in
-huggingface_hub's cache (``local_files_only``) and never opens a connection.
+huggingface_hub's cache (``try_to_load_from_cache``: no request of any kind).
 The deadline and size cap apply as bytes arrive (a progress-bar class that huggingface_hub
 calls for every chunk raises when either is passed) and to the copy.
 """
