@@ -262,7 +262,8 @@ def _outside(tmp_path: Path) -> Path:
     return victim
 
 
-@pytest.mark.parametrize("planted", ["{name}.part", "{name}.lock", "{name}"])
+@pytest.mark.parametrize("planted", ["{name}.part", "{name}.lock", "{name}",
+                                     "hashes.json.lock"])
 def test_symlinks_planted_in_the_cache_are_never_followed(cache, blob, server, tmp_path,
                                                           planted):
     name, _, sha = blob
@@ -367,6 +368,16 @@ def test_an_oversize_body_is_cut_off_early(cache, blob, server, send_length):
     assert len(server.requests) == 1  # not retried
 
 
+def test_an_oversize_file_on_the_hub_is_cut_off_too(cache, blob, hub):
+    name, data, sha = blob
+    hub.oversize = 64 << 20
+    with pytest.raises(SizeLimitError, match=f"hf://someone/repo/{name} announces"):
+        fetch_file(name, sha[:8], ["hf://someone/repo"], settings=FAST, progress=False,
+                   size=len(data))
+    _wait_for(lambda: hub.sent)
+    assert hub.sent and hub.sent[0] < 32 << 20
+
+
 def test_the_size_cap_applies_without_a_zoo_size(cache, blob, server, monkeypatch):
     name, data, sha = blob
     monkeypatch.setenv("RTMBENCH_MAX_DOWNLOAD_BYTES", "100000")
@@ -395,19 +406,36 @@ def test_a_cache_under_a_regular_file_is_a_clear_error(tmp_path, blob, server, m
     assert f"the checkpoint cache {root}" in out and "Traceback" not in out
 
 
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0,
-                    reason="root ignores permission bits; the regular-file test covers it")
-def test_a_read_only_cache_is_a_clear_error(tmp_path, blob, server):
+def _read_only(folder: Path):
+    """Make ``folder`` unwritable for this process; returns how to undo it. Root ignores
+    permission bits, so as root the immutable attribute (chattr +i) is used, if it works."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        folder.chmod(0o555)
+        return lambda: folder.chmod(0o755)
+    if shutil.which("chattr") and subprocess.run(["chattr", "+i", str(folder)],
+                                                 capture_output=True).returncode == 0:
+        return lambda: subprocess.run(["chattr", "-i", str(folder)], check=True)
+    pytest.skip("running as root, where permission bits do not bite, and chattr +i is not "
+                "available here; the cache-under-a-file test covers the error")
+
+
+def test_a_read_only_cache_is_a_clear_error(tmp_path, blob, server, monkeypatch, capsys):
     name, _, sha = blob
     root = tmp_path / "ro"
     root.mkdir()
-    root.chmod(0o555)
+    undo = _read_only(root)
     try:
-        with pytest.raises(CacheNotWritable, match="RTMBENCH_CACHE"):
+        with pytest.raises(CacheNotWritable, match="RTMBENCH_CACHE") as err:
             fetch_file(name, sha[:8], [f"{server.url}/{name}"], cache=root, settings=FAST,
                        progress=False)
+        assert str(root) in str(err.value) and server.requests == []  # before any download
+        monkeypatch.setenv("RTMBENCH_CACHE", str(root))
+        monkeypatch.setenv("RTMBENCH_MIRROR", server.url)
+        assert main(["fetch", "tiny", "--quiet"]) == 2
+        out = capsys.readouterr().err
+        assert f"the checkpoint cache {root}" in out and "Traceback" not in out
     finally:
-        root.chmod(0o755)
+        undo()
 
 
 # ---------------------------------------------------------------- 10. stale locks

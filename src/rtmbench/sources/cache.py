@@ -148,10 +148,15 @@ def known_full_hash(root: Path, file: str) -> str | None:
 
 def remember_full_hash(root: Path, file: str, sha256: str) -> None:
     # Fetches of different files may update hashes.json at once: read-modify-write under a lock.
-    path = root / "hashes.json"
-    with FileLock(str(root / "hashes.json.lock"), timeout=60):
-        known = _read_json(path)
-        known = known if isinstance(known, dict) else {}
-        if known.get(file) != sha256:
-            known[file] = sha256
-            write_json_atomic(path, known)
+    path, lock = root / "hashes.json", root / "hashes.json.lock"
+    refuse_link(lock, "a lock file")
+    try:
+        with FileLock(str(lock), timeout=60):
+            known = _read_json(path)
+            known = known if isinstance(known, dict) else {}
+            if known.get(file) != sha256:
+                known[file] = sha256
+                write_json_atomic(path, known)
+    except OSError as exc:  # filelock refuses a link planted since the check (O_NOFOLLOW)
+        refuse_link(lock, "a lock file")
+        raise not_writable(root, exc) from None

@@ -21,6 +21,7 @@ no fetch runs (a waiting process would lock the deleted file while a new one loc
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from dataclasses import dataclass
@@ -58,6 +59,8 @@ if TYPE_CHECKING:
     from ..spec.zoo import ResolvedModel, Weights
 
 PART_SOURCE_SUFFIX = ".part.source"
+CACHE_WRITE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.ENOTDIR,
+                      getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
 @dataclass(frozen=True)
@@ -293,14 +296,17 @@ def fetch_file(file: str, sha256: str, urls: list[str], *, cache: Path | None = 
     expected = _expected_hash(root, file, sha256)
     if hit := _from_cache(target, expected):  # the common case: no lock, no hashing
         return hit
+    refuse_link(root / "hashes.json.lock", "a lock file")  # used after the download
     lock = _lock(root, file, settings)
     try:
         if hit := _from_cache(target, expected):  # another process just finished it
             return hit
         try:
             return _fetch_into_cache(file, expected, urls, target, settings, progress, size)
-        except PermissionError as exc:
-            raise not_writable(root, exc) from None
+        except OSError as exc:  # writing in the cache (reading a source is a DownloadError)
+            if exc.errno in CACHE_WRITE_ERRNOS:
+                raise not_writable(root, exc) from None
+            raise
     finally:
         lock.release()
 
