@@ -273,10 +273,11 @@ def download(url: str, part: Path, settings: FetchSettings, *, desc: str,
             raise DownloadError(f"{url}: {problem} (after {settings.retries + 1} attempts)")
     have = part.stat().st_size if part.exists() else 0
     kept = ", kept: the next run resumes them from this source" if have else ""
+    last = f"; before that: {problem}" if attempt else ""
     raise DownloadError(
         f"{url}: not finished within RTMBENCH_DOWNLOAD_DEADLINE={limits.seconds:g}s "
-        f"({have:,} bytes received{kept}; last problem: {problem}). Use a faster source "
-        f"(RTMBENCH_MIRROR) or raise the deadline.")
+        f"({have:,} bytes received{kept}{last}). Use a faster source (RTMBENCH_MIRROR) or "
+        f"raise the deadline.")
 
 
 def copy_local(source: Path, part: Path, *, desc: str, progress: bool = True,
