@@ -52,7 +52,9 @@ def _blob(size: int = 300_000, seed: int = 1) -> tuple[str, bytes, str]:
 def cache(tmp_path, monkeypatch) -> Path:
     root = tmp_path / "cache"
     monkeypatch.setenv("RTMBENCH_CACHE", str(root))
-    for var in ("RTMBENCH_MIRROR", "RTMBENCH_OFFLINE"):
+    # Loopback servers only: a proxy from the environment must not see these requests.
+    for var in ("RTMBENCH_MIRROR", "RTMBENCH_OFFLINE", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
+                "http_proxy", "https_proxy", "all_proxy"):
         monkeypatch.delenv(var, raising=False)
     return root
 

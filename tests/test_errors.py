@@ -39,6 +39,9 @@ EXPECTED = {
     "rtmbench.sources.errors.HashMismatchError": "failed",
     "rtmbench.sources.errors.UnsafeCheckpointError": "failed",
     "rtmbench.sources.errors.CheckpointMismatchError": "failed",
+    "rtmbench.sources.errors.SizeLimitError": "failed",     # a source serves too much: not ours
+    "rtmbench.sources.errors.CacheNotWritable": "failed",   # the user's setup must be fixed
+    "rtmbench.sources.errors.UnsafeCachePath": "failed",    # a planted link: never followed
     "rtmbench.measure.export.ExportError": "failed",
     "rtmbench.measure.backends.base.BackendUnavailable": "not run",
     "rtmbench.measure.backends.base.BackendError": "failed",

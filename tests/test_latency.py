@@ -179,3 +179,40 @@ def test_torch_cpu_runner_computes_the_model(options):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
     if not options:
         assert runner.details["onednn_fusion"] == "conv+SiLU fused, weights packed"
+
+
+@pytest.mark.parametrize("sig, code", [("SIGTERM", 143), ("SIGINT", 130)])
+def test_a_signal_during_latency_removes_its_temporary_directory(tmp_path, sig, code):
+    """SIGTERM (what a batch scheduler or `timeout` sends) cleans up like Ctrl-C does."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": src, "TMPDIR": str(tmp)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rtmbench", "latency", "tiny", "--input-size", "64", "64",
+         "--iterations", "1000000", "--min-duration", "3600", "--warmup", "0",
+         "--no-reference"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not list(tmp.glob("rtmbench-latency-*")) and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)
+        assert list(tmp.glob("rtmbench-latency-*")), "the command never started timing"
+        time.sleep(0.3)  # inside the timing loop
+        proc.send_signal(getattr(signal, sig))
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == code, err[-2000:]
+    assert list(tmp.iterdir()) == [], "temporary files were left behind"
+    assert "Traceback" not in err

@@ -93,6 +93,50 @@ def test_suite_errors_name_file_line_field_and_fix(tmp_path, body, where, words)
     assert "Fix:" in message and all(w in message for w in words), message
 
 
+LATENCY = "name: x\nmodels: [tiny]\nchecks:\n  latency:\n    targets: [{backends: [torch], " \
+          "devices: [cpu], precisions: [fp32]}]\n    %s\n"
+BOX_AP = "name: x\nmodels: [tiny]\nchecks:\n  box_ap:\n    synthetic: 4\n    %s\n"
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    (LATENCY % "min_iterations: 1.0e+29", "checks.latency.min_iterations"),
+    (LATENCY % "min_duration_s: 1e400", "checks.latency.min_duration_s"),
+    (LATENCY % "min_duration_s: .nan", "checks.latency.min_duration_s"),
+    (LATENCY % "warmup_s: 86400", "checks.latency.warmup_s"),
+    (LATENCY % "input_size: [100000, 100000]", "checks.latency.input_size[0]"),
+    (LATENCY % "input_size: [640, 0]", "checks.latency.input_size[1]"),
+    (LATENCY % "batch: 100000", "checks.latency.batch"),
+    (BOX_AP % "batch_size: 1000000", "checks.box_ap.batch_size"),
+    (BOX_AP % "workers: 10000", "checks.box_ap.workers"),
+    (BOX_AP % "limit: 1.0e+12", "checks.box_ap.limit"),
+    (BOX_AP.replace("    synthetic: 4\n", "") % "synthetic: 100000", "checks.box_ap.synthetic"),
+    ("name: x\nmodels: [tiny]\nchecks: {complexity: {}}\ntolerances:\n"
+     "  box_ap: {absolute: .inf}\n", "tolerances.box_ap.absolute"),
+])
+def test_suite_values_that_would_never_finish_are_refused(tmp_path, body, field):
+    path = write_suite(tmp_path, body)
+    with pytest.raises(InputError) as info:
+        load_suite(path)
+    message = str(info.value)
+    line = len(body.splitlines())  # the offending value is on the last line
+    assert f"{path}:{line}: {field}" in message, message
+    assert "Fix: give a value within the bounds" in message, message
+
+
+def test_latency_flags_have_the_suite_bounds(capsys, monkeypatch):
+    import rtmbench.cli as cli
+
+    def never(*args, **kwargs):  # the flags must be refused before any model is built
+        raise AssertionError("built a model for a run that would never finish")
+
+    monkeypatch.setattr(cli, "_build", never)
+    code = main(["latency", "tiny", "--iterations", "100000000000", "--input-size", "100000",
+                 "640"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--iterations 100000000000" in err and "--input-size" in err, err
+    assert "Traceback" not in err
+
+
 def test_unknown_suite_name_lists_the_shipped_ones():
     with pytest.raises(InputError, match="shipped: .*smoke"):
         load_suite("nonexistent-suite")

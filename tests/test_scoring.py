@@ -24,7 +24,7 @@ def gt(tmp_path_factory):
 
 def perturbed(gt_data: dict, seed: int = 0) -> list[dict]:
     """Jittered copies of every box, some with the wrong class, random scores: > 100 per image
-    on some images, so maxDets conventions differ."""
+    on some images, so maxDets conventions differ. Sizes stay >= 1 (a negative one is refused)."""
     rng = np.random.default_rng(seed)
     dets = []
     for a in gt_data["annotations"]:
@@ -33,8 +33,8 @@ def perturbed(gt_data: dict, seed: int = 0) -> list[dict]:
             j = rng.normal(0, 0.04 * k, 4) * np.array([w, h, w, h])
             cat = a["category_id"] if rng.random() < 0.8 else 1
             dets.append({"image_id": a["image_id"], "category_id": cat,
-                         "bbox": [float(x + j[0]), float(y + j[1]), float(w + j[2]),
-                                  float(h + j[3])], "score": float(rng.random())})
+                         "bbox": [float(x + j[0]), float(y + j[1]), max(float(w + j[2]), 1.0),
+                                  max(float(h + j[3]), 1.0)], "score": float(rng.random())})
     return dets
 
 
@@ -134,3 +134,96 @@ def test_score_cli_prints_json_and_table(gt, tmp_path, capsys):
     dets_path.write_text(json.dumps([{"image_id": 1}]))
     assert main(["score", str(gt), str(dets_path)]) == 2
     assert "dets.json: entry 0 is not a COCO box result" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ inputs both backends refuse
+
+def _set_box(i: int, value: float):
+    return lambda d: d[3]["bbox"].__setitem__(i, value)
+
+
+BAD_DETECTIONS = [  # (change to the 4th detection, error class, words of the message)
+    (lambda d: d[3].update(score=float("nan")), InputError, ["entry 3", "score is nan"]),
+    (lambda d: d[3].update(score=float("inf")), InputError, ["entry 3", "score is inf"]),
+    (lambda d: d[3].update(score=float("-inf")), InputError, ["entry 3", "score is -inf"]),
+    (lambda d: d[3].update(score=True), InputError, ["entry 3", "score must be a number"]),
+    (_set_box(0, float("nan")), InputError, ["entry 3", "bbox must hold finite numbers"]),
+    (_set_box(2, float("inf")), InputError, ["entry 3", "bbox must hold finite numbers"]),
+    (_set_box(2, -4.0), InputError, ["entry 3", "bbox has a negative width or height"]),
+    (_set_box(3, -0.5), InputError, ["entry 3", "bbox has a negative width or height"]),
+    (lambda d: d[3].update(category_id=999), DatasetError,
+     ["category ids [999]", "entry 3", "category_id"]),
+    (lambda d: d[3].update(image_id=10 ** 6), DatasetError,
+     ["not in the ground truth", "entry 3", "image_id"]),
+]
+
+
+@pytest.mark.parametrize("change, kind, words", BAD_DETECTIONS)
+def test_bad_detections_are_the_same_clear_error_on_both_backends(gt, change, kind, words):
+    data = json.loads(gt.read_text())
+    messages = []
+    for backend in ("faster", "pycocotools"):
+        dets = perturbed(data)
+        change(dets)
+        with pytest.raises(kind) as err:
+            score(data, dets, backend=backend, detections_name="dets.json")
+        messages.append(str(err.value))
+    assert messages[0] == messages[1]
+    assert messages[0].startswith("dets.json: ") and all(w in messages[0] for w in words), \
+        messages[0]
+
+
+BAD_GROUND_TRUTH = [
+    (lambda g: g.pop("annotations"), ["must be an object with 'images', 'annotations'"]),
+    (lambda g: g["annotations"][2]["bbox"].__setitem__(1, float("nan")),
+     ["annotations[2].bbox must hold finite numbers"]),
+    (lambda g: g["annotations"][2]["bbox"].__setitem__(2, -1.0),
+     ["annotations[2].bbox has a negative width"]),
+    (lambda g: g["annotations"][2].pop("area"), ["annotations[2].area"]),
+    (lambda g: g["annotations"][2].update(iscrowd=None), ["annotations[2].iscrowd"]),
+    (lambda g: g["annotations"][2].update(id=g["annotations"][1]["id"]),
+     ["'annotations' repeats an id"]),
+]
+
+
+@pytest.mark.parametrize("change, words", BAD_GROUND_TRUTH)
+def test_bad_ground_truth_is_the_same_clear_error_on_both_backends(gt, tmp_path, change, words):
+    data = json.loads(gt.read_text())
+    dets = perturbed(data)
+    change(data)
+    path = tmp_path / "instances.json"
+    path.write_text(json.dumps(data))
+    messages = []
+    for backend in ("faster", "pycocotools"):
+        with pytest.raises(DatasetError) as err:
+            score(path, dets, backend=backend)
+        messages.append(str(err.value))
+    assert messages[0] == messages[1]
+    assert str(path) in messages[0] and all(w in messages[0] for w in words), messages[0]
+
+
+@pytest.mark.parametrize("backend", ["faster", "pycocotools"])
+def test_score_cli_names_the_file_entry_and_field_without_a_traceback(gt, tmp_path, capsys,
+                                                                      backend):
+    data = json.loads(gt.read_text())
+    dets = perturbed(data)
+    dets[5]["score"] = float("nan")
+    path = tmp_path / "dets.json"
+    path.write_text(json.dumps(dets))  # json writes NaN, and reads it back
+    assert main(["score", str(gt), str(path), "--backend", backend]) == 2
+    err = capsys.readouterr().err
+    assert f"detections file {path}: entry 5 is not a COCO box result" in err
+    assert "score is nan" in err and "Traceback" not in err
+
+
+def test_zero_sized_boxes_and_empty_annotations_score_alike_on_both_backends(gt):
+    data = json.loads(gt.read_text())
+    dets = perturbed(data)
+    dets[0]["bbox"][2] = 0.0
+    results = [score(data, dets, backend=b) for b in ("faster", "pycocotools")]
+    for convention in CONVENTIONS:
+        assert np.allclose(list(results[0][convention].values()),
+                           list(results[1][convention].values()), atol=1e-12)
+    empty = {**data, "annotations": []}
+    assert [score(empty, dets, backend=b)["coco"]["AP"] for b in ("faster", "pycocotools")] \
+        == [-1.0, -1.0]

@@ -79,3 +79,34 @@ def test_unknown_test_cfg_variant_is_named(tmp_path):
     path = _broken(tmp_path, "test_cfg: pre-pr9494", "test_cfg: pre-pr9999")
     with pytest.raises(InputError, match="test_cfg 'pre-pr9999'"):
         load_zoo(path)
+
+
+TINY_FILE = "rtmdet_tiny_syncbn_8xb32-300e_coco_20220902_112414-259f3241.pth"
+
+
+@pytest.mark.parametrize("bad", [f"../../{TINY_FILE}", f"/etc/{TINY_FILE}", f"sub/{TINY_FILE}",
+                                 f"sub\\\\{TINY_FILE}", f"..{TINY_FILE}"])
+def test_weights_file_must_be_a_plain_name_that_stays_in_the_cache(tmp_path, bad):
+    path = _broken(tmp_path, f"file: {TINY_FILE}", f"file: '{bad}'")
+    with pytest.raises(InputError) as err:
+        load_zoo(path)
+    msg = str(err.value)
+    line = next(i for i, text in enumerate(path.read_text().splitlines(), 1) if "'" + bad in text)
+    assert f"{path}:{line}: models[0] (rtmdet-tiny).weights[0].file" in msg, msg
+    assert "plain file name" in msg
+
+
+def test_weights_may_give_a_size_and_hf_sources(tmp_path):
+    path = _broken(tmp_path, f"file: {TINY_FILE}",
+                   f"file: {TINY_FILE}\n        size: 1234\n        # hf below")
+    text = path.read_text().replace(
+        "urls: [https://download.openmmlab.com/mmyolo/v0/rtmdet/rtmdet_tiny_syncbn",
+        "urls: ['hf://someone/rtmdet@v1/mmyolo', https://download.openmmlab.com/mmyolo/v0/rtmdet/"
+        "rtmdet_tiny_syncbn", 1)
+    path.write_text(text)
+    weights = load_zoo(path).get("tiny").weights[0]
+    assert weights.size == 1234 and weights.urls[0] == "hf://someone/rtmdet@v1/mmyolo"
+    broken = tmp_path / "broken.yaml"  # load_zoo caches by path
+    broken.write_text(text.replace("hf://someone/rtmdet@v1/mmyolo", "hf://someone/../x"))
+    with pytest.raises(InputError, match=r"weights\[0\].urls.*hf://OWNER/REPO"):
+        load_zoo(broken)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 
 from .errors import RtmbenchError
 
@@ -99,8 +102,11 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 def _add_fetch(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fetch", help="download, verify and cache the zoo's checkpoints",
                        description="Fetch checkpoints into RTMBENCH_CACHE (default "
-                       "~/.cache/rtmbench), verified by sha256. Sources: RTMBENCH_MIRROR (base URL "
-                       "or local folder), then the zoo's urls. RTMBENCH_OFFLINE=1 never connects.")
+                       "~/.cache/rtmbench), verified by sha256. Sources: RTMBENCH_MIRROR (base "
+                       "URL, local folder or hf://OWNER/REPO[@REVISION][/SUBDIR]), then the zoo's "
+                       "urls. "
+                       "HTTPS_PROXY/HTTP_PROXY/NO_PROXY and RTMBENCH_CA_BUNDLE apply. "
+                       "RTMBENCH_OFFLINE=1 never connects.")
     p.add_argument("sizes", nargs="*", metavar="SIZE", help="zoo sizes (default: all)")
     p.add_argument("--weights", metavar="ID", default=None,
                    help="which weights entry (default: the first available, e.g. mmyolo)")
@@ -184,6 +190,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
     detections = load_detections(args.detections)
     conventions = [args.convention] if args.convention else None
     metrics = score(args.annotations, detections, backend=args.backend,
+                    detections_name=f"detections file {args.detections}",
                     **({"conventions": conventions} if conventions else {}))
     print(json.dumps(metrics, sort_keys=False) if args.json else format_metrics(metrics))
     return 0
@@ -412,11 +419,30 @@ def _latency_claims(result, entry) -> list[dict]:
     return out
 
 
+def _check_protocol_flags(args: argparse.Namespace) -> None:
+    """The suite's bounds (spec.checks.LatencyProtocol) apply to the flags too."""
+    from pydantic import ValidationError
+
+    from .errors import InputError
+    from .spec.checks import LatencyProtocol
+
+    flags = {"min_iterations": "--iterations", "min_duration_s": "--min-duration",
+             "warmup_s": "--warmup", "input_size": "--input-size", "batch": "--batch"}
+    try:
+        LatencyProtocol(min_iterations=args.iterations, min_duration_s=args.min_duration,
+                        warmup_s=args.warmup, input_size=args.input_size, batch=args.batch)
+    except ValidationError as exc:
+        problems = [f"{flags.get(str(e['loc'][0]), e['loc'][0])} {e['input']}: {e['msg']}"
+                    for e in exc.errors()]
+        raise InputError("; ".join(problems) + ".") from None
+
+
 def _cmd_latency(args: argparse.Namespace) -> int:
     from .measure.latency import format_result, measure_latency
     from .spec.zoo import load_zoo
 
     entry = load_zoo(args.zoo).get(args.size)
+    _check_protocol_flags(args)
     model = _build(args, entry, default_random=True, say="rtmbench latency")
     options = {"layout": args.layout} if args.layout and args.backend == "torch" else {}
     result = measure_latency(entry, args.backend, args.device, args.precision, model=model,
@@ -480,13 +506,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt: every ``finally``
+    and context manager runs (temporary directories, locks, partial files), the run stops as
+    after Ctrl-C, and :func:`main` exits with 143 (128 + SIGTERM), as a killed process would."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_exception() -> Iterator[None]:
+    """While a command runs: the first SIGTERM raises :class:`Terminated`; later ones are
+    ignored so that the clean-up it started can finish (SIGKILL still stops everything)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.handler(args)
+        with _sigterm_as_exception():
+            return args.handler(args)
     except RtmbenchError as exc:
         print(f"rtmbench {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except Terminated:
+        print(f"rtmbench {args.command}: terminated (SIGTERM); finished work is kept, "
+              f"temporary files were removed.", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print(f"rtmbench {args.command}: interrupted; finished work is kept.", file=sys.stderr)
         return 130

@@ -8,6 +8,7 @@ file lists its 80 categories sorted by id). Detections are mapped back through t
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,10 +52,9 @@ def read_json(path: Path, what: str) -> object:
         raise DatasetError(f"{what} {path} cannot be read: {exc}.") from None
 
 
-def _require_fields(path: Path, section: str, items: object, fields: dict[str, type]) -> None:
+def _require_fields(where: str, section: str, items: object, fields: dict[str, type]) -> None:
     if not isinstance(items, list):
-        raise DatasetError(f"COCO annotation file {path}: '{section}' must be a list, "
-                           f"found {type(items).__name__}.")
+        raise DatasetError(f"{where}: '{section}' must be a list, found {type(items).__name__}.")
     for i, item in enumerate(items):
         bad = [name for name, kind in fields.items()
                if not isinstance(item, dict) or not isinstance(item.get(name), kind)
@@ -62,8 +62,61 @@ def _require_fields(path: Path, section: str, items: object, fields: dict[str, t
         if bad:
             expected = ", ".join(f"{n}: {t.__name__}" for n, t in fields.items())
             raise DatasetError(
-                f"COCO annotation file {path}: {section}[{i}] lacks a valid {', '.join(bad)} "
+                f"{where}: {section}[{i}] lacks a valid {', '.join(bad)} "
                 f"(expected {expected}); found {json.dumps(item)[:200]}.")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def box_problem(box: object) -> str | None:
+    """Why ``box`` is not a COCO box ``[x, y, w, h]`` of finite numbers with ``w, h >= 0``."""
+    if not isinstance(box, list) or len(box) != 4 or not all(_is_number(v) for v in box):
+        return f"must be [x, y, w, h], four numbers; found {json.dumps(box)[:80]}"
+    if not all(math.isfinite(v) for v in box):
+        return f"must hold finite numbers (no NaN or infinity); found {box}"
+    if box[2] < 0 or box[3] < 0:
+        return f"has a negative width or height ([x, y, w, h] = {box})"
+    return None
+
+
+def validate_ground_truth(data: object, where: str) -> None:
+    """Check a COCO instances file (``where`` names it in errors) the way both scoring backends
+    need it: the three sections, ids, each annotation's bbox, area and iscrowd. pycocotools
+    crashes (KeyError) on a missing 'area' or 'iscrowd' where faster-coco-eval carries on, and
+    both score NaN or negative boxes without a word: every such file is a DatasetError naming
+    the entry and the field instead."""
+    if not isinstance(data, dict) or not {"images", "annotations", "categories"} <= data.keys():
+        found = sorted(data) if isinstance(data, dict) else type(data).__name__
+        raise DatasetError(f"{where} must be an object with 'images', 'annotations' and "
+                           f"'categories'; found {found}. Give the instances_*.json file of the "
+                           f"data set (ground truth), not a results or image-info file.")
+    _require_fields(where, "images", data["images"],
+                    {"id": int, "file_name": str, "width": int, "height": int})
+    _require_fields(where, "categories", data["categories"], {"id": int, "name": str})
+    _require_fields(where, "annotations", data["annotations"],
+                    {"id": int, "image_id": int, "category_id": int, "bbox": list})
+    for kind in ("images", "categories", "annotations"):
+        ids = [x["id"] for x in data[kind]]
+        if len(ids) != len(set(ids)):
+            raise DatasetError(f"{where}: '{kind}' repeats an id.")
+    image_ids = {im["id"] for im in data["images"]}
+    cat_ids = {c["id"] for c in data["categories"]}
+    for i, ann in enumerate(data["annotations"]):
+        if ann["image_id"] not in image_ids or ann["category_id"] not in cat_ids:
+            raise DatasetError(f"{where}: annotations[{i}] refers to image {ann['image_id']} / "
+                               f"category {ann['category_id']}, not both listed in 'images' "
+                               f"and 'categories'.")
+        if problem := box_problem(ann["bbox"]):
+            raise DatasetError(f"{where}: annotations[{i}].bbox {problem}.")
+        area = ann.get("area")
+        if not _is_number(area) or not math.isfinite(area) or area < 0:
+            raise DatasetError(f"{where}: annotations[{i}].area must be a finite number >= 0 "
+                               f"(COCO requires it; pycocotools reads it), found {area!r}.")
+        if ann.get("iscrowd") not in (0, 1) or isinstance(ann.get("iscrowd"), bool):
+            raise DatasetError(f"{where}: annotations[{i}].iscrowd must be 0 or 1 (COCO requires "
+                               f"it; pycocotools reads it), found {ann.get('iscrowd')!r}.")
 
 
 class CocoDataset:
@@ -93,30 +146,7 @@ class CocoDataset:
         return len(self.cat_ids)
 
     def _validate(self) -> None:
-        path, data = self.annotation_file, self.data
-        if not isinstance(data, dict) or not {"images", "annotations", "categories"} <= data.keys():
-            found = sorted(data) if isinstance(data, dict) else type(data).__name__
-            raise DatasetError(f"COCO annotation file {path} must be an object with 'images', "
-                               f"'annotations' and 'categories'; found {found}.")
-        _require_fields(path, "images", data["images"],
-                        {"id": int, "file_name": str, "width": int, "height": int})
-        _require_fields(path, "categories", data["categories"], {"id": int, "name": str})
-        _require_fields(path, "annotations", data["annotations"],
-                        {"id": int, "image_id": int, "category_id": int, "bbox": list})
-        for kind in ("images", "categories"):
-            ids = [x["id"] for x in data[kind]]
-            if len(ids) != len(set(ids)):
-                raise DatasetError(f"COCO annotation file {path}: '{kind}' repeats an id.")
-        image_ids = {im["id"] for im in data["images"]}
-        cat_ids = {c["id"] for c in data["categories"]}
-        for i, ann in enumerate(data["annotations"]):
-            if ann["image_id"] not in image_ids or ann["category_id"] not in cat_ids:
-                raise DatasetError(f"COCO annotation file {path}: annotations[{i}] refers to "
-                                   f"image {ann['image_id']} / category {ann['category_id']}, "
-                                   f"not both listed in 'images' and 'categories'.")
-            if len(ann["bbox"]) != 4:
-                raise DatasetError(f"COCO annotation file {path}: annotations[{i}].bbox must be "
-                                   f"[x, y, w, h], found {ann['bbox']}.")
+        validate_ground_truth(self.data, f"COCO annotation file {self.annotation_file}")
 
     def _check_images_exist(self, image_dir: Path) -> None:
         if not image_dir.is_dir():

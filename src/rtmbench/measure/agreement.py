@@ -40,7 +40,8 @@ def reference_as_ground_truth(reference: list[dict], image_ids: list[int],
                     "bbox": list(d["bbox"]), "area": float(d["bbox"][2] * d["bbox"][3]),
                     "iscrowd": 0}
                    for i, d in enumerate(top_per_image(reference, top_k))]
-    return {"images": [{"id": i, "width": 1, "height": 1} for i in sorted(set(image_ids))],
+    return {"images": [{"id": i, "file_name": f"{i}.jpg", "width": 1, "height": 1}
+                       for i in sorted(set(image_ids))],
             "annotations": annotations,
             "categories": [{"id": c, "name": str(c)} for c in sorted(set(category_ids))]}
 

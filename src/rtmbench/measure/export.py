@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..errors import Outcome, RtmbenchError, require
+from ..fileio import keep_mode, open_temp_beside
 
 PARITY_ATOL = 1e-4
 PARITY_RTOL = 1e-4
@@ -91,19 +91,22 @@ def export_onnx(model: nn.Module, path: str | Path, input_hw: tuple[int, int] = 
     names = output_names(_strides(net)) if is_detector else [f"output_{i}" for i in range(n_out)]
     dynamic_axes = ({n: {0: "batch"} for n in ["input", *names]} if dynamic_batch else None)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    fd, tmp = open_temp_beside(path)  # umask's mode for a new file, the old one's if replaced
+    try:
+        keep_mode(fd, path)
+    finally:
+        os.close(fd)
     try:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             # The TorchScript exporter: deterministic, fast, and emits exactly this opset.
-            torch.onnx.export(wrapped, (x,), tmp, opset_version=opset, input_names=["input"],
+            torch.onnx.export(wrapped, (x,), str(tmp), opset_version=opset, input_names=["input"],
                               output_names=names, dynamic_axes=dynamic_axes,
                               do_constant_folding=True, dynamo=False)
-        onnx.checker.check_model(tmp)
+        onnx.checker.check_model(str(tmp))
         os.replace(tmp, path)
     except Exception as exc:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         if isinstance(exc, RtmbenchError):
             raise
         raise ExportError(f"exporting the model to ONNX at {path} failed: {exc}. Check that "

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.coco import read_json
+from ..data.coco import box_problem, read_json, validate_ground_truth
 from ..errors import DatasetError, InputError
 
 CONVENTIONS: dict[str, tuple[int, int, int]] = {"coco": (1, 10, 100),
@@ -71,6 +71,49 @@ def _summarize(evaluator, is_ap: bool, iou: float | None, area: str, max_det: in
     return -1.0 if valid.size == 0 else float(np.mean(valid))
 
 
+def _entry_problem(d: object) -> str | None:
+    """Why ``d`` is not one COCO box result, naming the field; None when it is one."""
+    if not isinstance(d, dict):
+        return f"is a {type(d).__name__}, not an object"
+    for name in ("image_id", "category_id"):
+        if not isinstance(d.get(name), int) or isinstance(d.get(name), bool):
+            return f"{name} must be an integer, found {d.get(name)!r}"
+    value = d.get("score")
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return f"score must be a number, found {value!r}"
+    if not math.isfinite(value):
+        return (f"score is {value}: scores must be finite (NaN and infinity cannot be ranked; "
+                f"pycocotools and faster-coco-eval disagree on them)")
+    if problem := box_problem(d.get("bbox")):
+        return f"bbox {problem}"
+    return None
+
+
+def check_detections(detections: list, where: str) -> None:
+    """Every entry is ``{image_id: int, category_id: int, bbox: [x, y, w, h], score}`` with
+    finite numbers and ``w, h >= 0``; else an InputError naming ``where``, the entry and the
+    field. A vectorised pass first, the per-entry one only to explain a problem."""
+    try:
+        scores = np.fromiter((d["score"] for d in detections), float, count=len(detections))
+        boxes = np.array([d["bbox"] for d in detections], dtype=float).reshape(-1, 4)
+        ids = np.array([(d["image_id"], d["category_id"]) for d in detections],
+                       dtype=np.int64).reshape(-1, 2)
+        clean = (len(boxes) == len(detections) and bool(np.isfinite(scores).all())
+                 and bool(np.isfinite(boxes).all()) and bool((boxes[:, 2:] >= 0).all())
+                 and ids.shape == (len(detections), 2)
+                 and all(type(d["score"]) is not bool and type(d["image_id"]) is int
+                         and type(d["category_id"]) is int for d in detections))
+    except (TypeError, ValueError, KeyError, IndexError, OverflowError):
+        clean = False
+    if clean:
+        return
+    for i, d in enumerate(detections):
+        if problem := _entry_problem(d):
+            raise InputError(f"{where}: entry {i} is not a COCO box result {{image_id: int, "
+                             f"category_id: int, bbox: [x, y, w, h], score}} with finite "
+                             f"numbers and w, h >= 0: {problem}; found {str(d)[:200]}.")
+
+
 def load_detections(path: str | Path) -> list[dict]:
     """A COCO results file: a list of {image_id, category_id, bbox [x, y, w, h], score}."""
     path = Path(path)
@@ -78,17 +121,28 @@ def load_detections(path: str | Path) -> list[dict]:
     if not isinstance(data, list):
         raise InputError(f"detections file {path} must hold a JSON list of detections, found "
                          f"{type(data).__name__}.")
-    for i, d in enumerate(data):
-        ok = (isinstance(d, dict) and isinstance(d.get("image_id"), int)
-              and isinstance(d.get("category_id"), int)
-              and isinstance(d.get("score"), (int, float))
-              and isinstance(d.get("bbox"), list) and len(d["bbox"]) == 4
-              and all(isinstance(v, (int, float)) for v in d["bbox"]))
-        if not ok:
-            raise InputError(f"detections file {path}: entry {i} is not a COCO box result "
-                             f"{{image_id: int, category_id: int, bbox: [x, y, w, h], score}}; "
-                             f"found {str(d)[:200]}.")
+    check_detections(data, f"detections file {path}")
     return data
+
+
+def _check_against_ground_truth(detections: list[dict], dataset: dict, where: str) -> None:
+    """Image and category ids of the detections must exist in the ground truth (pycocotools
+    asserts on unknown images; both backends silently drop unknown categories)."""
+    images = {im["id"] for im in dataset["images"]}
+    categories = {c["id"] for c in dataset["categories"]}
+    stray = sorted({d["image_id"] for d in detections} - images)
+    if stray:
+        first = next(i for i, d in enumerate(detections) if d["image_id"] in set(stray))
+        raise DatasetError(f"{where}: {len(stray)} image ids in the detections are not in the "
+                           f"ground truth, e.g. {stray[:3]} (first at entry {first}, field "
+                           f"image_id): were they made on another dataset?")
+    unknown = sorted({d["category_id"] for d in detections} - categories)
+    if unknown:
+        first = next(i for i, d in enumerate(detections) if d["category_id"] in set(unknown))
+        raise DatasetError(f"{where}: category ids {unknown[:5]} are not categories of the "
+                           f"ground truth (first at entry {first}, field category_id; known: "
+                           f"{sorted(categories)[:3]}...{sorted(categories)[-1:]}): map labels "
+                           f"to the ground truth's category ids.")
 
 
 def _ground_truth(backend: str, dataset: dict):
@@ -130,25 +184,31 @@ def _evaluator(backend: str, gt, dt):
 
 def score(ground_truth: dict | str | Path, detections: list[dict], *,
           backend: str = DEFAULT_BACKEND, image_ids: Iterable[int] | None = None,
-          conventions: Sequence[str] = tuple(CONVENTIONS)) -> dict[str, dict[str, float]]:
+          conventions: Sequence[str] = tuple(CONVENTIONS),
+          detections_name: str = "detections") -> dict[str, dict[str, float]]:
     """The 12 COCO box numbers per convention, e.g. ``{"coco": {"AP": 0.41, ...}, ...}``.
 
     ``image_ids`` restricts the evaluation to those images (default: every image of the ground
     truth); detections on other images are an error, as in pycocotools' loadRes.
+
+    Both backends get only inputs on which they agree: the ground truth and the detections
+    (``detections_name`` names them in errors) are checked first, and NaN or infinite numbers,
+    negative box sizes, unknown image or category ids, a ground truth without 'annotations',
+    'area' or 'iscrowd' are an InputError/DatasetError naming the file, the entry and the field.
     """
     if backend not in BACKENDS:
         raise InputError(f"unknown scoring backend {backend!r}; use one of {', '.join(BACKENDS)}.")
     unknown = [c for c in conventions if c not in CONVENTIONS]
     if unknown:
         raise InputError(f"unknown AP convention {unknown[0]!r}; use {', '.join(CONVENTIONS)}.")
+    gt_name = "ground truth"
     if not isinstance(ground_truth, dict):
+        gt_name = f"COCO annotation file {ground_truth}"
         ground_truth = read_json(Path(ground_truth), "COCO annotation file")
+    validate_ground_truth(ground_truth, gt_name)
+    check_detections(detections, detections_name)
+    _check_against_ground_truth(detections, ground_truth, detections_name)
     gt = _ground_truth(backend, ground_truth)
-    known = set(gt.getImgIds())
-    stray = sorted({d["image_id"] for d in detections} - known)
-    if stray:
-        raise DatasetError(f"{len(stray)} image ids in the detections are not in the ground "
-                           f"truth, e.g. {stray[:3]}: were they made on another dataset?")
     with contextlib.redirect_stdout(io.StringIO()):
         evaluator = _evaluator(backend, gt, _results(gt, detections))
         evaluator.params.maxDets = sorted({m for c in conventions for m in CONVENTIONS[c]})

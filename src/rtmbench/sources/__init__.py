@@ -3,11 +3,14 @@ safe load, MMYOLO -> MMDetection layout mapping."""
 
 from .download import FetchSettings
 from .errors import (
+    CacheNotWritable,
     CheckpointError,
     CheckpointMismatchError,
     DownloadError,
     HashMismatchError,
     OfflineError,
+    SizeLimitError,
+    UnsafeCachePath,
     UnsafeCheckpointError,
     WeightsUnavailable,
 )
@@ -17,8 +20,9 @@ from .load import load_checkpoint
 from .safe_load import read_state_dict
 
 __all__ = [
-    "CheckpointError", "CheckpointMismatchError", "DownloadError", "FetchSettings",
-    "FetchedCheckpoint", "HashMismatchError", "MMYOLO_TO_MMDET", "OfflineError",
-    "UnsafeCheckpointError", "WeightsUnavailable", "choose_weights", "detect_layout",
-    "fetch_file", "fetch_weights", "load_checkpoint", "read_state_dict", "to_mmdet", "to_mmyolo",
+    "CacheNotWritable", "CheckpointError", "CheckpointMismatchError", "DownloadError",
+    "FetchSettings", "FetchedCheckpoint", "HashMismatchError", "MMYOLO_TO_MMDET", "OfflineError",
+    "SizeLimitError", "UnsafeCachePath", "UnsafeCheckpointError", "WeightsUnavailable",
+    "choose_weights", "detect_layout", "fetch_file", "fetch_weights", "load_checkpoint",
+    "read_state_dict", "to_mmdet", "to_mmyolo",
 ]

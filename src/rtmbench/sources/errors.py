@@ -52,3 +52,33 @@ class CheckpointMismatchError(CheckpointError):
     """The checkpoint's tensors do not fit the model (another size, architecture or layout)."""
 
     outcome: ClassVar[Outcome] = "failed"
+
+
+class SizeLimitError(CheckpointError):
+    """A source sent (or announced) more bytes than the file can have: the zoo's ``size``, or
+    ``RTMBENCH_MAX_DOWNLOAD_BYTES`` when the zoo gives none. The download is cut off as soon as
+    the limit is passed, never completed first. "failed", like a hash mismatch: the source
+    serves something that is not the published file (or the limit is set too low)."""
+
+    outcome: ClassVar[Outcome] = "failed"
+
+
+class CacheNotWritable(CheckpointError):
+    """The checkpoint cache cannot be created or written (read-only, another user's, a path
+    through a regular file, a full disk).
+
+    "failed", not "not run": nothing is missing from the machine that a check could do
+    without; the user's configuration points at a place rtmbench cannot use, and every unit
+    needing weights would be skipped silently if this were a missing prerequisite. The message
+    names the directory and the fix (``RTMBENCH_CACHE=...`` a writable directory)."""
+
+    outcome: ClassVar[Outcome] = "failed"
+
+
+class UnsafeCachePath(CheckpointError):
+    """A path rtmbench writes in the cache (``<file>.part``, ``<file>.lock``, the file itself)
+    is a symbolic link or not a regular file. rtmbench never follows links there: whoever can
+    write a shared cache could otherwise make another user's fetch write anywhere. "failed":
+    someone must look at the cache."""
+
+    outcome: ClassVar[Outcome] = "failed"

@@ -7,7 +7,7 @@ unknown option is an error naming the file, line, field and fix. The checks' imp
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -16,6 +16,20 @@ from .schema import Strict
 RANDOM_INIT = "random-init"  # weights id: seeded PyTorch initialisation (models.build_rtmdet)
 WELL_CONDITIONED = "well-conditioned"  # seeded weights that detect something (models.init)
 FULL_VAL2017 = 5000
+
+# Bounds on every number that sets how long a unit runs or how much memory it takes: a typo
+# (1e29 iterations, 1e400 seconds, a 100000x100000 input) is an error naming the field, not a
+# run that never finishes. Generous for real use: a GPU does ~1e5 iterations a minute at most.
+MAX_ITERATIONS = 1_000_000
+MAX_SECONDS = 3600.0            # per timed phase (warm-up, minimum duration)
+MIN_SIDE, MAX_SIDE = 32, 4096   # input width/height: RTMDet's largest stride .. 16 Mpixel
+MAX_BATCH = 256
+MAX_WORKERS = 64
+MAX_IMAGES = 1_000_000          # --limit on a data set (COCO val2017 has 5000)
+MAX_SYNTHETIC = 500
+
+Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS, allow_inf_nan=False)]
+Side = Annotated[int, Field(ge=MIN_SIDE, le=MAX_SIDE)]
 
 
 class ComplexitySpec(Strict):
@@ -30,13 +44,18 @@ class LatencyTargets(Strict):
     precisions: list[Literal["fp32", "fp16"]] = Field(min_length=1)
 
 
-class LatencySpec(Strict):
+class LatencyProtocol(Strict):
+    """How long and on what one latency unit runs; also checks ``rtmbench latency``'s flags."""
+
+    min_iterations: int = Field(default=50, gt=0, le=MAX_ITERATIONS)
+    min_duration_s: Seconds = 3.0
+    warmup_s: Seconds = 1.0
+    input_size: tuple[Side, Side] | None = None  # width, height; default: the zoo's
+    batch: int = Field(default=1, gt=0, le=MAX_BATCH)
+
+
+class LatencySpec(LatencyProtocol):
     targets: list[LatencyTargets] = Field(min_length=1)
-    min_iterations: int = Field(default=50, gt=0)
-    min_duration_s: float = Field(default=3.0, ge=0)
-    warmup_s: float = Field(default=1.0, ge=0)
-    input_size: tuple[int, int] | None = None  # width, height; default: the zoo's
-    batch: int = Field(default=1, gt=0)
     # A measurement flagged as contended (other processes took the CPU) is taken again, up
     # to this many more times; if every attempt is contended the record says so.
     remeasure_contended: int = Field(default=2, ge=0, le=10)
@@ -47,13 +66,13 @@ class BoxAPSpec(Strict):
     images (smoke runs: exercises the whole pipeline, no claim applies)."""
 
     dataset: str | None = None  # COCO root (val2017/, annotations/); $VARS are expanded
-    synthetic: int | None = Field(default=None, gt=0, le=500)
-    limit: int | None = Field(default=None, gt=0)
+    synthetic: int | None = Field(default=None, gt=0, le=MAX_SYNTHETIC)
+    limit: int | None = Field(default=None, gt=0, le=MAX_IMAGES)
     # zoo weights id(s): one unit each; None: the first available; or "random-init"
     weights: str | list[str] | None = None
     device: Literal["cpu", "cuda"] = "cpu"
-    batch_size: int = Field(default=8, gt=0)
-    workers: int = Field(default=2, ge=0)
+    batch_size: int = Field(default=8, gt=0, le=MAX_BATCH)
+    workers: int = Field(default=2, ge=0, le=MAX_WORKERS)
     # Golden detections (a path relative to the suite file) the run's detections must agree
     # with: agreement AP (rtmbench.measure.agreement) at least min_agreement_ap, else the unit
     # is red. The smoke suite's regression check of the whole detection pipeline.

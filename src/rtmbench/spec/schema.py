@@ -53,15 +53,25 @@ def _node_line(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
     return line
 
 
+BOUND_ERRORS = ("greater_than", "greater_than_equal", "less_than", "less_than_equal",
+                "finite_number", "too_short", "too_long")
+
+
+def _shown(value: Any) -> str:
+    return str(value) if isinstance(value, Decimal) else repr(value)
+
+
 def _fix_for(error: dict[str, Any], model: type[BaseModel]) -> str:
     kind = error["type"]
+    if kind in BOUND_ERRORS:
+        return f"give a value within the bounds (input was {_shown(error.get('input'))})"
     if kind == "extra_forbidden":
         return "remove this key or correct its spelling (allowed keys are in the schema)"
     if kind == "missing":
         return "add this field"
     if kind.startswith("literal_error") or kind == "enum":
         return f"use one of the allowed values ({error.get('ctx', {}).get('expected', '')})"
-    return f"give a value of the expected type (input was {error.get('input')!r})"
+    return f"give a value of the expected type (input was {_shown(error.get('input'))})"
 
 
 def describe_loc(loc: tuple[Any, ...], data: Any) -> str:

@@ -29,8 +29,8 @@ class Tolerance(Strict):
     significance level of the rank test on the samples (Mann-Whitney U): a latency regression
     must be both larger than the tolerance and significant (p < alpha), as asv judges."""
 
-    absolute: float | None = Field(default=None, ge=0)
-    relative: float | None = Field(default=None, ge=0)
+    absolute: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    relative: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     alpha: float = Field(default=0.01, gt=0, lt=1)
 
     @model_validator(mode="after")

@@ -6,14 +6,16 @@ code never carries a claimed number.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..errors import InputError
+from .hfref import is_hf, parse_hf
 from .schema import Strict, load_yaml
 
 Metric = Literal["params", "flops", "box_ap", "latency"]
@@ -64,6 +66,23 @@ class Defaults(Strict):
     num_classes: int = 80
 
 
+# A checkpoint's name in the cache: one plain file name, never a path (no separator, no '..',
+# not absolute), and none of the names the cache keeps for itself.
+FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,254}")
+CACHE_SUFFIXES = (".part", ".lock", ".verified.json", ".source", ".tmp")
+CACHE_NAMES = ("hashes.json", "tensorrt")
+
+
+def file_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a checkpoint's file name in the cache; None when it can."""
+    if not FILE_NAME.fullmatch(name) or ".." in name:
+        return (f"file {name!r} must be a plain file name (letters, digits, '.', '_', '+', '-'; "
+                f"no '/', '\\', '..' or absolute path): it names the file in the cache")
+    if name in CACHE_NAMES or name.endswith(CACHE_SUFFIXES):
+        return f"file {name!r} is a name the checkpoint cache uses for its own bookkeeping"
+    return None
+
+
 class Weights(Strict):
     """One published checkpoint file; ``urls`` are tried in order (official first)."""
 
@@ -71,8 +90,24 @@ class Weights(Strict):
     layout: Literal["mmdet", "mmyolo"]
     file: str | None = None
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{8}([0-9a-f]{56})?$")
+    size: int | None = Field(default=None, gt=0)  # bytes; caps the download exactly
     urls: list[str] = []
     unavailable: str | None = None
+
+    @field_validator("file")
+    @classmethod
+    def _plain_file_name(cls, value: str | None) -> str | None:
+        if value is not None and (problem := file_name_problem(value)):
+            raise ValueError(problem)
+        return value
+
+    @field_validator("urls")
+    @classmethod
+    def _hf_entries_parse(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if is_hf(entry):
+                parse_hf(entry)  # a ValueError names the entry and the expected form
+        return value
 
     @model_validator(mode="after")
     def _file_or_reason(self) -> Weights:
