@@ -1,21 +1,75 @@
 """Sessions: reproduce (the main job), gate (CI's regression gate), report, tests, parity
-(against MMDetection), lint."""
+(against MMDetection), lint, dev.
+
+Every session but parity runs in ONE shared environment, `.nox/shared` (torch alone is several
+GB: one install instead of one per session). It is built on first use and rebuilt only when
+`pyproject.toml` or `constraints.txt` change; the project is installed editable, so code
+changes need no reinstall. `parity` adds MMDetection 3.3.0 and mmcv-lite in its own small
+environment layered on the shared one (they are installed without their dependency pins, which
+must not leak into the environment the other sessions use).
+"""
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 
 import nox
 
 nox.options.sessions = ["tests"]
-nox.options.default_venv_backend = "venv"
+nox.options.default_venv_backend = "none"  # sessions use the shared environment below
 
-CONSTRAINTS = ("-c", "constraints.txt")
+ROOT = Path(__file__).resolve().parent
+SHARED = ROOT / ".nox" / "shared"
+PARITY = ROOT / ".nox" / "parity"
+CONSTRAINTS = ("-c", str(ROOT / "constraints.txt"))
 SMOKE_BASELINE = "suites/baselines/smoke.jsonl"
+EXTRAS = "onnx,dev"
 
 
-def install(session: nox.Session, extras: str = "onnx,dev") -> None:
-    session.install(*CONSTRAINTS, "-e", f".[{extras}]")
+def _bin(venv: Path) -> Path:
+    return venv / ("Scripts" if os.name == "nt" else "bin")
+
+
+def _install_key() -> str:
+    digest = hashlib.sha256()
+    for name in ("pyproject.toml", "constraints.txt"):
+        digest.update((ROOT / name).read_bytes())
+    return digest.hexdigest()
+
+
+def _site_packages(venv: Path) -> Path:
+    out = subprocess.run([str(_bin(venv) / "python"), "-c", "import sysconfig; "
+                          "print(sysconfig.get_paths()['purelib'])"],
+                         check=True, capture_output=True, text=True)
+    return Path(out.stdout.strip())
+
+
+def shared_env(session: nox.Session) -> dict[str, str]:
+    """The shared environment, built or refreshed if needed; the env vars that select it."""
+    SHARED.parent.mkdir(parents=True, exist_ok=True)
+    stamp = SHARED / ".rtmbench-install-key"
+    with open(SHARED.parent / "shared.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two sessions at once: one installs, one waits
+        key = _install_key()
+        if not stamp.exists() or stamp.read_text() != key:
+            if not (_bin(SHARED) / "python").exists():
+                session.run(sys.executable, "-m", "venv", str(SHARED), external=True)
+            session.run(str(_bin(SHARED) / "python"), "-m", "pip", "install", "--quiet",
+                        "--disable-pip-version-check", *CONSTRAINTS, "-e",
+                        f"{ROOT}[{EXTRAS}]", external=True)
+            stamp.write_text(key)
+    return {"VIRTUAL_ENV": str(SHARED),
+            "PATH": f"{_bin(SHARED)}{os.pathsep}{os.environ.get('PATH', '')}"}
+
+
+def run(session: nox.Session, *args: str, env: dict[str, str]) -> None:
+    session.run(*args, env=env, external=True)
 
 
 def run_id(suite: str) -> str:
@@ -23,53 +77,74 @@ def run_id(suite: str) -> str:
 
 
 @nox.session
+def dev(session: nox.Session) -> None:
+    """Build the shared environment and say how to use its `rtmbench` command."""
+    shared_env(session)
+    session.log(f"rtmbench is installed in {SHARED}: run `source {_bin(SHARED)}/activate`, "
+                f"or call {_bin(SHARED) / 'rtmbench'} directly.")
+
+
+@nox.session
 def tests(session: nox.Session) -> None:
     """The fast test suite (slow and GPU tests are marked; GPU tests skip without a GPU)."""
-    install(session)
-    session.run("pytest", "-m", "not mmdet", *session.posargs)
+    env = shared_env(session)
+    run(session, "pytest", "-m", "not mmdet", *session.posargs, env=env)
 
 
 @nox.session
 def reproduce(session: nox.Session) -> None:
     """Run suites/reproduce.yaml (every column of the seed table, all five sizes), then render
     reports/results.md, the plots and the README table. `-- --resume ID` continues a run."""
-    install(session)
+    env = shared_env(session)
     args = list(session.posargs) or ["--run-id", run_id("reproduce")]
-    session.run("rtmbench", "run", "reproduce", *args)
+    run(session, "rtmbench", "run", "reproduce", *args, env=env)
     ref = args[args.index("--resume") + 1] if "--resume" in args else args[1]
-    session.run("rtmbench", "report", ref)
+    run(session, "rtmbench", "report", ref, env=env)
 
 
 @nox.session
 def gate(session: nox.Session) -> None:
     """Run the smoke suite and gate it against the published claims and the shipped baseline."""
-    install(session)
+    env = shared_env(session)
     rid = run_id("smoke")
-    session.run("rtmbench", "run", "smoke", "--run-id", rid, "--no-progress")
-    session.run("rtmbench", "gate", rid, "--baseline", SMOKE_BASELINE, "--suite", "smoke")
+    run(session, "rtmbench", "run", "smoke", "--run-id", rid, "--no-progress", env=env)
+    run(session, "rtmbench", "gate", rid, "--baseline", SMOKE_BASELINE, "--suite", "smoke",
+        env=env)
 
 
 @nox.session
 def report(session: nox.Session) -> None:
     """Render the report from the given runs (default: the latest under results/)."""
-    install(session)
-    session.run("rtmbench", "report", *session.posargs)
+    env = shared_env(session)
+    run(session, "rtmbench", "report", *session.posargs, env=env)
 
 
 @nox.session
 def parity(session: nox.Session) -> None:
     """Compare our RTMDet with MMDetection 3.3.0's own, all five sizes (mmcv's C ops stubbed)."""
-    install(session)
+    shared_env(session)
+    if not (_bin(PARITY) / "python").exists():
+        session.run(sys.executable, "-m", "venv", str(PARITY), external=True)
+    # The shared environment's packages (torch, rtmbench...) seen from this one: a .pth line
+    # that starts with "import" runs, and addsitedir also processes the shared .pth files
+    # (the editable install of rtmbench).
+    (_site_packages(PARITY) / "_rtmbench_shared.pth").write_text(
+        f"import site; site.addsitedir({str(_site_packages(SHARED))!r})\n")
+    py = str(_bin(PARITY) / "python")
     # mmdet and mmcv-lite without their dependency pins (mmcv has no wheels for current torch);
     # the few pure-Python packages mmdet imports at model-build time come next.
-    session.install("--no-deps", "mmdet==3.3.0", "mmcv-lite==2.1.0")
-    session.install("six", "terminaltables", "shapely", "scipy", "addict", "yapf", "termcolor")
-    session.run("pytest", "-m", "mmdet", *session.posargs)
+    pip = (py, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *CONSTRAINTS)
+    session.run(*pip, "--no-deps", "mmdet==3.3.0", "mmcv-lite==2.1.0", external=True)
+    session.run(*pip, "six", "terminaltables", "shapely", "addict", "yapf", "termcolor",
+                external=True)
+    session.run(py, "-m", "pytest", "-m", "mmdet", *session.posargs, external=True,
+                env={"VIRTUAL_ENV": str(PARITY),
+                     "PATH": f"{_bin(PARITY)}{os.pathsep}{os.environ.get('PATH', '')}"})
 
 
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff, and the layering contracts (import-linter, [tool.importlinter] in pyproject)."""
-    session.install("ruff", "import-linter>=2.1", "-e", ".", *CONSTRAINTS)
-    session.run("ruff", "check", "src", "tests", "benchmarks", "noxfile.py")
-    session.run("lint-imports")
+    env = shared_env(session)
+    run(session, "ruff", "check", "src", "tests", "benchmarks", "tools", "noxfile.py", env=env)
+    run(session, "lint-imports", env=env)

@@ -11,7 +11,6 @@ Parameters are unique parameter tensors (the head's shared convs once), as mmeng
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import torch
@@ -51,8 +50,7 @@ def count_flops_mmengine(model: nn.Module, x: torch.Tensor) -> int:
     analyzer = FlopAnalyzer(model, (x,))
     analyzer.unsupported_ops_warnings(False)
     analyzer.uncalled_modules_warnings(False)
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
+    with torch.no_grad():
         return int(analyzer.total())
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -97,8 +96,7 @@ def export_onnx(model: nn.Module, path: str | Path, input_hw: tuple[int, int] = 
     finally:
         os.close(fd)
     try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
+        with torch.no_grad():
             # The TorchScript exporter: deterministic, fast, and emits exactly this opset.
             torch.onnx.export(wrapped, (x,), str(tmp), opset_version=opset, input_names=["input"],
                               output_names=names, dynamic_axes=dynamic_axes,
