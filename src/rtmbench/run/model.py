@@ -4,6 +4,9 @@
 Weights are one of
 - ``"random-init"``: PyTorch's default initialisation from a generator seeded with 0
   (:func:`rtmbench.models.build_rtmdet`), the same in every process;
+- ``"well-conditioned"``: seeded weights with varied, O(1) outputs
+  (:mod:`rtmbench.models.well_conditioned`): detections that change when the arithmetic does,
+  for checking an exported artifact's accuracy without downloading a checkpoint;
 - a zoo weights id (``"mmyolo"``, ``"mmdet"``), or ``None`` for the zoo's default: fetched into
   the cache, verified by sha256 (:mod:`rtmbench.sources`), loaded strictly in the layout the
   zoo declares;
@@ -22,7 +25,8 @@ from typing import Any
 from torch import nn
 
 from ..models import build_rtmdet
-from ..spec.checks import RANDOM_INIT
+from ..models.well_conditioned import load_well_conditioned
+from ..spec.checks import RANDOM_INIT, WELL_CONDITIONED
 from ..spec.zoo import ResolvedModel, load_zoo
 
 
@@ -52,7 +56,7 @@ def build(model: ResolvedModel | str, weights: str | None = None, *,
     entry = resolve(model, zoo_path)
     net = network(entry)
     if checkpoint is not None:
-        if weights not in (None, RANDOM_INIT):
+        if weights not in (None, RANDOM_INIT, WELL_CONDITIONED):
             raise ValueError("give a zoo weights id or a checkpoint file, not both")
         from ..sources import load_checkpoint
 
@@ -60,6 +64,8 @@ def build(model: ResolvedModel | str, weights: str | None = None, *,
         return Built(net.eval(), {"weights": "file", "path": str(checkpoint), **info})
     if weights == RANDOM_INIT:
         return Built(net, {"weights": RANDOM_INIT, "seed": 0})
+    if weights == WELL_CONDITIONED:
+        return Built(load_well_conditioned(net, seed=0), {"weights": WELL_CONDITIONED, "seed": 0})
     from ..sources import fetch_weights, load_checkpoint
 
     fetched = fetch_weights(entry, weights, progress=progress)

@@ -14,6 +14,9 @@ from pydantic import Field, model_validator
 from .schema import Strict
 
 RANDOM_INIT = "random-init"  # weights id: seeded PyTorch initialisation (models.build_rtmdet)
+# weights id: seeded weights with varied, O(1) outputs (models.well_conditioned): detections that
+# differ where the computation differs, for accuracy checks without a checkpoint download
+WELL_CONDITIONED = "well-conditioned"
 FULL_VAL2017 = 5000
 
 

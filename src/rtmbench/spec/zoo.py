@@ -20,7 +20,7 @@ Metric = Literal["params", "flops", "box_ap", "latency"]
 UNITS = {"params": "M", "flops": "G", "box_ap": "AP", "latency": "ms"}
 FLOPS_CONVENTIONS = ("mmengine", "mmengine+act")
 # Weights that are not a zoo entry: seeded initialisation, or a user's checkpoint file.
-RESERVED_WEIGHTS = ("random-init", "file")
+RESERVED_WEIGHTS = ("random-init", "well-conditioned", "file")
 AP_CONVENTIONS = ("coco", "mmdet-proposal")
 
 
