@@ -27,7 +27,10 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 MARK = {True: "✅", False: "❌", None: "⚪"}
 LEGEND = ("✅ matches the published claim · ❌ misses it · ⚪ measured, no comparable claim "
           "(other hardware, a data subset, or none published) · *not run [n]*: see the reason "
-          "below · ⛔ the check failed · ⚠️ measured under contention: not judged, see the note")
+          "below · ⛔ the check failed (for latency also: the timed artifact's detections disagree "
+          "with the PyTorch model) · agr: agreement AP of the timed artifact with the PyTorch FP32 "
+          "model (1.0 = the same detections) · ⚠️ measured under contention or GPU throttling: "
+          "not judged, see the note")
 PLOTS = ("ap_vs_latency", "complexity_vs_ap")
 
 
@@ -77,6 +80,19 @@ def _cell(record: Record | None, claim: dict | None, measured: str | None,
     if mark is Mark.UNRELIABLE:
         return f"{claimed} → {measured} ⚠️ {notes.ref(judgement.text)}"
     return f"{claimed} → {measured} {MARK[mark.ok]}"
+
+
+def _latency_cell(record: Record | None, claim: dict | None, measured: str, suite: SuiteBase,
+                  notes: Footnotes) -> str:
+    """A latency cell; with the timed artifact's agreement AP when it was checked
+    ("agr 0.998"), and ⛔ when it disagrees with the PyTorch model (a failed unit)."""
+    agreement = _judged(record, "agreement", suite)
+    if agreement is not None and agreement.red:
+        return f"{_claim_text(claim)} → {measured} ⛔ {notes.ref(agreement.text)}"
+    cell = _cell(record, claim, measured, _judged(record, "latency", suite), notes)
+    if agreement is not None:
+        cell += f" · agr {record.metrics['agreement_ap']:.3f}"
+    return cell
 
 
 def _zoo_claim(zoo: Zoo, model: str, metric: str, **match: str) -> dict[str, Any] | None:
@@ -140,9 +156,8 @@ def table_frame(records: Records, zoo: Zoo, notes: Footnotes,
                         device=target[1], precision=target[2])
             claim = (rec.claim.get("latency") if rec else None)
             median = rec.metrics.get("median_ms") if rec else None
-            row[f"latency {'/'.join(target)} (ms)"] = _cell(
-                rec, claim, f"{median:.2f}" if median is not None else "—",
-                _judged(rec, "latency", suite), notes)
+            row[f"latency {'/'.join(target)} (ms)"] = _latency_cell(
+                rec, claim, f"{median:.2f}" if median is not None else "—", suite, notes)
         rows.append(row)
     return pd.DataFrame(rows).set_index("model") if rows else pd.DataFrame()
 

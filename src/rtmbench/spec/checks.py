@@ -32,8 +32,24 @@ class LatencyTargets(Strict):
     precisions: list[Literal["fp32", "fp16"]] = Field(min_length=1)
 
 
+class AccuracySpec(Strict):
+    """Check each timed artifact against the FP32 PyTorch model (rtmbench.measure.accuracy):
+    raw output errors and agreement AP on ``images`` detection images; a unit whose agreement
+    AP is below ``min_agreement_ap`` is judged failed."""
+
+    images: int = Field(default=8, gt=0, le=500)
+    min_agreement_ap: float = Field(default=0.9, ge=0, le=1)
+    # COCO root ($VARS expanded): its first `images` images, and real box AP too; unset, or
+    # not present on this machine: `images` generated images (seeded)
+    dataset: str | None = None
+
+
 class LatencySpec(Strict):
     targets: list[LatencyTargets] = Field(min_length=1)
+    # the timed network's weights: random-init (timing only), well-conditioned (varied outputs,
+    # for accuracy checks without a download) or a zoo weights id
+    weights: str = RANDOM_INIT
+    accuracy: AccuracySpec | None = None
     min_iterations: int = Field(default=50, gt=0)
     min_duration_s: float = Field(default=3.0, ge=0)
     warmup_s: float = Field(default=1.0, ge=0)

@@ -1,0 +1,189 @@
+"""Is the timed artifact still the model? Its outputs against the FP32 PyTorch reference.
+
+MLPerf's TEST01 idea: a latency is only worth something for an artifact (an FP16 TensorRT
+engine, an ONNX Runtime session, a CUDA graph) that gives the model's answers. For every latency
+unit that asks for it, the runner's own artifact (``Runner.infer``, the object that was timed)
+and the FP32 PyTorch model run on the same images, prepared by the test pipeline at the timed
+input size, and we record:
+
+- ``output_max_abs_error`` / ``output_max_rel_error``: the largest difference of any raw output
+  (class logits, box distances) over all images; relative to that output's max |value|.
+- ``agreement_ap`` (and ``agreement_ap50``): COCO box AP of the artifact's detections, after the
+  same post-processing, scored with the reference's detections as the ground truth (1.0: the
+  same detections). The ground truth is, per image, the reference's ``AGREEMENT_TOP_K``
+  highest-scoring detections, ties at the cut included (tied scores are common where the input is
+  constant, e.g. padding); the artifact's detections are all of them, scored at COCO's 100 per
+  image, so small re-rankings near the cut cost little.
+- on a real COCO set, also the artifact's own box AP against COCO's annotations
+  (``artifact_box_ap``), the reference's on the same images (``reference_box_ap``) and the
+  difference (``box_ap_delta``); only meaningful with trained weights.
+
+What it catches, measured on the seeded ``well-conditioned`` weights at 320x320 on 8 generated
+images (top 50): the FP32 ONNX in ONNX Runtime 1.000, the FP16 ONNX 0.999, the network computed in
+FP16 by torch 0.98; the classifier's weights scaled by 1.5 0.79, a head convolution negated 0.75,
+another seed's weights 0.0. A stem convolution scaled by 2 still gives 0.996 there: on random-ish
+weights the top detections hardly depend on early layers, so the raw output errors (recorded)
+are the finer signal; with trained weights and real images agreement AP is the sharper one.
+
+Judging (a red mark below the suite's ``min_agreement_ap``, stored with the record) is
+:mod:`rtmbench.judge`'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from ..data import CocoDataset, TestPipeline
+from ..models.postprocess import Detections, TestSettings, postprocess
+from .scoring import score
+
+AGREEMENT_TOP_K = 50
+
+
+@dataclass
+class AccuracyImages:
+    """The images an artifact is checked on, prepared at the timed input size."""
+
+    ids: list[int]
+    inputs: list[Tensor]  # 1 x 3 x H x W, normalised
+    scale_factors: list[tuple[float, float]]
+    coco_images: list[dict]  # COCO "images" entries (id, width, height)
+    cat_ids: list[int]  # label -> COCO category id
+    described: str  # where they come from
+    ground_truth: dict | None = None  # COCO annotations when the set is real COCO
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+class _FitPipeline(TestPipeline):
+    """The zoo's test pipeline, with a resize that always fits the timed input: mmcv's
+    keep-ratio rescale takes a (w, h) scale as (long edge, short edge), which on a non-square
+    input can overflow one side; this scales by min(W / w, H / h). The same on square inputs."""
+
+    def resize(self, image):
+        import cv2
+
+        height, width = image.shape[:2]
+        factor = min(self.width / width, self.height / height)
+        new_w, new_h = int(width * factor + 0.5), int(height * factor + 0.5)
+        resized = cv2.resize(image, (min(new_w, self.width), min(new_h, self.height)),
+                             interpolation=self.interpolation)
+        return resized, (resized.shape[1] / width, resized.shape[0] / height)
+
+
+def load_images(entry, root: Path, limit: int, input_size: tuple[int, int], *,
+                described: str, real_coco: bool) -> AccuracyImages:
+    """The first ``limit`` images of the COCO-format set at ``root``, decoded, letterboxed to
+    ``input_size`` (width, height) and normalised as the zoo's test pipeline does."""
+    dataset = CocoDataset(root)
+    records = dataset.select(limit)
+    width, height = input_size
+    pipeline = (TestPipeline if width == height else _FitPipeline)(input_size, entry.pipeline)
+    prepared = [pipeline.prepare(r.id, r.path) for r in records]
+    wanted = {r.id for r in records}
+    gt = None
+    if real_coco:
+        data = dataset.data
+        gt = {**data, "images": [i for i in data["images"] if i["id"] in wanted],
+              "annotations": [a for a in data["annotations"] if a["image_id"] in wanted]}
+    return AccuracyImages(
+        ids=[p.image_id for p in prepared],
+        inputs=[pipeline.normalize(torch.from_numpy(p.pixels)[None]) for p in prepared],
+        scale_factors=[p.scale_factor for p in prepared],
+        coco_images=[{"id": r.id, "width": r.width, "height": r.height} for r in records],
+        cat_ids=list(dataset.cat_ids), described=described, ground_truth=gt)
+
+
+def _reference_outputs(model: nn.Module, x: Tensor) -> list[Tensor]:
+    with torch.inference_mode():
+        cls_scores, bbox_preds = model(x)
+    return [t.float() for t in (*cls_scores, *bbox_preds)]
+
+
+def _batched(images: AccuracyImages, batch: int):
+    """Batches of exactly ``batch`` images (the artifact's shape); the last one is padded with
+    copies of its last image, whose outputs are dropped."""
+    for start in range(0, len(images), batch):
+        idx = list(range(start, min(start + batch, len(images))))
+        padded = idx + [idx[-1]] * (batch - len(idx))
+        yield idx, torch.cat([images.inputs[i] for i in padded])
+
+
+def _detections(outputs: list[Tensor], n: int, strides, input_hw, scale_factors,
+                settings: TestSettings) -> list[Detections]:
+    levels = len(strides)
+    cls = tuple(o[:n] for o in outputs[:levels])
+    box = tuple(o[:n] for o in outputs[levels:])
+    return postprocess(cls, box, strides, input_hw, scale_factors, settings)
+
+
+def _coco_rows(image_id: int, det: Detections, cat_ids: list[int]) -> list[dict]:
+    return [{"image_id": image_id, "category_id": cat_ids[label],
+             "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "score": s}
+            for b, s, label in zip(det.boxes.tolist(), det.scores.float().tolist(),
+                                   det.labels.tolist())]
+
+
+def agreement_ground_truth(reference: dict[int, Detections], images: AccuracyImages,
+                           top_k: int = AGREEMENT_TOP_K) -> dict:
+    """A COCO ground truth made of the reference's top ``top_k`` detections per image (ties at
+    the cut included)."""
+    annotations = []
+    for image_id, det in reference.items():
+        if len(det) == 0:
+            continue
+        kth = det.scores[min(top_k, len(det)) - 1]
+        for j in (det.scores >= kth).nonzero().flatten().tolist():
+            x1, y1, x2, y2 = det.boxes[j].tolist()
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id,
+                                "category_id": images.cat_ids[int(det.labels[j])],
+                                "bbox": [x1, y1, x2 - x1, y2 - y1],
+                                "area": (x2 - x1) * (y2 - y1), "iscrowd": 0})
+    return {"images": images.coco_images, "annotations": annotations,
+            "categories": [{"id": c, "name": str(c)} for c in images.cat_ids]}
+
+
+def artifact_accuracy(infer: Callable[[Tensor], list[Tensor]], reference: nn.Module,
+                      images: AccuracyImages, settings: TestSettings, batch: int = 1,
+                      top_k: int = AGREEMENT_TOP_K) -> dict:
+    """The metrics of the module docstring for the artifact behind ``infer``."""
+    strides = tuple(reference.bbox_head.strides)
+    reference = reference.eval()
+    input_hw = tuple(images.inputs[0].shape[2:])
+    max_abs, max_rel = 0.0, 0.0
+    ref_dets: dict[int, Detections] = {}
+    art_dets: dict[int, Detections] = {}
+    for idx, x in _batched(images, batch):
+        n = len(idx)
+        want = _reference_outputs(reference, x)
+        got = [g.float().reshape(w.shape) for g, w in zip(infer(x), want, strict=True)]
+        for g, w in zip(got, want):
+            err = float((g[:n] - w[:n]).abs().max())
+            scale = float(w[:n].abs().max())
+            max_abs = max(max_abs, err)
+            max_rel = max(max_rel, err / scale if scale > 0 else err)
+        scales = [images.scale_factors[i] for i in idx]
+        for i, d in zip(idx, _detections(want, n, strides, input_hw, scales, settings)):
+            ref_dets[images.ids[i]] = d
+        for i, d in zip(idx, _detections(got, n, strides, input_hw, scales, settings)):
+            art_dets[images.ids[i]] = d
+    rows = [r for i, d in art_dets.items() for r in _coco_rows(i, d, images.cat_ids)]
+    agreement = score(agreement_ground_truth(ref_dets, images, top_k), rows,
+                      conventions=("coco",))["coco"]
+    metrics = {"output_max_abs_error": max_abs, "output_max_rel_error": max_rel,
+               "agreement_ap": max(agreement["AP"], 0.0),
+               "agreement_ap50": max(agreement["AP50"], 0.0),
+               "agreement_top_k": top_k, "accuracy_images": len(images)}
+    if images.ground_truth is not None:
+        ref_rows = [r for i, d in ref_dets.items() for r in _coco_rows(i, d, images.cat_ids)]
+        art_ap = score(images.ground_truth, rows, conventions=("coco",))["coco"]["AP"]
+        ref_ap = score(images.ground_truth, ref_rows, conventions=("coco",))["coco"]["AP"]
+        metrics |= {"artifact_box_ap": art_ap, "reference_box_ap": ref_ap,
+                    "box_ap_delta": art_ap - ref_ap}
+    return metrics
