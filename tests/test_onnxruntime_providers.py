@@ -113,3 +113,44 @@ def test_cpu_provider_runs_for_real(tmp_path):
     assert runner.details["onnx_precision"] == "fp32"
     with torch.no_grad():
         torch.testing.assert_close(runner.infer(x)[0], small_net()(x), rtol=1e-4, atol=1e-4)
+
+
+SUITE = """\
+name: providers-test
+models: [tiny]
+checks:
+  latency:
+    targets:
+      - {backends: [onnxruntime], devices: [cuda], precisions: [fp16], providers: [cuda, tensorrt]}
+    min_iterations: 2
+    min_duration_s: 0.0
+    warmup_s: 0.0
+    input_size: [64, 64]
+    weights: well-conditioned
+    accuracy: {images: 2, min_agreement_ap: 0.9}
+results_dir: %s
+"""
+
+
+def test_each_provider_is_a_unit_with_its_file_options_and_accuracy(gpu, monkeypatch, tmp_path):
+    """A suite's `providers` make one unit per execution provider (variant `<provider>-ep`);
+    each records what it ran and the agreement AP of that very session."""
+    from rtmbench.records import read_run
+    from rtmbench.run.runner import run_suite
+    from rtmbench.spec.suite import load_suite
+
+    monkeypatch.setattr(ort_backend, "tensorrt_version_for_provider", lambda: "11.4.0.22")
+    path = tmp_path / "s.yaml"
+    path.write_text(SUITE % (tmp_path / "results"))
+    run_suite(load_suite(path), run_id="p", progress=False)
+    records = {r.variant: r for r in read_run(tmp_path / "results" / "p.jsonl").records}
+    assert set(records) == {"cuda-ep", "tensorrt-ep"}
+    for variant, provider, options in (("cuda-ep", "CUDAExecutionProvider", {}),
+                                       ("tensorrt-ep", "TensorrtExecutionProvider",
+                                        {"trt_fp16_enable": False})):
+        rec = records[variant]
+        assert rec.status == "measured", rec.reason
+        details = rec.provenance["details"]
+        assert details["provider"] == provider and details["onnx_precision"] == "fp16"
+        assert options.items() <= details["provider_options"].items()
+        assert rec.metrics["agreement_ap"] >= 0.9 and rec.metrics["min_agreement_ap"] == 0.9

@@ -439,6 +439,10 @@ def _cmd_latency(args: argparse.Namespace) -> int:
     entry = load_zoo(args.zoo).get(args.size)
     model = _build(args, entry, default_random=True, say="rtmbench latency")
     options = {"layout": args.layout} if args.layout and args.backend == "torch" else {}
+    if args.ort_provider and args.backend == "onnxruntime":
+        options["provider"] = args.ort_provider
+    if args.trt_typing and args.backend in ("tensorrt", "onnxruntime"):
+        options["typing"] = args.trt_typing
     result = measure_latency(entry, args.backend, args.device, args.precision, model=model,
                              input_hw=_input_hw(args), batch=args.batch, warmup_s=args.warmup,
                              min_iterations=args.iterations, min_duration_s=args.min_duration,
@@ -477,6 +481,13 @@ def _add_latency(sub: argparse._SubParsersAction) -> None:
                    help="skip the reference convolution (no achieved-peak ratio)")
     p.add_argument("--layout", choices=("channels_last", "contiguous"), default=None,
                    help="torch backend only: memory layout (default channels_last)")
+    p.add_argument("--ort-provider", choices=("cpu", "cuda", "tensorrt"), default=None,
+                   help="onnxruntime backend only: execution provider (default: cpu on cpu, "
+                   "cuda for cuda/fp32, tensorrt for cuda/fp16); cuda/fp16 runs the FP16 ONNX")
+    p.add_argument("--trt-typing", choices=("auto", "weak", "strong"), default=None,
+                   help="TensorRT (and ONNX Runtime's TensorRT provider): weak = FP32 ONNX + "
+                   "the FP16 builder flag (8.6/10.x, the published setting), strong = the FP16 "
+                   "ONNX in a strongly typed network (10.x/11.x); auto = weak where it exists")
     p.add_argument("--checkpoint", default=None, help="weights to load (default: random init)")
     p.add_argument("--weights", metavar="ID", default=None,
                    help="random-init (default), well-conditioned, or a zoo weights id")

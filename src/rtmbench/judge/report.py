@@ -109,10 +109,16 @@ def box_ap_variants(records: Records) -> list[str | None]:
     return sorted(found, key=lambda v: (v != "mmyolo", str(v))) or [None]
 
 
-def latency_targets(records: Records) -> list[tuple[str, str, str]]:
+def latency_targets(records: Records) -> list[tuple[str, ...]]:
+    """(backend, device, precision) of every latency column, plus the variant where a unit has
+    one (ONNX Runtime's execution provider, e.g. ``tensorrt-ep``)."""
     order = {"torch": 0, "onnxruntime": 1, "tensorrt": 2}
-    found = {(k.backend, k.device, k.precision) for k in records if k.check == "latency"}
+    found = {_target(k) for k in records if k.check == "latency"}
     return sorted(found, key=lambda t: (t[1] != "cpu", order.get(t[0], 9), t))
+
+
+def _target(key: UnitKey) -> tuple[str, ...]:
+    return (key.backend, key.device, key.precision) + ((key.variant,) if key.variant else ())
 
 
 def _judged(record: Record | None, metric: str, suite: SuiteBase) -> Judgement | None:
@@ -153,7 +159,8 @@ def table_frame(records: Records, zoo: Zoo, notes: Footnotes,
             row[head] = _cell(ap, claim, measured, _judged(ap, "box_ap", suite), notes)
         for target in latency_targets(records):
             rec = _find(records, model=name, check="latency", backend=target[0],
-                        device=target[1], precision=target[2])
+                        device=target[1], precision=target[2],
+                        variant=target[3] if len(target) > 3 else None)
             claim = (rec.claim.get("latency") if rec else None)
             median = rec.metrics.get("median_ms") if rec else None
             row[f"latency {'/'.join(target)} (ms)"] = _latency_cell(
@@ -227,7 +234,7 @@ def _points(records: Records, zoo: Zoo) -> list[dict[str, Any]]:
             "ap_measured": found is not None,
             "params": cx.metrics["params"] / 1e6 if cx and "params" in cx.metrics else None,
             "flops": (cx.metrics.get(f"flops_{flops_conv}", 0) / 1e9) if cx else None,
-            "latency": {(k.backend, k.device, k.precision): r.metrics["median_ms"]
+            "latency": {_target(k): r.metrics["median_ms"]
                         for k, r in records.items()
                         if k.model == m.name and k.check == "latency"
                         and r.status.has_measurement},

@@ -160,9 +160,19 @@ class LatencyCheck(Check):
         seen: dict[tuple, Unit] = {}
         for t in spec.targets:
             for b, d, p in product(t.backends, t.devices, t.precisions):
-                seen.setdefault((b, d, p), Unit(model, self.name, b, d, p, input_size=size,
-                                                batch=spec.batch))
+                variants = [f"{v}-ep" for v in t.providers] if (
+                    b == "onnxruntime" and t.providers) else [None]
+                for v in variants:
+                    seen.setdefault((b, d, p, v), Unit(model, self.name, b, d, p, variant=v,
+                                                       input_size=size, batch=spec.batch))
         return list(seen.values())
+
+    @staticmethod
+    def backend_options(unit: Unit) -> dict[str, Any]:
+        """The ONNX Runtime provider of an ``<provider>-ep`` unit; nothing otherwise."""
+        if unit.backend == "onnxruntime" and unit.variant and unit.variant.endswith("-ep"):
+            return {"provider": unit.variant.removesuffix("-ep")}
+        return {}
 
     def claims(self, unit: Unit, spec: LatencySpec, ctx: CheckContext) -> dict[str, Any]:
         claim = latency_claim(unit.model, unit, ctx.hardware.get("gpu"))
@@ -171,7 +181,9 @@ class LatencyCheck(Check):
     def run(self, unit: Unit, spec: LatencySpec, ctx: CheckContext) -> Outcome:
         latency = lazy_import("rtmbench.measure.latency", "latency")
         width, height = unit.input_size
-        backend = lazy_import("rtmbench.measure.backends", "latency").get_backend(unit.backend)
+        options = self.backend_options(unit)
+        backend = lazy_import("rtmbench.measure.backends", "latency").get_backend(
+            unit.backend, **options)
         if reason := backend.unavailable(unit.device, unit.precision):  # before any building
             return Outcome("not run", reason=reason, provenance={
                 "environment": latency.collect_environment(), "input_hw": [height, width],
@@ -187,7 +199,8 @@ class LatencyCheck(Check):
             unit.model, unit.backend, unit.device, unit.precision, model=built.model,
             input_hw=(height, width), batch=spec.batch, warmup_s=spec.warmup_s,
             min_iterations=spec.min_iterations, min_duration_s=spec.min_duration_s,
-            reference=True, accuracy_images=images, test_settings=settings)
+            reference=True, accuracy_images=images, test_settings=settings,
+            backend_options=options)
         provenance = {"environment": result.environment, "input_hw": [height, width],
                       "batch": spec.batch, "checkpoint": built.provenance,
                       "details": result.details}

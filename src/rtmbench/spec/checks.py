@@ -30,6 +30,9 @@ class LatencyTargets(Strict):
     backends: list[Literal["torch", "onnxruntime", "tensorrt"]] = Field(min_length=1)
     devices: list[Literal["cpu", "cuda"]] = Field(min_length=1)
     precisions: list[Literal["fp32", "fp16"]] = Field(min_length=1)
+    # ONNX Runtime only: one unit per execution provider (variant "<provider>-ep"); unset: the
+    # default provider per device and precision (cpu; cuda for fp32; tensorrt for fp16)
+    providers: list[Literal["cpu", "cuda", "tensorrt"]] | None = None
 
 
 class AccuracySpec(Strict):
