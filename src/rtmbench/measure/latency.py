@@ -160,7 +160,8 @@ def measure_latency(model_entry: ResolvedModel, backend: str, device: str, preci
         def check(runner: Runner) -> dict:
             if runner.infer is None:
                 raise BackendError(f"the {backend} runner cannot give its outputs for an input")
-            return artifact_accuracy(runner.infer, model, accuracy_images, settings, batch)
+            return artifact_accuracy(runner.infer, model, accuracy_images, settings, batch,
+                                     reference_device=device)
 
     probe, no_probe, readings = None, None, {}
     if device == "cuda":  # clocks, power, temperature, throttling around the timed phase
