@@ -160,8 +160,10 @@ def measure_latency(model_entry: ResolvedModel, backend: str, device: str, preci
         def check(runner: Runner) -> dict:
             if runner.infer is None:
                 raise BackendError(f"the {backend} runner cannot give its outputs for an input")
+            # the reference on the unit's GPU (in true FP32) when torch has one, else the CPU
+            where = device if device == "cuda" and torch.cuda.is_available() else "cpu"
             return artifact_accuracy(runner.infer, model, accuracy_images, settings, batch,
-                                     reference_device=device)
+                                     reference_device=where)
 
     probe, no_probe, readings = None, None, {}
     if device == "cuda":  # clocks, power, temperature, throttling around the timed phase
