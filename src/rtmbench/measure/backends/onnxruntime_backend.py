@@ -71,9 +71,9 @@ def provider_config(provider: str, precision: str, trt_version: str | None = Non
     the module docstring): ``{"onnx_precision", "options", "typing"?}``."""
     if provider == "tensorrt":
         major = int(trt_version.split(".")[0]) if trt_version else None
-        if typing == "auto":
-            typing = "weak" if precision == "fp16" and major is not None and major < 11 \
-                else "strong"
+        if typing == "auto":  # 8.x networks are never strongly typed; fp16: weak where it exists
+            typing = "weak" if major is not None and (major < 9 or (
+                precision == "fp16" and major < 11)) else "strong"
         if typing == "weak" and major is not None and major >= 11:
             raise BackendUnavailable(f"TensorRT {trt_version} has no weak typing "
                                      f"(BuilderFlag.FP16 was removed in 11.x): the "
