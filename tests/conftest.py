@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rtmbench.models.init import well_conditioned_state_dict  # noqa: F401 (tests import it)
+# Tests import it from here; it lives in models/ (the well-conditioned weights id uses it).
+from rtmbench.models.init import well_conditioned_state_dict  # noqa: F401
 
 
 @pytest.fixture(autouse=True)

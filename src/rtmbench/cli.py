@@ -227,7 +227,7 @@ def _weights_of(args: argparse.Namespace) -> tuple[str | None, str | None]:
 def _build(args: argparse.Namespace, entry, *, default_random: bool, say: str):
     """The model with its weights, through the one entry point (rtmbench.run.model.build)."""
     from .run.model import build
-    from .spec.checks import RANDOM_INIT
+    from .spec.checks import RANDOM_INIT, WELL_CONDITIONED
 
     weights, checkpoint = _weights_of(args)
     if default_random and checkpoint is None and weights is None:
@@ -239,6 +239,9 @@ def _build(args: argparse.Namespace, entry, *, default_random: bool, say: str):
     if info.get("weights") == RANDOM_INIT:
         print(f"{say}: seeded random weights (random-init): timings are real, detections "
               f"mean nothing.", file=sys.stderr)
+    elif info.get("weights") == WELL_CONDITIONED:
+        print(f"{say}: seeded well-conditioned weights: varied outputs for accuracy checks, "
+              f"no trained detector.", file=sys.stderr)
     else:
         print(f"{say}: weights {info.get('weights')} from {info.get('path') or info.get('file')} "
               f"({info.get('layout')} layout, sha256 {str(info.get('sha256'))[:12]})",
@@ -367,16 +370,34 @@ def _cmd_export(args: argparse.Namespace) -> int:
     model = _build(args, entry, default_random=True, say="rtmbench export")
     width, height = entry.input_size
     input_hw = _input_hw(args) or (height, width)
+    from .run.model import calibration_batch
+
+    # the parity probe: generated images through the zoo's test pipeline (what the model is
+    # for; conditioned weights can reach far larger activations on Gaussian noise)
+    probe = calibration_batch(entry, num_images=args.batch, seed=7,
+                              input_size=(input_hw[1], input_hw[0]))
     report = export_and_check(model, out, input_hw, args.batch, args.dynamic_batch, args.opset,
-                              not args.no_fold_bn)
+                              not args.no_fold_bn, args.precision, args.fp16_converter,
+                              probe=probe)
+    from .measure.export import onnx_metadata
+
+    meta = onnx_metadata(out)
     if args.json:
         print(json.dumps({"path": str(out), "model": entry.name, "input_hw": list(input_hw),
-                          "batch": args.batch, "opset": args.opset, "parity": report.to_dict()}))
+                          "batch": args.batch, "opset": args.opset, "precision": args.precision,
+                          "fp16_converter": meta.get("rtmbench.fp16_converter"),
+                          "parity": report.to_dict()}))
     else:
+        io = "FP16 weights and activations, FP32 input/outputs" if args.precision == "fp16" \
+            else "FP32"
         print(f"wrote {out} ({entry.name}, {args.batch}x3x{input_hw[0]}x{input_hw[1]}, "
-              f"opset {args.opset}, outputs {', '.join(report.max_abs_error)})")
-        print(f"ONNX Runtime vs PyTorch: max abs error {report.worst:.3g} "
-              f"(every output within its bound: {report.ok})")
+              f"opset {args.opset}, {io}, outputs {', '.join(report.max_abs_error)})"
+              + (f"; converted by {meta['rtmbench.fp16_converter']}"
+                 if "rtmbench.fp16_converter" in meta else ""))
+        tol = report.to_dict()["tolerance"]
+        print(f"ONNX Runtime (CPU) vs PyTorch FP32: max abs error {report.worst:.3g}, "
+              f"{report.worst_relative:.2g} of the output range (bound {tol['atol']:g} + "
+              f"{tol['rtol']:g} x max|output|; every output within it: {report.ok})")
     return 0
 
 
@@ -391,6 +412,14 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dynamic-batch", action="store_true", help="make the batch axis dynamic")
     p.add_argument("--opset", type=int, default=17)
     p.add_argument("--no-fold-bn", action="store_true", help="keep BatchNorm nodes")
+    p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32",
+                   help="fp16: FP16 weights and activations, FP32 input and outputs (Casts at "
+                   "the edges), what TensorRT 11's strongly typed builds need")
+    p.add_argument("--fp16-converter", choices=("auto", "onnxconverter-common", "modelopt"),
+                   default="auto", help="FP32 -> FP16 graph conversion (auto: ModelOpt "
+                   "AutoCast when installed, else onnxconverter-common)")
+    p.add_argument("--weights", metavar="ID", default=None,
+                   help="random-init (default), well-conditioned, or a zoo weights id")
     p.add_argument("--force", action="store_true", help="replace an existing output file")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_cmd_export)
@@ -445,6 +474,10 @@ def _cmd_latency(args: argparse.Namespace) -> int:
     _check_protocol_flags(args)
     model = _build(args, entry, default_random=True, say="rtmbench latency")
     options = {"layout": args.layout} if args.layout and args.backend == "torch" else {}
+    if args.ort_provider and args.backend == "onnxruntime":
+        options["provider"] = args.ort_provider
+    if args.trt_typing and args.backend in ("tensorrt", "onnxruntime"):
+        options["typing"] = args.trt_typing
     result = measure_latency(entry, args.backend, args.device, args.precision, model=model,
                              input_hw=_input_hw(args), batch=args.batch, warmup_s=args.warmup,
                              min_iterations=args.iterations, min_duration_s=args.min_duration,
@@ -483,7 +516,16 @@ def _add_latency(sub: argparse._SubParsersAction) -> None:
                    help="skip the reference convolution (no achieved-peak ratio)")
     p.add_argument("--layout", choices=("channels_last", "contiguous"), default=None,
                    help="torch backend only: memory layout (default channels_last)")
+    p.add_argument("--ort-provider", choices=("cpu", "cuda", "tensorrt"), default=None,
+                   help="onnxruntime backend only: execution provider (default: cpu on cpu, "
+                   "cuda for cuda/fp32, tensorrt for cuda/fp16); cuda/fp16 runs the FP16 ONNX")
+    p.add_argument("--trt-typing", choices=("auto", "weak", "strong"), default=None,
+                   help="TensorRT (and ONNX Runtime's TensorRT provider): weak = FP32 ONNX + "
+                   "the FP16 builder flag (8.6/10.x, the published setting), strong = the FP16 "
+                   "ONNX in a strongly typed network (10.x/11.x); auto = weak where it exists")
     p.add_argument("--checkpoint", default=None, help="weights to load (default: random init)")
+    p.add_argument("--weights", metavar="ID", default=None,
+                   help="random-init (default), well-conditioned, or a zoo weights id")
     p.add_argument("--json", action="store_true", help="one JSON record")
     p.set_defaults(handler=_cmd_latency)
 

@@ -52,6 +52,8 @@ def metric_label(key: UnitKey, metric: str, record: Record) -> str:
         weights = f"{key.variant} weights, " if key.variant else ""
         return (f"box AP ({weights}{found[0] if found else '?'}, "
                 f"{record.metrics.get('num_images', '?')} images)")
+    if record.check == "latency" and record.status.has_measurement and metric == "agreement":
+        return f"agreement AP {key.where} (artifact vs PyTorch FP32)"
     if record.check == "latency" and record.status.has_measurement:
         return f"latency {key.where} (ratio to reference)"
     return record.check + (f" {key.where}" if key.where else "")
@@ -84,7 +86,7 @@ def rows_for_unit(key: UnitKey, record: Record, judgements: list[Judgement]) -> 
             (j for j in js if j.mark is Mark.UNRELIABLE), None) or js[0]
         row.regression = any(j.red for j in js)
         row.unreliable = any(j.mark is Mark.UNRELIABLE for j in js)
-        if record.check == "latency" and record.status.has_measurement:
+        if record.check == "latency" and record.status.has_measurement and metric == "latency":
             median = record.metrics.get("median_ms")
             ratio = record.metrics.get("ratio_to_reference")
             row.measured = ((f"{ratio:.4f}" if isinstance(ratio, (int, float)) else "no ratio")

@@ -6,7 +6,9 @@ nothing else decides whether a number is good. It reads records only (``metrics`
 the caller passes (a suite's).
 
 Marks (:class:`Mark`): ``ok``; ``miss`` (misses its published claim), ``regression`` (worse than
-the baseline beyond tolerance) and ``failed`` (the unit failed) are red and fail the gate;
+the baseline beyond tolerance) and ``failed`` (the unit failed, or its timed artifact's
+agreement AP with the PyTorch model is below the threshold stored with it) are red and fail
+the gate;
 ``not comparable`` (measured, but no claim or baseline on equal footing), ``not run`` (a
 missing prerequisite) and ``unreliable`` (a contended or throttled measurement, neither passed
 nor failed: re-measure it) are not.
@@ -263,7 +265,7 @@ def judge_latency_claim(record: Record, claim: dict[str, Any],
                      delta=f"{delta / value * 100:+.1f}%")
 
 
-def judge_agreement(claim: dict[str, Any], metrics: dict[str, Any]) -> Judgement:
+def judge_golden_agreement(claim: dict[str, Any], metrics: dict[str, Any]) -> Judgement:
     """Detections against golden detections: agreement AP at least the claimed minimum."""
     minimum = float(claim["value"])
     value = metrics.get("agreement_ap")
@@ -287,15 +289,47 @@ def _metrics_of(record: Record) -> tuple[str, ...]:
     return metrics
 
 
+def judge_agreement(record: Record) -> Judgement | None:
+    """A latency record's timed artifact against the FP32 PyTorch model (MLPerf's TEST01 idea):
+    below the ``min_agreement_ap`` stored with it, the unit failed: a fast wrong engine is a
+    failure, not a result. None when the record has no agreement AP."""
+    m = record.metrics
+    ap = m.get("agreement_ap")
+    if record.check != "latency" or not isinstance(ap, (int, float)):
+        return None
+    threshold = m.get("min_agreement_ap")
+    images = m.get("accuracy_images", "?")
+    rel = m.get("output_max_rel_error")
+    errors = (f"; max output error {rel:.2g} of the output range"
+              if isinstance(rel, (int, float)) else "")
+    measured = f"{ap:.3f}"
+    if not isinstance(threshold, (int, float)):
+        return Judgement("agreement", Mark.NOT_COMPARABLE,
+                         f"agreement AP {ap:.3f} on {images} images (no threshold stored)"
+                         + errors, measured=measured)
+    if ap < threshold:
+        return Judgement("agreement", Mark.FAILED,
+                         f"FAILED: the timed artifact disagrees with the PyTorch FP32 model: "
+                         f"agreement AP {ap:.3f} < {threshold:g} on {images} images{errors}; "
+                         f"a fast wrong engine is a failure, not a result",
+                         claimed=f">= {threshold:g}", measured=measured,
+                         delta=f"{ap - threshold:+.3f}")
+    return Judgement("agreement", Mark.OK,
+                     f"agreement AP {ap:.3f} >= {threshold:g} on {images} images{errors}",
+                     claimed=f">= {threshold:g}", measured=measured,
+                     delta=f"{ap - threshold:+.3f}")
+
+
 def judge_claims(record: Record, tolerances: Tolerances) -> list[Judgement]:
-    """One judgement per metric the record's check produces (records with a measurement)."""
+    """One judgement per metric the record's check produces (records with a measurement);
+    a latency record with an accuracy check also gets its ``agreement`` judgement."""
     if not record.status.has_measurement:
         return []
     out = []
     for metric in _metrics_of(record):
         claim = record.claim.get(metric)
         if metric == "agreement":
-            out.append(judge_agreement(claim or {"value": 1.0}, record.metrics) if claim else
+            out.append(judge_golden_agreement(claim, record.metrics) if claim else
                        Judgement(metric, Mark.NOT_COMPARABLE, "no golden detections named"))
             continue
         if not claim:
@@ -310,6 +344,8 @@ def judge_claims(record: Record, tolerances: Tolerances) -> list[Judgement]:
             out.append(judge_box_ap_claim(claim, record.metrics, tolerances.tolerance(metric)))
         else:
             out.append(judge_latency_claim(record, claim, tolerances.tolerance(metric)))
+    if (agreement := judge_agreement(record)) is not None:
+        out.append(agreement)
     return out
 
 

@@ -27,7 +27,10 @@ START, END = "<!-- results:start -->", "<!-- results:end -->"
 MARK = {True: "✅", False: "❌", None: "⚪"}
 LEGEND = ("✅ matches the published claim · ❌ misses it · ⚪ measured, no comparable claim "
           "(other hardware, a data subset, or none published) · *not run [n]*: see the reason "
-          "below · ⛔ the check failed · ⚠️ measured under contention: not judged, see the note")
+          "below · ⛔ the check failed (for latency also: the timed artifact's detections disagree "
+          "with the PyTorch model) · agr: agreement AP of the timed artifact with the PyTorch FP32 "
+          "model (1.0 = the same detections) · ⚠️ measured under contention or GPU throttling: "
+          "not judged, see the note")
 PLOTS = ("ap_vs_latency", "complexity_vs_ap")
 
 
@@ -79,6 +82,19 @@ def _cell(record: Record | None, claim: dict | None, measured: str | None,
     return f"{claimed} → {measured} {MARK[mark.ok]}"
 
 
+def _latency_cell(record: Record | None, claim: dict | None, measured: str, suite: SuiteBase,
+                  notes: Footnotes) -> str:
+    """A latency cell; with the timed artifact's agreement AP when it was checked
+    ("agr 0.998"), and ⛔ when it disagrees with the PyTorch model (a failed unit)."""
+    agreement = _judged(record, "agreement", suite)
+    if agreement is not None and agreement.red:
+        return f"{_claim_text(claim)} → {measured} ⛔ {notes.ref(agreement.text)}"
+    cell = _cell(record, claim, measured, _judged(record, "latency", suite), notes)
+    if agreement is not None:
+        cell += f" · agr {record.metrics['agreement_ap']:.3f}"
+    return cell
+
+
 def _zoo_claim(zoo: Zoo, model: str, metric: str, **match: str) -> dict[str, Any] | None:
     entry = zoo.get(model)
     for c in entry.claims_for(metric):
@@ -93,10 +109,16 @@ def box_ap_variants(records: Records) -> list[str | None]:
     return sorted(found, key=lambda v: (v != "mmyolo", str(v))) or [None]
 
 
-def latency_targets(records: Records) -> list[tuple[str, str, str]]:
+def latency_targets(records: Records) -> list[tuple[str, ...]]:
+    """(backend, device, precision) of every latency column, plus the variant where a unit has
+    one (ONNX Runtime's execution provider, e.g. ``tensorrt-ep``)."""
     order = {"torch": 0, "onnxruntime": 1, "tensorrt": 2}
-    found = {(k.backend, k.device, k.precision) for k in records if k.check == "latency"}
+    found = {_target(k) for k in records if k.check == "latency"}
     return sorted(found, key=lambda t: (t[1] != "cpu", order.get(t[0], 9), t))
+
+
+def _target(key: UnitKey) -> tuple[str, ...]:
+    return (key.backend, key.device, key.precision) + ((key.variant,) if key.variant else ())
 
 
 def _judged(record: Record | None, metric: str, suite: SuiteBase) -> Judgement | None:
@@ -137,12 +159,12 @@ def table_frame(records: Records, zoo: Zoo, notes: Footnotes,
             row[head] = _cell(ap, claim, measured, _judged(ap, "box_ap", suite), notes)
         for target in latency_targets(records):
             rec = _find(records, model=name, check="latency", backend=target[0],
-                        device=target[1], precision=target[2])
+                        device=target[1], precision=target[2],
+                        variant=target[3] if len(target) > 3 else None)
             claim = (rec.claim.get("latency") if rec else None)
             median = rec.metrics.get("median_ms") if rec else None
-            row[f"latency {'/'.join(target)} (ms)"] = _cell(
-                rec, claim, f"{median:.2f}" if median is not None else "—",
-                _judged(rec, "latency", suite), notes)
+            row[f"latency {'/'.join(target)} (ms)"] = _latency_cell(
+                rec, claim, f"{median:.2f}" if median is not None else "—", suite, notes)
         rows.append(row)
     return pd.DataFrame(rows).set_index("model") if rows else pd.DataFrame()
 
@@ -212,7 +234,7 @@ def _points(records: Records, zoo: Zoo) -> list[dict[str, Any]]:
             "ap_measured": found is not None,
             "params": cx.metrics["params"] / 1e6 if cx and "params" in cx.metrics else None,
             "flops": (cx.metrics.get(f"flops_{flops_conv}", 0) / 1e9) if cx else None,
-            "latency": {(k.backend, k.device, k.precision): r.metrics["median_ms"]
+            "latency": {_target(k): r.metrics["median_ms"]
                         for k, r in records.items()
                         if k.model == m.name and k.check == "latency"
                         and r.status.has_measurement},

@@ -46,21 +46,29 @@ def reference_as_ground_truth(reference: list[dict], image_ids: list[int],
             "categories": [{"id": c, "name": str(c)} for c in sorted(set(category_ids))]}
 
 
-def agreement_ap(detections: list[dict], reference: list[dict], image_ids: list[int],
-                 category_ids: list[int], *, top_k: int = TOP_K,
-                 backend: str = DEFAULT_BACKEND) -> float:
-    """COCO AP (a fraction, 1.0 = the same detections) of ``detections`` against
-    ``reference``; both are COCO results lists on the images ``image_ids``."""
+def agreement_scores(detections: list[dict], reference: list[dict], image_ids: list[int],
+                     category_ids: list[int], *, top_k: int = TOP_K,
+                     backend: str = DEFAULT_BACKEND) -> dict[str, float]:
+    """The 12 COCO numbers (fractions) of ``detections`` against ``reference``: both cut at
+    ``top_k`` per image, so identical detections give exactly 1.0."""
     if not reference:
         raise InputError("the reference detections are empty: there is nothing to agree with "
                          "(weights that detect nothing make no golden detections)")
     ground_truth = reference_as_ground_truth(reference, image_ids, category_ids, top_k)
     wanted = set(image_ids)
-    # the same cut on both sides: identical detections agree exactly (1.0)
     candidate = top_per_image([d for d in detections if d["image_id"] in wanted], top_k)
-    metrics = score(ground_truth, candidate, backend=backend, image_ids=image_ids,
-                    conventions=("coco",))
-    return max(0.0, metrics["coco"]["AP"])
+    return score(ground_truth, candidate, backend=backend, image_ids=image_ids,
+                 conventions=("coco",))["coco"]
+
+
+def agreement_ap(detections: list[dict], reference: list[dict], image_ids: list[int],
+                 category_ids: list[int], *, top_k: int = TOP_K,
+                 backend: str = DEFAULT_BACKEND) -> float:
+    """COCO AP (a fraction, 1.0 = the same detections) of ``detections`` against
+    ``reference``, both cut at ``top_k`` per image; both are COCO results lists on the
+    images ``image_ids``."""
+    return max(0.0, agreement_scores(detections, reference, image_ids, category_ids,
+                                     top_k=top_k, backend=backend)["AP"])
 
 
 def load_golden(path: str | Path) -> list[dict]:

@@ -5,17 +5,42 @@ stride and branch: ``cls_8, cls_16, cls_32`` (class logits) then ``box_8, box_16
 (ltrb distances in input pixels). BatchNorm is folded into the preceding convolutions before
 export by default (inference-only arithmetic, the same a deployment toolchain applies).
 
+Precision (``precision="fp16"``): the FP32 graph is exported, then converted so that weights
+and activations are FP16 while the input and outputs stay FP32, with one Cast at each edge
+(``keep_io_types``, what ModelOpt AutoCast gives and what TensorRT 11's strongly typed networks
+need: "FP16 comes from an ONNX model that is already FP16", NVIDIA's "Migrating from TensorRT
+10.x to 11.x", docs.nvidia.com/deeplearning/tensorrt/latest/api/migration/). The converter is
+ModelOpt AutoCast (``modelopt.onnx.autocast.convert_to_mixed_precision``) when it is installed
+and asked for, else onnxconverter-common's ``convert_float_to_float16(keep_io_types=True)``
+with its default op block list (Resize stays FP32: nearest upsampling is exact either way).
+The file's metadata says which (``rtmbench.precision``, ``rtmbench.fp16_converter``).
+
 Parity: the ONNX file is run in ONNX Runtime (CPU, all graph optimisations) on the same
-random input as PyTorch. Each output's max abs error must stay within
-``PARITY_ATOL + PARITY_RTOL * max|torch output|`` (box outputs are in pixels, so the bound
-scales with them); above it, :class:`ExportError` is raised.
+random input as PyTorch (the FP32 model, always). Each output's max abs error must stay within
+``atol + rtol * max|torch output|`` (box outputs are in pixels, so the bound scales with them):
+``PARITY_ATOL/RTOL`` for FP32, ``FP16_PARITY_ATOL/RTOL`` for FP16; above it,
+:class:`ExportError` is raised.
+
+How the FP16 tolerance was chosen (well-conditioned weights, ``models.init``):
+FP16 arithmetic itself (the BN-folded network run in torch.float16 on the CPU, FP32
+accumulation as GPU tensor cores do) stays within 8.7e-4 x max|output| of the FP32 model on every
+output, for all five sizes at 160x160 and tiny/s at 640x640 (worst: tiny cls_8). The FP16 ONNX in
+ONNX Runtime's CPU provider stays within 3.5e-4 x max|output|: that provider has no FP16
+convolution kernels on x86, so it inserts Casts and computes in FP32 with FP16-rounded weights
+(what the CPU check proves is that the graph is well typed and its weights are right, not that
+FP16 arithmetic is accurate; the accuracy check of each latency unit does that on the device).
+The bound, ``1e-3 + 5e-3 x max|output|``, is 5 FP16 machine epsilons (2^-10) of the output
+range: about 6x the worst FP16 error measured, and far below what a wrong graph gives (another
+seed's weights: errors of the order of the outputs themselves).
 """
 
 from __future__ import annotations
 
 import copy
 import os
-from dataclasses import dataclass
+import tempfile
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
 
@@ -23,11 +48,21 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from ..errors import Outcome, RtmbenchError, require
+from ..errors import Outcome, PackageMissing, RtmbenchError, require
 from ..fileio import keep_mode, open_temp_beside
 
 PARITY_ATOL = 1e-4
 PARITY_RTOL = 1e-4
+FP16_PARITY_ATOL = 1e-3
+FP16_PARITY_RTOL = 5e-3
+ONNX_PRECISIONS = ("fp32", "fp16")
+FP16_CONVERTERS = ("auto", "onnxconverter-common", "modelopt")
+
+
+def parity_tolerance(precision: str) -> tuple[float, float]:
+    """(atol, rtol) an ONNX file of ``precision`` must meet against the FP32 PyTorch model."""
+    return (FP16_PARITY_ATOL, FP16_PARITY_RTOL) if precision == "fp16" else (PARITY_ATOL,
+                                                                             PARITY_RTOL)
 
 
 class ExportError(RtmbenchError):
@@ -72,12 +107,18 @@ def _strides(model: nn.Module) -> tuple[int, ...]:
 
 def export_onnx(model: nn.Module, path: str | Path, input_hw: tuple[int, int] = (640, 640),
                 batch: int = 1, dynamic_batch: bool = False, opset: int = 17,
-                fold_bn: bool = True) -> Path:
+                fold_bn: bool = True, precision: str = "fp32",
+                fp16_converter: str = "auto") -> Path:
     """Write the tensor-mode network to ``path`` (atomically) and return the path.
 
     ``model`` may also be any module with one tensor input (e.g. the reference convolution):
-    its outputs are then named ``output_0..``.
+    its outputs are then named ``output_0..``. ``precision="fp16"``: FP16 weights and
+    activations, FP32 input and outputs (see the module docstring; ``fp16_converter`` is
+    ``auto``, ``onnxconverter-common`` or ``modelopt``).
     """
+    if precision not in ONNX_PRECISIONS:
+        raise ExportError(f"unknown ONNX precision {precision!r}; use one of "
+                          f"{', '.join(ONNX_PRECISIONS)}.")
     onnx = require("onnx", "onnx")
     path = Path(path)
     net = fold_batchnorm(model) if fold_bn else copy.deepcopy(model).eval()
@@ -101,6 +142,11 @@ def export_onnx(model: nn.Module, path: str | Path, input_hw: tuple[int, int] = 
             torch.onnx.export(wrapped, (x,), str(tmp), opset_version=opset, input_names=["input"],
                               output_names=names, dynamic_axes=dynamic_axes,
                               do_constant_folding=True, dynamo=False)
+        if precision == "fp16":
+            converted = convert_to_fp16(onnx.load(str(tmp)), fp16_converter)
+            onnx.save(converted, str(tmp))
+        else:
+            _set_metadata(onnx, str(tmp), {"rtmbench.precision": "fp32"})
         onnx.checker.check_model(str(tmp))
         os.replace(tmp, path)
     except Exception as exc:
@@ -111,6 +157,81 @@ def export_onnx(model: nn.Module, path: str | Path, input_hw: tuple[int, int] = 
                           f"the directory is writable and the opset ({opset}) is supported by "
                           f"the installed torch ({torch.__version__}).") from exc
     return path
+
+
+def _set_metadata(onnx, path: str, values: dict[str, str]) -> None:
+    model = onnx.load(path)
+    _merge_metadata(model, values)
+    onnx.save(model, path)
+
+
+def _merge_metadata(model, values: dict[str, str]) -> None:
+    existing = {p.key: p for p in model.metadata_props}
+    for key, value in values.items():
+        prop = existing.get(key) or model.metadata_props.add()
+        prop.key, prop.value = key, value
+
+
+def onnx_metadata(path: str | Path) -> dict[str, str]:
+    """The ``rtmbench.*`` metadata of an exported file (precision, FP16 converter)."""
+    onnx = require("onnx", "onnx")
+    model = onnx.load(str(path), load_external_data=False)
+    return {p.key: p.value for p in model.metadata_props if p.key.startswith("rtmbench.")}
+
+
+def _modelopt_autocast():
+    """ModelOpt AutoCast's module, or None when ModelOpt is not installed."""
+    import importlib
+
+    try:
+        return importlib.import_module("modelopt.onnx.autocast")
+    except ImportError:
+        return None
+
+
+def convert_to_fp16(model, converter: str = "auto"):
+    """``model`` (an FP32 ``onnx.ModelProto``) with FP16 weights and activations and FP32
+    input/outputs (Casts at the edges), its metadata naming the converter that did it.
+
+    ``auto``: ModelOpt AutoCast when installed, else onnxconverter-common. Either result is
+    checked against PyTorch by :func:`check_parity` with the FP16 tolerance.
+    """
+    if converter not in FP16_CONVERTERS:
+        raise ExportError(f"unknown FP16 converter {converter!r}; use one of "
+                          f"{', '.join(FP16_CONVERTERS)}.")
+    autocast = _modelopt_autocast() if converter in ("auto", "modelopt") else None
+    if converter == "modelopt" and autocast is None:
+        raise PackageMissing("the FP16 converter 'modelopt' needs NVIDIA ModelOpt "
+                             "(pip install nvidia-modelopt[onnx]); or use "
+                             "--fp16-converter onnxconverter-common.")
+    if autocast is not None:
+        # NVIDIA's TensorRT 11 migration guide: convert_to_mixed_precision(onnx_path=...,
+        # low_precision_type="fp16", keep_io_types=True). It takes a path.
+        with tempfile.TemporaryDirectory(prefix="rtmbench-autocast-") as tmp:
+            src = Path(tmp) / "fp32.onnx"
+            require("onnx", "onnx").save(model, str(src))
+            converted = autocast.convert_to_mixed_precision(
+                onnx_path=str(src), low_precision_type="fp16", keep_io_types=True)
+        name = f"modelopt-autocast {_version('nvidia-modelopt')}"
+    else:
+        float16 = require("onnxconverter_common.float16", "onnx")
+        with warnings.catch_warnings():
+            # "the float32 number 8e-08 will be truncated": tiny weights round to FP16's
+            # smallest values, which the tolerance check below accounts for
+            warnings.filterwarnings("ignore", message=".*will be truncated.*")
+            converted = float16.convert_float_to_float16(model, keep_io_types=True)
+        name = f"onnxconverter-common {_version('onnxconverter-common')}"
+    _merge_metadata(converted, {"rtmbench.precision": "fp16", "rtmbench.fp16_converter": name})
+    return converted
+
+
+def _version(package: str) -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "(version unknown)"
 
 
 def _in_channels(model: nn.Module) -> int:
@@ -124,6 +245,9 @@ class ParityReport:
 
     max_abs_error: dict[str, float]
     bound: dict[str, float]
+    precision: str = "fp32"
+    # max abs error / max|PyTorch output|, per output
+    relative_error: dict[str, float] = field(default_factory=dict)
 
     @property
     def worst(self) -> float:
@@ -133,9 +257,15 @@ class ParityReport:
     def ok(self) -> bool:
         return all(self.max_abs_error[k] <= self.bound[k] for k in self.max_abs_error)
 
+    @property
+    def worst_relative(self) -> float:
+        return max(self.relative_error.values(), default=0.0)
+
     def to_dict(self) -> dict:
-        return {"max_abs_error": self.max_abs_error, "bound": self.bound, "ok": self.ok,
-                "tolerance": {"atol": PARITY_ATOL, "rtol": PARITY_RTOL}}
+        atol, rtol = parity_tolerance(self.precision)
+        return {"max_abs_error": self.max_abs_error, "relative_error": self.relative_error,
+                "bound": self.bound, "ok": self.ok, "precision": self.precision,
+                "tolerance": {"atol": atol, "rtol": rtol}}
 
 
 def ort_cpu_session(onnx_path: str | Path, threads: int | None = None):
@@ -150,35 +280,48 @@ def ort_cpu_session(onnx_path: str | Path, threads: int | None = None):
 
 
 def check_parity(model: nn.Module, onnx_path: str | Path, input_hw: tuple[int, int],
-                 batch: int = 1, seed: int = 0) -> ParityReport:
-    """Run ``onnx_path`` in ONNX Runtime and ``model`` in PyTorch on one random input."""
+                 batch: int = 1, seed: int = 0, precision: str | None = None,
+                 probe: Tensor | None = None) -> ParityReport:
+    """Run ``onnx_path`` in ONNX Runtime and ``model`` (FP32) in PyTorch on one input: ``probe``
+    (e.g. real or generated images through the test pipeline: what the model is for), else
+    Gaussian noise; the tolerance is the file's precision's (from its metadata unless
+    ``precision`` is given)."""
+    precision = precision or onnx_metadata(onnx_path).get("rtmbench.precision", "fp32")
+    atol, rtol = parity_tolerance(precision)
     session = ort_cpu_session(onnx_path)
-    x = torch.randn(batch, _in_channels(model), *input_hw,
-                    generator=torch.Generator().manual_seed(seed))
+    x = probe if probe is not None else torch.randn(
+        batch, _in_channels(model), *input_hw, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
         ref = model.eval()(x)
     ref = (*ref[0], *ref[1]) if hasattr(model, "bbox_head") else (
         ref if isinstance(ref, tuple) else (ref,))
     names = [o.name for o in session.get_outputs()]
     got = session.run(names, {session.get_inputs()[0].name: x.numpy()})
-    errors, bounds = {}, {}
+    errors, bounds, relative = {}, {}, {}
     for name, expected, actual in zip(names, ref, got, strict=True):
-        errors[name] = float((expected - torch.from_numpy(actual)).abs().max())
-        bounds[name] = PARITY_ATOL + PARITY_RTOL * float(expected.abs().max())
-    return ParityReport(errors, bounds)
+        errors[name] = float((expected - torch.from_numpy(actual).float()).abs().max())
+        scale = float(expected.abs().max())
+        bounds[name] = atol + rtol * scale
+        relative[name] = errors[name] / scale if scale > 0 else errors[name]
+    return ParityReport(errors, bounds, precision, relative)
 
 
 def export_and_check(model: nn.Module, path: str | Path, input_hw: tuple[int, int] = (640, 640),
                      batch: int = 1, dynamic_batch: bool = False, opset: int = 17,
-                     fold_bn: bool = True) -> ParityReport:
-    """Export, then fail with :class:`ExportError` if ONNX Runtime disagrees with PyTorch."""
-    path = export_onnx(model, path, input_hw, batch, dynamic_batch, opset, fold_bn)
-    report = check_parity(model, path, input_hw, batch)
+                     fold_bn: bool = True, precision: str = "fp32",
+                     fp16_converter: str = "auto", probe: Tensor | None = None) -> ParityReport:
+    """Export, then fail with :class:`ExportError` if ONNX Runtime disagrees with PyTorch
+    (on ``probe``, batch x 3 x H x W, when given; see :func:`check_parity`)."""
+    path = export_onnx(model, path, input_hw, batch, dynamic_batch, opset, fold_bn, precision,
+                       fp16_converter)
+    report = check_parity(model, path, input_hw, batch, precision=precision, probe=probe)
+    atol, rtol = parity_tolerance(precision)
     if not report.ok:
         bad = ", ".join(f"{k}: {v:.3g} > {report.bound[k]:.3g}"
                         for k, v in report.max_abs_error.items() if v > report.bound[k])
         raise ExportError(f"the ONNX file {path} disagrees with PyTorch beyond the tolerance "
-                          f"(max abs error > {PARITY_ATOL} + {PARITY_RTOL} x max|output|): "
+                          f"of {precision} files (max abs error > {atol} + {rtol} x "
+                          f"max|output|): "
                           f"{bad}. Try another --opset or export without BN folding "
                           f"(--no-fold-bn) to find the step that diverges.")
     return report

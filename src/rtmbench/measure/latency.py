@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,15 @@ from torch import nn
 
 from ..errors import InputError
 from ..spec.zoo import ResolvedModel
-from .backends import BACKENDS, DEVICES, PRECISIONS, BackendUnavailable, get_backend
+from .backends import (
+    BACKENDS,
+    DEVICES,
+    PRECISIONS,
+    BackendError,
+    BackendUnavailable,
+    Runner,
+    get_backend,
+)
 from .timing import Measurement, Protocol, Timer, collect_environment, measure
 
 REFERENCE_SHAPE = (1, 256, 80, 80)
@@ -60,6 +69,10 @@ class LatencyResult:
     flops: int | None = None
     details: dict = field(default_factory=dict)  # what the backend really ran
     reference: dict | None = None  # the reference convolution's own measurement
+    # the timed artifact against the FP32 PyTorch model (measure.accuracy), when asked for
+    accuracy: dict | None = None
+    # GPU clocks, power, temperature, throttling before/after timing (measure.gpu_conditions)
+    gpu_conditions: dict | None = None
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -82,14 +95,22 @@ def count_model_flops(model: nn.Module, example: torch.Tensor) -> int:
 
 def _time(backend_name: str, backend_options: dict, module: nn.Module, example: torch.Tensor,
           device: str, precision: str, include_transfer: bool, protocol: Protocol,
-          timer: Timer | None, workdir: Path, label: str, progress: bool
-          ) -> tuple[Measurement, dict]:
+          timer: Timer | None, workdir: Path, label: str, progress: bool,
+          check: Callable[[Runner], dict] | None = None, probe=None, readings: dict | None = None
+          ) -> tuple[Measurement, dict, dict | None]:
+    """Prepare, time, then (``check``) measure the accuracy of the very runner timed;
+    ``probe`` (NVML) is read into ``readings`` right before and after the timed phase."""
     backend = get_backend(backend_name, **backend_options)
     runner = backend.prepare(module, example, device, precision,
                              include_transfer=include_transfer, workdir=workdir)
+    if probe is not None:
+        readings["before"] = probe.snapshot()
     measurement = measure(runner.run, protocol, timer or runner.timer, progress, label)
     runner.synchronize()
-    return measurement, runner.details
+    if probe is not None:
+        readings["after"] = probe.snapshot()
+    checked = check(runner) if check is not None else None
+    return measurement, runner.details, checked
 
 
 def measure_latency(model_entry: ResolvedModel, backend: str, device: str, precision: str, *,
@@ -97,11 +118,15 @@ def measure_latency(model_entry: ResolvedModel, backend: str, device: str, preci
                     batch: int = 1, warmup_s: float = 1.0, min_iterations: int = 50,
                     min_duration_s: float = 3.0, include_transfer: bool = False,
                     reference: bool = True, backend_options: dict | None = None,
-                    timer: Timer | None = None, progress: bool = False) -> LatencyResult:
+                    timer: Timer | None = None, progress: bool = False,
+                    accuracy_images=None, test_settings=None) -> LatencyResult:
     """Time ``model`` (default: the zoo entry's architecture) on one backend.
 
     ``input_hw`` is (height, width), default the zoo's input size. ``timer`` replaces the
     backend's clock (tests); ``backend_options`` go to the backend (e.g. ``layout``).
+    ``accuracy_images`` (:class:`.accuracy.AccuracyImages`, at ``input_hw``): after timing,
+    the same runner's outputs are compared with ``model`` in FP32 on them
+    (``result.accuracy``), post-processed with ``test_settings`` (default: the zoo's).
     Returns a "not run" result with the exact reason when the backend cannot run here.
     """
     _validate(backend, device, precision)
@@ -125,11 +150,33 @@ def measure_latency(model_entry: ResolvedModel, backend: str, device: str, preci
     example = torch.randn(batch, 3, *input_hw, generator=torch.Generator().manual_seed(0))
     protocol = Protocol(warmup_s=warmup_s, min_iterations=min_iterations,
                         min_duration_s=min_duration_s)
+    check = None
+    if accuracy_images is not None:
+        from ..models.postprocess import TestSettings
+        from .accuracy import artifact_accuracy
+
+        settings = test_settings or TestSettings.from_test_cfg(model_entry.test_cfg.model_dump())
+
+        def check(runner: Runner) -> dict:
+            if runner.infer is None:
+                raise BackendError(f"the {backend} runner cannot give its outputs for an input")
+            # the reference on the unit's GPU (in true FP32) when torch has one, else the CPU
+            where = device if device == "cuda" and torch.cuda.is_available() else "cpu"
+            return artifact_accuracy(runner.infer, model, accuracy_images, settings, batch,
+                                     reference_device=where)
+
+    probe, no_probe, readings = None, None, {}
+    if device == "cuda":  # clocks, power, temperature, throttling around the timed phase
+        from .gpu_conditions import open_probe
+
+        probe, no_probe = open_probe()
     with tempfile.TemporaryDirectory(prefix="rtmbench-latency-") as tmp:
         try:
-            meas, details = _time(backend, options, model, example, device, precision,
-                                  include_transfer, protocol, timer, Path(tmp) / "model",
-                                  f"{model_entry.size} {backend}/{device}/{precision}", progress)
+            meas, details, accuracy = _time(
+                backend, options, model, example, device, precision, include_transfer,
+                protocol, timer, Path(tmp) / "model",
+                f"{model_entry.size} {backend}/{device}/{precision}", progress, check,
+                probe, readings)
             ref = None
             if reference:
                 ref = _measure_reference(backend, options, device, precision, protocol, timer,
@@ -139,8 +186,17 @@ def measure_latency(model_entry: ResolvedModel, backend: str, device: str, preci
     metrics = meas.stats(batch)
     flops = count_model_flops(model, example)
     achieved = flops / (metrics["median_ms"] / 1e3) / 1e9
+    gpu_conditions = None
+    if device == "cuda":
+        from .gpu_conditions import conditions
+
+        gpu_conditions = conditions(readings.get("before"), readings.get("after"),
+                                    probe.system() if probe is not None else None, no_probe)
+        metrics |= {"throttled": gpu_conditions["throttled"],
+                    "throttle_reasons": gpu_conditions["throttle_reasons"]}
     result = LatencyResult("measured", None, metrics=metrics, achieved_gflops=achieved,
-                           flops=flops, details=details, **base)
+                           flops=flops, details=details, accuracy=accuracy,
+                           gpu_conditions=gpu_conditions, **base)
     if ref is not None:
         result.reference = ref
         result.peak_gflops = ref["achieved_gflops"]
@@ -157,8 +213,8 @@ def _measure_reference(backend: str, options: dict, device: str, precision: str,
     example = torch.randn(*REFERENCE_SHAPE, generator=torch.Generator().manual_seed(1))
     if backend == "torch":  # the machine's peak: always the fast layout, whatever is timed
         options = options | {"layout": "channels_last"}
-    meas, details = _time(backend, options, conv, example, device, precision, False, protocol,
-                          timer, workdir, "reference conv", progress)
+    meas, details, _ = _time(backend, options, conv, example, device, precision, False,
+                             protocol, timer, workdir, "reference conv", progress)
     stats = meas.stats()
     flops = count_model_flops(conv, example)
     return {"what": "3x3 conv 256->256 on 1x256x80x80", "flops": flops, "metrics": stats,
@@ -188,6 +244,14 @@ def format_result(result: LatencyResult) -> str:
                          f" {result.fraction_of_peak:.2f} of peak; latency = "
                          f"{result.ratio_to_reference:.2f}x the reference conv's")
         lines.append(f"  ran: {result.details}")
+        if result.accuracy:
+            a = result.accuracy
+            lines.append(f"  accuracy vs PyTorch FP32 on {a['accuracy_images']} images: "
+                         f"agreement AP {a['agreement_ap']:.3f} (AP50 {a['agreement_ap50']:.3f})"
+                         f", max output error {a['output_max_abs_error']:.3g} "
+                         f"({a['output_max_rel_error']:.2g} of the output range)"
+                         + (f", box AP {a['artifact_box_ap']:.3f} vs {a['reference_box_ap']:.3f}"
+                            if "artifact_box_ap" in a else ""))
     env = result.environment
     lines.append("  environment: " + ", ".join(f"{k}={v}" for k, v in env.items()))
     return "\n".join(lines)

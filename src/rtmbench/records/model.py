@@ -17,7 +17,9 @@ Schema history (:func:`migrate` reads every older version):
 - 1 (no ``schema_version`` field): the unit key had no input size nor batch; a latency
   record kept them in ``provenance.input_hw`` (height, width) and ``provenance.batch``.
 - 2: ``schema_version``; ``input_size`` (width, height) and ``batch`` in the unit key;
-  latency claims carry ``input_size`` and ``batch``.
+  latency claims carry ``input_size`` and ``batch``. Later additions, all optional (older
+  records stay valid): latency ``agreement_ap``, ``min_agreement_ap``, ``output_max_*_error``,
+  ``throttled``, ``throttle_reasons``.
 """
 
 from __future__ import annotations
@@ -127,6 +129,17 @@ class LatencyMetrics(_Metrics):
     ratio_to_reference: Positive | None = None
     reference_median_ms: Positive | None = None
     samples_ms: list[Positive] | None = None  # kept per-iteration times, for the rank test
+    # the timed artifact against the FP32 PyTorch model (rtmbench.measure.accuracy); the judge
+    # fails a unit whose agreement_ap is below the min_agreement_ap stored with it
+    agreement_ap: APValue | None = None
+    agreement_ap50: APValue | None = None
+    min_agreement_ap: APValue | None = None
+    output_max_abs_error: Finite | None = None
+    output_max_rel_error: Finite | None = None
+    accuracy_images: int | None = Field(default=None, gt=0)
+    # GPU records: NVML's clock event reasons during timing (rtmbench.measure.gpu_conditions)
+    throttled: bool | None = None
+    throttle_reasons: list[str] | None = None
 
 
 METRICS: dict[str, type[_Metrics]] = {"complexity": ComplexityMetrics, "box_ap": BoxAPMetrics,

@@ -162,9 +162,19 @@ class LatencyCheck(Check):
         seen: dict[tuple, Unit] = {}
         for t in spec.targets:
             for b, d, p in product(t.backends, t.devices, t.precisions):
-                seen.setdefault((b, d, p), Unit(model, self.name, b, d, p, input_size=size,
-                                                batch=spec.batch))
+                variants = [f"{v}-ep" for v in t.providers] if (
+                    b == "onnxruntime" and t.providers) else [None]
+                for v in variants:
+                    seen.setdefault((b, d, p, v), Unit(model, self.name, b, d, p, variant=v,
+                                                       input_size=size, batch=spec.batch))
         return list(seen.values())
+
+    @staticmethod
+    def backend_options(unit: Unit) -> dict[str, Any]:
+        """The ONNX Runtime provider of an ``<provider>-ep`` unit; nothing otherwise."""
+        if unit.backend == "onnxruntime" and unit.variant and unit.variant.endswith("-ep"):
+            return {"provider": unit.variant.removesuffix("-ep")}
+        return {}
 
     def claims(self, unit: Unit, spec: LatencySpec, ctx: CheckContext) -> dict[str, Any]:
         claim = latency_claim(unit.model, unit, ctx.hardware.get("gpu"))
@@ -173,18 +183,42 @@ class LatencyCheck(Check):
     def run(self, unit: Unit, spec: LatencySpec, ctx: CheckContext) -> Outcome:
         latency = lazy_import("rtmbench.measure.latency", "latency")
         width, height = unit.input_size
+        options = self.backend_options(unit)
+        backend = lazy_import("rtmbench.measure.backends", "latency").get_backend(
+            unit.backend, **options)
+        if reason := backend.unavailable(unit.device, unit.precision):  # before any building
+            return Outcome("not run", reason=reason, provenance={
+                "environment": latency.collect_environment(), "input_hw": [height, width],
+                "batch": spec.batch})
+        from .model import build
+
+        built = build(unit.model, spec.weights, progress=ctx.progress)
+        images, settings, described = None, None, None
+        if spec.accuracy is not None:
+            images, described = accuracy_images(unit, spec, ctx)
+            settings = self._test_settings(unit.model, spec.weights)
         attempts = 0
-        while True:
+        while True:  # a contended measurement is taken again (spec.remeasure_contended)
             attempts += 1
             result = latency.measure_latency(
-                unit.model, unit.backend, unit.device, unit.precision, input_hw=(height, width),
-                batch=spec.batch, warmup_s=spec.warmup_s, min_iterations=spec.min_iterations,
-                min_duration_s=spec.min_duration_s, reference=True)
+                unit.model, unit.backend, unit.device, unit.precision, model=built.model,
+                input_hw=(height, width), batch=spec.batch, warmup_s=spec.warmup_s,
+                min_iterations=spec.min_iterations, min_duration_s=spec.min_duration_s,
+                reference=True, accuracy_images=images if attempts == 1 else None,
+                test_settings=settings, backend_options=options)
+            if attempts == 1:
+                accuracy = result.accuracy
             contended = result.status == "measured" and _contended(result)
             if not contended or attempts > spec.remeasure_contended:
                 break
+        result.accuracy = accuracy
         provenance = {"environment": result.environment, "input_hw": [height, width],
-                      "batch": spec.batch, "attempts": attempts}
+                      "batch": spec.batch, "checkpoint": built.provenance,
+                      "details": result.details, "attempts": attempts}
+        if described:
+            provenance["accuracy_dataset"] = described
+        if result.gpu_conditions is not None:
+            provenance["gpu_conditions"] = result.gpu_conditions
         if result.status != "measured":
             return Outcome("not run", reason=result.reason or "the latency module gave no "
                            "reason", provenance=provenance)
@@ -197,7 +231,36 @@ class LatencyCheck(Check):
                    "ratio_to_reference": result.ratio_to_reference,
                    "reference_median_ms": (result.reference or {}).get("metrics", {})
                    .get("median_ms")}
+        if result.accuracy is not None:
+            metrics |= {**result.accuracy, "min_agreement_ap": spec.accuracy.min_agreement_ap}
         return Outcome("measured", metrics=metrics, provenance=provenance)
+
+    @staticmethod
+    def _test_settings(model: ResolvedModel, weights: str):
+        from ..models.postprocess import TestSettings
+
+        _, cfg = model.evaluation_test_cfg(weights)
+        return TestSettings.from_test_cfg(cfg.model_dump())
+
+
+def accuracy_images(unit: Unit, spec: LatencySpec, ctx: CheckContext):
+    """The detection images of a latency unit's accuracy check, at the timed input size: the
+    spec's COCO set when it is present here, else seeded generated images (and why)."""
+    accuracy = lazy_import("rtmbench.measure.accuracy", "the accuracy check")
+    acc = spec.accuracy
+    root, described, real = None, None, False
+    if acc.dataset is not None:
+        try:
+            root, described = resolve_dataset(BoxAPSpec(dataset=acc.dataset), ctx.work_dir)
+            real = True
+        except DatasetMissing as exc:
+            described = f"COCO not present ({exc}); "
+    if root is None:
+        root, synthetic = resolve_dataset(BoxAPSpec(synthetic=acc.images), ctx.work_dir)
+        described = (described or "") + synthetic
+    images = accuracy.load_images(unit.model, root, acc.images, tuple(unit.input_size),
+                                  described=described, real_coco=real)
+    return images, described
 
 
 def _contended(result: Any) -> bool:

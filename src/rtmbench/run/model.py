@@ -5,7 +5,8 @@ Weights are one of
 - ``"random-init"``: PyTorch's default initialisation from a generator seeded with 0
   (:func:`rtmbench.models.build_rtmdet`), the same in every process;
 - ``"well-conditioned"``: seeded weights calibrated so that the model detects something
-  (:mod:`rtmbench.models.init`): what the smoke gate's golden detections are made with;
+  (:mod:`rtmbench.models.init`): what the smoke gate's golden detections are made with, and
+  what timed artifacts are checked with when no checkpoint is at hand;
 - a zoo weights id (``"mmyolo"``, ``"mmdet"``), or ``None`` for the zoo's default: fetched into
   the cache, verified by sha256 (:mod:`rtmbench.sources`), loaded strictly in the layout the
   zoo declares;
@@ -40,13 +41,15 @@ def resolve(model: ResolvedModel | str, zoo_path: str | Path | None = None) -> R
     return model if isinstance(model, ResolvedModel) else load_zoo(zoo_path).get(model)
 
 
-def calibration_batch(entry: ResolvedModel, num_images: int = 4, seed: int = 1234) -> Tensor:
-    """Generated images through the zoo's test pipeline (resize, pad, normalise): what the
-    well-conditioned weights are calibrated on."""
+def calibration_batch(entry: ResolvedModel, num_images: int = 4, seed: int = 1234,
+                      input_size: tuple[int, int] | None = None) -> Tensor:
+    """Generated images through the zoo's test pipeline (resize, pad, normalise) at
+    ``input_size`` (width, height; default the zoo's): what the well-conditioned weights are
+    calibrated on, and realistic probe inputs for export checks."""
     from ..data.pipeline import TestPipeline
     from ..data.synthetic import draw_images
 
-    pipe = TestPipeline.for_model(entry)
+    pipe = TestPipeline(tuple(input_size or entry.input_size), entry.pipeline)
     padded = [pipe.pad(pipe.resize(image)[0]) for image in draw_images(num_images, seed)]
     return pipe.normalize(torch.stack([torch.from_numpy(p) for p in padded]))
 

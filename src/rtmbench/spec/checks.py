@@ -42,6 +42,21 @@ class LatencyTargets(Strict):
     backends: list[Literal["torch", "onnxruntime", "tensorrt"]] = Field(min_length=1)
     devices: list[Literal["cpu", "cuda"]] = Field(min_length=1)
     precisions: list[Literal["fp32", "fp16"]] = Field(min_length=1)
+    # ONNX Runtime only: one unit per execution provider (variant "<provider>-ep"); unset: the
+    # default provider per device and precision (cpu; cuda for fp32; tensorrt for fp16)
+    providers: list[Literal["cpu", "cuda", "tensorrt"]] | None = None
+
+
+class AccuracySpec(Strict):
+    """Check each timed artifact against the FP32 PyTorch model (rtmbench.measure.accuracy):
+    raw output errors and agreement AP on ``images`` detection images; a unit whose agreement
+    AP is below ``min_agreement_ap`` is judged failed."""
+
+    images: int = Field(default=8, gt=0, le=500)
+    min_agreement_ap: float = Field(default=0.9, ge=0, le=1)
+    # COCO root ($VARS expanded): its first `images` images, and real box AP too; unset, or
+    # not present on this machine: `images` generated images (seeded)
+    dataset: str | None = None
 
 
 class LatencyProtocol(Strict):
@@ -56,6 +71,10 @@ class LatencyProtocol(Strict):
 
 class LatencySpec(LatencyProtocol):
     targets: list[LatencyTargets] = Field(min_length=1)
+    # the timed network's weights: random-init (timing only), well-conditioned (seeded weights
+    # that detect something: accuracy checks without a download) or a zoo weights id
+    weights: str = RANDOM_INIT
+    accuracy: AccuracySpec | None = None
     # A measurement flagged as contended (other processes took the CPU) is taken again, up
     # to this many more times; if every attempt is contended the record says so.
     remeasure_contended: int = Field(default=2, ge=0, le=10)

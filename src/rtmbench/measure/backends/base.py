@@ -5,6 +5,9 @@ example input into a :class:`Runner`: ``runner.run()`` performs one inference on
 input, ``runner.timer`` times one call with the synchronisation that engine needs (CUDA events
 on the engine's stream, or a wall clock around a blocking call), ``runner.synchronize()`` waits
 for all queued work, and ``runner.details`` says what really ran (layout, providers, engine).
+``runner.infer(x)`` gives the artifact's outputs for another input ``x`` of the prepared shape
+(host FP32 tensors, in the exported graph's output order ``cls_8.. box_32``): the accuracy check
+compares them with the PyTorch reference on the same inputs.
 
 A backend that cannot run here says why: ``unavailable(device, precision)`` returns the exact
 reason (no GPU, package missing, provider missing) and ``prepare`` raises
@@ -50,6 +53,9 @@ class Runner:
     synchronize: Callable[[], None] = lambda: None
     # The latest outputs, where the engine exposes them (correctness checks of e.g. graphs).
     outputs: Callable[[], object] | None = None
+    # The outputs for a given input of the prepared shape: host FP32 tensors in the exported
+    # graph's order (cls_8, cls_16, cls_32, box_8, box_16, box_32); every backend gives it.
+    infer: Callable[[Tensor], list[Tensor]] | None = None
 
 
 class Backend(ABC):

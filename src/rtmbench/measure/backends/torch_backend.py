@@ -61,7 +61,13 @@ class TorchBackend(Backend):
                 with torch.inference_mode():
                     outputs[0] = net(x)
 
-            return Runner(run_cpu, Timer(), details, outputs=lambda: outputs[0])
+            def infer_cpu(new: Tensor) -> list[Tensor]:
+                with torch.inference_mode():
+                    out = net(new.to(dtype).contiguous(memory_format=LAYOUTS[self.layout]))
+                return flat_outputs(out)
+
+            return Runner(run_cpu, Timer(), details, outputs=lambda: outputs[0],
+                          infer=infer_cpu)
         return self._prepare_cuda(net, example, dtype, include_transfer, details)
 
     def _fuse_cpu(self, net: nn.Module, x: Tensor) -> str:
@@ -107,11 +113,29 @@ class TorchBackend(Backend):
                 static_in.copy_(host_in, non_blocking=True)
             infer()
 
+        def infer_cuda(new: Tensor) -> list[Tensor]:
+            """Copy ``new`` into the static input, replay, and read the static outputs."""
+            torch.cuda.synchronize()
+            static_in.copy_(new.to("cuda", dtype).contiguous(memory_format=memory_format))
+            infer()
+            torch.cuda.synchronize()
+            return flat_outputs(outputs[-1])
+
         details |= {"cuda_graphs": self.cuda_graphs, "include_transfer": include_transfer,
                     "gpu": torch.cuda.get_device_name(0),
                     "cudnn_tf32": torch.backends.cudnn.allow_tf32 and dtype == torch.float32,
                     "mode": ("CUDA graph replay of the eager forward" if self.cuda_graphs
                              else "eager, inference_mode")}
         return Runner(run_cuda, CudaEventTimer(stream), details, torch.cuda.synchronize,
-                      outputs=lambda: outputs[-1])
+                      outputs=lambda: outputs[-1], infer=infer_cuda)
+
+
+def flat_outputs(out) -> list[Tensor]:
+    """A model's outputs as host FP32 tensors in the exported graph's order: RTMDet's
+    ``(cls_scores, bbox_preds)`` flattened, or a module's tensor(s) as they are."""
+    if isinstance(out, Tensor):
+        out = [out]
+    elif len(out) == 2 and all(isinstance(o, (tuple, list)) for o in out):
+        out = [*out[0], *out[1]]
+    return [o.detach().float().cpu().clone() for o in out]
 

@@ -1,0 +1,140 @@
+"""Artifact accuracy for every latency unit (MLPerf's TEST01 idea): the timed artifact's outputs
+against the FP32 PyTorch model, agreement AP, and the judge failing a unit below its threshold."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+import torch
+
+from rtmbench.cli import main
+from rtmbench.judge.judgement import Mark, judge_unit
+from rtmbench.measure.accuracy import artifact_accuracy, load_images
+from rtmbench.models.postprocess import TestSettings
+from rtmbench.records import Record, read_run
+from rtmbench.run.model import build
+from rtmbench.spec.suite import DEFAULT_TOLERANCES
+from rtmbench.spec.zoo import load_zoo
+from tests.records_factory import PROV
+
+pytest.importorskip("onnxruntime", reason="the onnx extra (onnxruntime) is not installed")
+
+
+class _Tolerances:
+    def tolerance(self, metric):
+        return DEFAULT_TOLERANCES[metric]
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    from rtmbench.data import make_synthetic_coco
+
+    entry = load_zoo().get("tiny")
+    root = make_synthetic_coco(tmp_path_factory.mktemp("coco"), 3, seed=0)
+    return load_images(entry, root, 3, (96, 64), described="3 generated", real_coco=True)
+
+
+def test_identical_outputs_agree_fully_and_batches_are_padded(images):
+    entry = load_zoo().get("tiny")
+    model = build(entry, "well-conditioned").model
+    settings = TestSettings.from_test_cfg(entry.test_cfg.model_dump())
+
+    def same(x):
+        with torch.inference_mode():
+            cls, box = model(x)
+        return [*cls, *box]
+
+    metrics = artifact_accuracy(same, model, images, settings, batch=2)  # 3 images: 2 + 1(+1)
+    assert metrics["agreement_ap"] > 0.999 and metrics["accuracy_images"] == 3  # ties: ~1e-4
+    assert metrics["output_max_abs_error"] == 0.0
+    assert metrics["box_ap_delta"] == pytest.approx(0.0)  # real_coco: scored on annotations too
+
+    def noisy(x):  # a wrong engine: class logits off by noise of their own spread
+        out = same(x)
+        return [o + o.std() * torch.randn_like(o) if i < 3 else o for i, o in enumerate(out)]
+
+    wrong = artifact_accuracy(noisy, model, images, settings, batch=1)
+    assert wrong["agreement_ap"] < 0.5 and wrong["output_max_rel_error"] > 0.1
+
+
+def _latency_record(**metrics) -> Record:
+    base = {"median_ms": 10.0, "ratio_to_reference": 1.5}
+    return Record(run="r", model="rtmdet-tiny", check="latency", backend="tensorrt",
+                  device="cuda", precision="fp16", input_size=(640, 640), batch=1,
+                  status="measured", metrics={**base, **metrics}, provenance=PROV)
+
+
+def test_the_judge_fails_a_unit_below_its_stored_threshold():
+    marks = {j.metric: j.mark for j in judge_unit(
+        _latency_record(agreement_ap=0.42, min_agreement_ap=0.9, accuracy_images=8), None,
+        _Tolerances())}
+    assert marks["agreement"] is Mark.FAILED and Mark.FAILED.red
+    ok = {j.metric: j.mark for j in judge_unit(
+        _latency_record(agreement_ap=0.95, min_agreement_ap=0.9), None, _Tolerances())}
+    assert ok["agreement"] is Mark.OK
+    bare = {j.metric: j.mark for j in judge_unit(_latency_record(agreement_ap=0.2), None,
+                                                  _Tolerances())}
+    assert bare["agreement"] is Mark.NOT_COMPARABLE  # no threshold stored: not judged
+    assert "agreement" not in {j.metric for j in judge_unit(_latency_record(), None,
+                                                            _Tolerances())}
+
+
+SUITE = """\
+name: accuracy-test
+models: [tiny]
+checks:
+  latency:
+    targets:
+      - {backends: [torch, onnxruntime], devices: [cpu], precisions: [fp32]}
+    min_iterations: 2
+    min_duration_s: 0.0
+    warmup_s: 0.0
+    input_size: [96, 64]
+    weights: well-conditioned
+    accuracy: {images: 2, min_agreement_ap: 0.9}
+results_dir: %s
+"""
+
+
+def test_a_wrong_onnx_artifact_is_a_failed_unit_in_gate_and_report(tmp_path, monkeypatch, capsys):
+    """The ONNX Runtime artifact is exported with the classifier's weights perturbed: it is
+    timed like any other, then judged failed; the gate exits 1 and the report shows ⛔."""
+    import onnx
+    from onnx import numpy_helper
+
+    import rtmbench.measure.backends.onnxruntime_backend as ort_backend
+
+    real_export = ort_backend.export_onnx
+
+    def perturbed_export(*args, **kwargs):
+        path = real_export(*args, **kwargs)
+        model = onnx.load(path)
+        for init in model.graph.initializer:
+            if "rtm_cls" in init.name and init.name.endswith("weight"):
+                init.CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(init), init.name))
+        onnx.save(model, path)
+        return path
+
+    monkeypatch.setattr(ort_backend, "export_onnx", perturbed_export)
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(textwrap.dedent(SUITE % (tmp_path / "results")))
+    assert main(["run", str(suite), "--run-id", "wrong", "--no-progress"]) == 0
+    records = {r.backend: r for r in read_run(tmp_path / "results" / "wrong.jsonl").records}
+    torch_rec, ort_rec = records["torch"], records["onnxruntime"]
+    assert torch_rec.metrics["agreement_ap"] >= 0.9 > ort_rec.metrics["agreement_ap"]
+    assert ort_rec.metrics["min_agreement_ap"] == 0.9 and ort_rec.status == "measured"
+    assert ort_rec.verdict["agreement"]["mark"] == "failed"
+    assert torch_rec.provenance["checkpoint"]["weights"] == "well-conditioned"
+    capsys.readouterr()
+    code = main(["gate", str(tmp_path / "results" / "wrong.jsonl"), "--suite", str(suite)])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert "agreement AP onnxruntime/cpu/fp32" in out.split("regression(s):")[1]
+    assert "a fast wrong engine is a failure" in out
+    assert main(["report", str(tmp_path / "results" / "wrong.jsonl"), "--out-dir",
+                 str(tmp_path / "reports"), "--no-readme"]) == 0
+    table = (tmp_path / "reports" / "results.md").read_text()
+    assert "⛔" in table and "· agr " in table
+    json.dumps(ort_rec.model_dump(mode="json"))
