@@ -114,7 +114,8 @@ def gate(session: nox.Session) -> None:
 
 @nox.session
 def report(session: nox.Session) -> None:
-    """Render the report from the given runs (default: the latest under results/)."""
+    """Render the report: the committed runs plus any given, into reports/local/ (`-- RUN...`);
+    `-- --publish` rewrites reports/ and the README's table from the committed runs."""
     env = shared_env(session)
     run(session, "rtmbench", "report", *session.posargs, env=env)
 

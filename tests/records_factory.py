@@ -27,6 +27,7 @@ def records(run: str = "r", *, ap: float = 0.409, flops: int = 8_089_000_000,
                 verdict={"params": {"ok": True, "text": "matches"},
                          "flops": {"ok": True, "text": "matches"}}, provenance=prov)
     box = Record(run=run, model="rtmdet-tiny", check="box_ap", backend="torch", device="cpu",
+                 variant="mmyolo",
                  precision="fp32", status="measured",
                  metrics={"num_images": 500, "coco": {"AP": ap},  # stats[0] is AP@100 in both
                           "mmdet-proposal": {"AP": ap}},

@@ -18,8 +18,10 @@ def workspace(tmp_path):
 
 
 def render(ws, *runs):
+    """Only the runs given (the workspace is no git checkout: every run there would count as
+    committed)."""
     return write_report(list(runs), results_dir=ws / "results", out_dir=ws / "reports",
-                        readme=ws / "README.md")
+                        readme=ws / "README.md", committed=False)
 
 
 def snapshot(ws) -> dict[str, bytes]:
@@ -36,13 +38,17 @@ def test_report_is_byte_identical_when_regenerated(workspace):
                           "complexity_vs_ap.png", "complexity_vs_ap.svg", "README.md"}
 
 
-def test_table_shows_claimed_vs_measured_with_marks_and_reasons(workspace):
+def test_seed_table_and_one_latency_table_per_machine(workspace):
     render(workspace, "r1")
     md = (workspace / "reports" / "results.md").read_text()
-    assert "| rtmdet-tiny | 4.8 → 4.896 ✅ | 8.1 → 8.089 ✅ | 40.9 → 40.90 (500 img) ⚪ |" in md
-    assert "latency torch/cpu/fp32 (ms)" in md and "— → 80.00 ⚪" in md
-    assert "0.98 → *not run [1]*" in md and "1. needs a CUDA GPU" in md
+    assert ("| rtmdet-tiny | 4.8 → 4.896 ✅ | 8.1 → 8.089 ✅ | 40.9 → 40.90 (500 img) ⚪ | "
+            "41.1 → *not in the runs* | 0.98 → *not run [1]* |") in md
+    assert "latency, ms (tensorrt FP16, RTX 3090)" in md and "1. needs a CUDA GPU" in md
+    assert "### Latency on Test CPU 9000 (2 cores)" in md
+    assert "| model | torch/cpu/fp32 |\n|---|---|\n| rtmdet-tiny | 80.00 ⚪ |" in md
+    assert "Not measured on this machine (no GPU): tensorrt/cuda/fp16 [1]." in md
     assert "Test CPU 9000 (2 cores), GPU: none" in md  # the environment of the run
+    assert "## Gate verdict" in md and "rows pass" in md
 
 
 def test_readme_block_replaced_idempotently_outside_untouched(workspace):
@@ -72,7 +78,8 @@ def test_later_run_takes_precedence_and_default_is_latest(workspace):
     render(workspace)  # no run given: the most recent
     md = (workspace / "reports" / "results.md").read_text()
     assert "From run `r2`" in md and "50.00 (500 img)" in md
-    render(workspace, "r2", "r1")
+    write_report(["r2", "r1"], results_dir=workspace / "results", out_dir=workspace / "reports",
+                 readme=workspace / "README.md", committed=False)
     assert "40.90 (500 img)" in (workspace / "reports" / "results.md").read_text()
 
 
@@ -91,9 +98,9 @@ def test_a_not_run_never_hides_another_runs_measurement(workspace):
     write_run(workspace / "results" / "cpu.jsonl", cpu_run)
     render(workspace, "gpu", "cpu")
     md = (workspace / "reports" / "results.md").read_text()
-    assert "— → 20.00 ⚪" in md  # the measurement (40 ms x 0.5) survives the later "not run"
+    assert "| rtmdet-tiny | 20.00 ⚪ |" in md  # 40 ms x 0.5 survives the later "not run"
     render(workspace, "cpu", "gpu")
-    assert "— → 20.00 ⚪" in (workspace / "reports" / "results.md").read_text()
+    assert "| rtmdet-tiny | 20.00 ⚪ |" in (workspace / "reports" / "results.md").read_text()
 
 
 def test_report_renders_the_real_smoke_records(smoke_run, tmp_path):
@@ -105,5 +112,37 @@ def test_report_renders_the_real_smoke_records(smoke_run, tmp_path):
                  readme=tmp_path / "README.md")
     md = (tmp_path / "reports" / "results.md").read_text()
     assert "| rtmdet-tiny | 4.8 → 4.896 ✅ | 8.1 → 8.089 ✅ |" in md
-    assert "latency torch/cpu/fp32 (ms)" in md and "latency onnxruntime/cpu/fp32 (ms)" in md
-    assert "box AP (well-conditioned weights)" in md and "(8 img) ⚪" in md
+    assert "| model | torch/cpu/fp32 | onnxruntime/cpu/fp32 |" in md
+    assert "input 320×320" in md and " · agr " in md  # the timed artifacts' accuracy
+    assert "box AP (well-conditioned weights)" in md and "(8 img) ⚪ · golden agr 1.000" in md
+
+
+def test_a_local_run_adds_to_the_committed_ones_and_leaves_tracked_files_alone(
+        tmp_path, monkeypatch, capsys):
+    """`rtmbench report RUN` after a user's run: the committed (GPU) results stay in the view,
+    README.md and reports/ are untouched; --publish is what rewrites them."""
+    import subprocess
+
+    from rtmbench.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    gpu_hw = {"cpu": "Server CPU", "cores": 16, "gpu": "NVIDIA H100 80GB HBM3"}
+    gpu = records("gpu", ratio=0.05, hardware=gpu_hw)
+    gpu = [r.model_copy(update={"device": "cuda", "precision": "fp16"}) if r.check == "latency"
+           and r.backend == "torch" else r for r in gpu]
+    write_run(tmp_path / "results" / "gpu.jsonl", gpu)
+    (tmp_path / "README.md").write_text(README)
+    for args in (["init", "-q"], ["add", "."], ["-c", "user.name=t", "-c", "user.email=t@t",
+                                                 "commit", "-q", "-m", "published"]):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True)
+    write_run(tmp_path / "results" / "mine.jsonl", records("mine"))  # a local CPU run
+    assert main(["report", "mine"]) == 0
+    md = (tmp_path / "reports" / "local" / "results.md").read_text()
+    assert "From runs `gpu`, `mine`" in md
+    assert "### Latency on NVIDIA H100 80GB HBM3" in md and "### Latency on Test CPU 9000" in md
+    assert (tmp_path / "README.md").read_text() == README
+    assert not (tmp_path / "reports" / "results.md").exists()
+    assert "--publish writes them" in capsys.readouterr().err
+    assert main(["report", "--publish"]) == 0  # the committed runs only
+    text = (tmp_path / "README.md").read_text()
+    assert "From run `gpu`" in text and "Latency on NVIDIA H100" in text

@@ -163,23 +163,40 @@ def _add_gate(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .judge.report import write_report
+    from .judge.report import LOCAL_OUT, write_report
 
-    written = write_report(args.runs, results_dir=args.results_dir, out_dir=args.out_dir,
-                           readme=None if args.no_readme else args.readme, suite=args.suite)
+    publish = args.publish
+    out_dir = args.out_dir or ("reports" if publish else str(LOCAL_OUT))
+    readme = None if args.no_readme else (args.readme or ("README.md" if publish else None))
+    written = write_report(args.runs, results_dir=args.results_dir, out_dir=out_dir,
+                           readme=readme, suite=args.suite, committed=not args.only)
     for path in written:
         print(path)
+    if readme is None and not publish:
+        print(f"rtmbench report: the committed runs and yours, in {out_dir}/results.md; "
+              f"README.md and reports/ are unchanged (--publish writes them).", file=sys.stderr)
     return 0
 
 
 def _add_report(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="render reports/results.md, plots and the README table")
-    p.add_argument("runs", nargs="*", metavar="RUN", help="run ids or .jsonl files, later ones "
-                   "taking precedence (default: the latest run)")
-    p.add_argument("--results-dir", default="results", help="where run ids are looked up")
-    p.add_argument("--out-dir", default="reports", help="where results.md and plots go")
-    p.add_argument("--readme", default="README.md", help="README whose results block to update")
-    p.add_argument("--no-readme", action="store_true", help="leave the README alone")
+    p = sub.add_parser("report", help="render the results tables and plots from runs",
+                       description="Merge the committed runs under --results-dir with the "
+                       "runs given (later ones take precedence for the same unit and machine) "
+                       "and write results.md and the plots. By default into reports/local/, "
+                       "leaving README.md and reports/ alone; --publish updates them.")
+    p.add_argument("runs", nargs="*", metavar="RUN", help="run ids or .jsonl files to add "
+                   "(default: the latest run, when no run is committed)")
+    p.add_argument("--results-dir", default="results", help="where run ids are looked up "
+                   "(default: results)")
+    p.add_argument("--publish", action="store_true", help="write reports/ and the README's "
+                   "results block (what maintainers commit)")
+    p.add_argument("--only", action="store_true", help="only the runs given, not the "
+                   "committed ones")
+    p.add_argument("--out-dir", default=None, help="where results.md and the plots go "
+                   "(default: reports/local, or reports with --publish)")
+    p.add_argument("--readme", default=None, help="README whose results block to update "
+                   "(default: none, or README.md with --publish)")
+    p.add_argument("--no-readme", action="store_true", help="never touch a README")
     p.add_argument("--suite", default="reproduce", help="suite whose tolerances judge the "
                    "claims (default: reproduce)")
     p.set_defaults(handler=_cmd_report)

@@ -1,0 +1,64 @@
+"""Runs from several machines into one view: which record stands for each unit, per machine.
+
+A unit's record depends on where it ran only for latency (params, FLOPs and box AP do not
+depend on the machine), so latency records are kept per *machine* (the GPU for a CUDA unit,
+the CPU model and core count for a CPU unit) and the report draws one latency table per
+machine. For the same unit on the same machine a later run replaces an earlier one, except
+that a "not run" never hides a measurement (a CPU machine's "no GPU" does not erase what a GPU
+machine measured); a later failure does replace a measurement: it is news.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..records import Record, Run, UnitKey
+
+
+@dataclass(frozen=True, order=True)
+class Machine:
+    """Where a latency was measured, as the report names it."""
+
+    kind: str  # "gpu" or "cpu": GPU machines' tables come first
+    name: str
+
+    @property
+    def label(self) -> str:
+        return self.name
+
+
+def machine_of(record: Record) -> Machine | None:
+    """The machine a latency record was measured on (None for other checks)."""
+    if record.check != "latency":
+        return None
+    hw = record.hardware or {}
+    env = record.provenance.get("environment") or {}
+    if record.device == "cuda":
+        gpu = hw.get("gpu") or env.get("gpu")
+        if gpu:
+            return Machine("gpu", str(gpu))
+    cpu = hw.get("cpu") or env.get("cpu") or "unknown CPU"
+    cores = hw.get("cores") or env.get("cpu_cores_usable") or "?"
+    return Machine("cpu", f"{cpu} ({cores} cores)")
+
+
+MergeKey = tuple[UnitKey, Machine | None]
+
+
+def merge_runs(runs: list[Run]) -> dict[MergeKey, Record]:
+    """The record that stands for each (unit, machine), runs taken in the order given."""
+    merged: dict[MergeKey, Record] = {}
+    for run in runs:
+        for key, record in run.latest_by_key().items():
+            where = (key, machine_of(record))
+            kept = merged.get(where)
+            if (record.status == "not run" and kept is not None
+                    and kept.status != "not run"):
+                continue
+            merged[where] = record
+    return merged
+
+
+def has_gpu(record: Record) -> bool:
+    hw = record.hardware or {}
+    return bool(hw.get("gpu"))
