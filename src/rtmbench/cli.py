@@ -13,6 +13,29 @@ from collections.abc import Callable, Iterator, Sequence
 from .errors import RtmbenchError
 
 Handler = Callable[[argparse.Namespace], int]
+
+
+class _DefaultsFormatter(argparse.HelpFormatter):
+    """Help that shows each option's default, unless it is empty or the text already says."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if ("default" in text or action.default in (None, False, argparse.SUPPRESS)
+                or not action.option_strings):
+            return text
+        return text + " (default: %(default)s)"
+
+
+class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _DefaultsFormatter)
+        super().__init__(*args, **kwargs)
+
+
+def _shipped_suites() -> list[str]:
+    from .spec.suite import shipped_suites_dir
+
+    return sorted(p.stem for p in shipped_suites_dir().glob("*.yaml"))
 NOT_RUN_EXIT = 3  # a missing prerequisite (no GPU, package, data set): nothing was measured
 
 
@@ -137,7 +160,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _add_run(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run a suite: one record per model x check x backend")
     p.add_argument("suite", metavar="SUITE", help="suite YAML, or a shipped suite's name "
-                   "(reproduce, smoke, gate)")
+                   f"({', '.join(_shipped_suites())})")
     p.add_argument("--run-id", help="id of a new run (default: date, suite and host)")
     p.add_argument("--resume", metavar="ID", help="continue run ID, skipping recorded units")
     p.add_argument("--results-dir", help="where run files go (default: the suite's results_dir)")
@@ -269,13 +292,13 @@ def _build(args: argparse.Namespace, entry, *, default_random: bool, say: str):
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from .data import resolve_coco_root
+    from .data import check_coco_root, resolve_coco_root
     from .measure.evaluation import evaluate, parse_shard
     from .measure.scoring import format_metrics
     from .spec.zoo import load_zoo
 
     entry = load_zoo(args.zoo).get(args.size)
-    coco = resolve_coco_root(args.coco)
+    coco = check_coco_root(resolve_coco_root(args.coco))  # before any download
     shard = parse_shard(args.shard) if args.shard else None
     weights, checkpoint = _weights_of(args)
     cfg_name, test_cfg = entry.evaluation_test_cfg("file" if checkpoint else weights,
@@ -331,7 +354,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--random-weights", action="store_true",
                    help="evaluate a randomly initialised model (smoke test)")
     p.add_argument("--limit", type=int, default=None, help="first N images by id")
-    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
     p.add_argument("--workers", type=int, default=2, help="DataLoader decoding workers")
     p.add_argument("--out", default=None, help="output directory (default results/eval/<model>); "
                    "rerunning into it resumes")
@@ -424,10 +447,11 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("size", metavar="SIZE", help="zoo size or name, e.g. tiny")
     p.add_argument("-o", "--output", required=True, help="ONNX file to write")
     p.add_argument("--checkpoint", default=None, help="weights to load (default: random init)")
-    p.add_argument("--input-size", nargs=2, type=int, metavar=("W", "H"), default=None)
-    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--input-size", nargs=2, type=int, metavar=("W", "H"), default=None,
+                   help="network input width and height (default: the zoo's, 640 640)")
+    p.add_argument("--batch", type=int, default=1, help="batch size of the exported input")
     p.add_argument("--dynamic-batch", action="store_true", help="make the batch axis dynamic")
-    p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset")
     p.add_argument("--no-fold-bn", action="store_true", help="keep BatchNorm nodes")
     p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32",
                    help="fp16: FP16 weights and activations, FP32 input and outputs (Casts at "
@@ -438,7 +462,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", metavar="ID", default=None,
                    help="random-init (default), well-conditioned, or a zoo weights id")
     p.add_argument("--force", action="store_true", help="replace an existing output file")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(handler=_cmd_export)
 
 
@@ -519,11 +543,14 @@ def _cmd_latency(args: argparse.Namespace) -> int:
 def _add_latency(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("latency", help="time one size on a backend (trtexec-like protocol)")
     p.add_argument("size", metavar="SIZE", help="zoo size or name, e.g. tiny")
-    p.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt"), default="torch")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32")
-    p.add_argument("--input-size", nargs=2, type=int, metavar=("W", "H"), default=None)
-    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt"), default="torch",
+                   help="inference engine to time")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to run")
+    p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32",
+                   help="arithmetic precision of the timed engine")
+    p.add_argument("--input-size", nargs=2, type=int, metavar=("W", "H"), default=None,
+                   help="network input width and height (default: the zoo's, 640 640)")
+    p.add_argument("--batch", type=int, default=1, help="images per inference")
     p.add_argument("--iterations", type=int, default=50, help="minimum timed iterations")
     p.add_argument("--min-duration", type=float, default=3.0, help="minimum timed seconds")
     p.add_argument("--warmup", type=float, default=1.0, help="warm-up seconds")
@@ -557,9 +584,16 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rtmbench", description="Reproduce RTMDet's model-zoo table: params, FLOPs, "
-        "COCO box AP and latency, with records, a regression gate and reports.")
+        "COCO box AP and latency, with records, a regression gate and reports.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="exit codes: 0 ok; 1 a regression, a missed claim or a failed unit; 2 unusable "
+        "input (a bad file, flag or setting);\n  3 not run: a missing prerequisite (no GPU, "
+        "package, data set or obtainable weights); 130/143 interrupted.\n"
+        "settings: RTMBENCH_CACHE, RTMBENCH_MIRROR, RTMBENCH_OFFLINE, RTMBENCH_COCO, "
+        "RTMBENCH_ZOO, ... (README: Reproducing on your machine).")
     parser.add_argument("--zoo", default=None, help="zoo YAML (default: the shipped zoo)")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=_Parser)
     for add in COMMANDS:
         add(sub)
     return parser

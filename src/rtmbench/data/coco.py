@@ -30,6 +30,20 @@ def resolve_coco_root(flag: str | Path | None) -> Path:
     return Path(value).expanduser()
 
 
+def check_coco_root(root: Path) -> Path:
+    """A quick look before any slow work (fetching weights): the root and its annotation file
+    are there, else :class:`DatasetMissing` saying what is expected where."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetMissing(f"COCO root {root} is not a directory; expected it to hold "
+                             f"{ANNOTATIONS} and {IMAGES}/ (COCO val2017 from "
+                             f"https://cocodataset.org).")
+    if not (root / ANNOTATIONS).is_file():
+        raise DatasetMissing(f"COCO root {root} has no {ANNOTATIONS}; expected COCO 2017 there "
+                             f"(annotations/ and val2017/ from cocodataset.org).")
+    return root
+
+
 @dataclass(frozen=True)
 class ImageRecord:
     id: int
