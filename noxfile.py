@@ -68,8 +68,10 @@ def shared_env(session: nox.Session) -> dict[str, str]:
             "PATH": f"{_bin(SHARED)}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 
-def run(session: nox.Session, *args: str, env: dict[str, str]) -> None:
-    session.run(*args, env=env, external=True)
+def run(session: nox.Session, program: str, *args: str, env: dict[str, str]) -> None:
+    """``program`` from the shared environment (nox looks programs up on its own PATH)."""
+    local = _bin(SHARED) / program
+    session.run(str(local) if local.exists() else program, *args, env=env, external=True)
 
 
 def run_id(suite: str) -> str:
