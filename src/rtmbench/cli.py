@@ -416,7 +416,10 @@ def _cmd_latency(args: argparse.Namespace) -> int:
 
     entry = load_zoo(args.zoo).get(args.size)
     model = _build(args, entry, default_random=True, say="rtmbench latency")
-    options = {"layout": args.layout} if args.layout and args.backend == "torch" else {}
+    options = ({"layout": args.layout} if args.layout and args.backend in ("torch", "torch-compile")
+               else {})
+    if args.backend == "torch-compile":
+        options["mode"] = args.compile_mode
     result = measure_latency(entry, args.backend, args.device, args.precision, model=model,
                              input_hw=_input_hw(args), batch=args.batch, warmup_s=args.warmup,
                              min_iterations=args.iterations, min_duration_s=args.min_duration,
@@ -441,7 +444,8 @@ def _cmd_latency(args: argparse.Namespace) -> int:
 def _add_latency(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("latency", help="time one size on a backend (trtexec-like protocol)")
     p.add_argument("size", metavar="SIZE", help="zoo size or name, e.g. tiny")
-    p.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt"), default="torch")
+    p.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt", "torch-compile"),
+                   default="torch")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32")
     p.add_argument("--input-size", nargs=2, type=int, metavar=("W", "H"), default=None)
@@ -454,7 +458,11 @@ def _add_latency(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-reference", action="store_true",
                    help="skip the reference convolution (no achieved-peak ratio)")
     p.add_argument("--layout", choices=("channels_last", "contiguous"), default=None,
-                   help="torch backend only: memory layout (default channels_last)")
+                   help="torch backends only: memory layout (default channels_last)")
+    p.add_argument("--compile-mode", default="auto",
+                   choices=("auto", "default", "reduce-overhead", "max-autotune"),
+                   help="torch-compile only: inductor mode (auto: reduce-overhead on CUDA, "
+                   "default on CPU); compile time is reported apart from latency")
     p.add_argument("--checkpoint", default=None, help="weights to load (default: random init)")
     p.add_argument("--json", action="store_true", help="one JSON record")
     p.set_defaults(handler=_cmd_latency)

@@ -171,12 +171,13 @@ class LatencyCheck(Check):
     def run(self, unit: Unit, spec: LatencySpec, ctx: CheckContext) -> Outcome:
         latency = lazy_import("rtmbench.measure.latency", "latency")
         width, height = unit.input_size
+        options = {"mode": spec.compile_mode} if unit.backend == "torch-compile" else {}
         result = latency.measure_latency(
             unit.model, unit.backend, unit.device, unit.precision, input_hw=(height, width),
             batch=spec.batch, warmup_s=spec.warmup_s, min_iterations=spec.min_iterations,
-            min_duration_s=spec.min_duration_s, reference=True)
+            min_duration_s=spec.min_duration_s, reference=True, backend_options=options)
         provenance = {"environment": result.environment, "input_hw": [height, width],
-                      "batch": spec.batch}
+                      "batch": spec.batch, "details": result.details}
         if result.status != "measured":
             return Outcome("not run", reason=result.reason or "the latency module gave no "
                            "reason", provenance=provenance)
@@ -186,6 +187,8 @@ class LatencyCheck(Check):
                    "ratio_to_reference": result.ratio_to_reference,
                    "reference_median_ms": (result.reference or {}).get("metrics", {})
                    .get("median_ms")}
+        if "compile_s" in result.details:  # torch-compile: compile time, apart from latency
+            metrics["compile_s"] = result.details["compile_s"]
         return Outcome("measured", metrics=metrics, provenance=provenance)
 
 

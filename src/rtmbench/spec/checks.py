@@ -24,7 +24,8 @@ class ComplexitySpec(Strict):
 class LatencyTargets(Strict):
     """Every combination of these backends, devices and precisions is one unit."""
 
-    backends: list[Literal["torch", "onnxruntime", "tensorrt"]] = Field(min_length=1)
+    backends: list[Literal["torch", "onnxruntime", "tensorrt", "torch-compile"]] = Field(
+        min_length=1)
     devices: list[Literal["cpu", "cuda"]] = Field(min_length=1)
     precisions: list[Literal["fp32", "fp16"]] = Field(min_length=1)
 
@@ -36,6 +37,8 @@ class LatencySpec(Strict):
     warmup_s: float = Field(default=1.0, ge=0)
     input_size: tuple[int, int] | None = None  # width, height; default: the zoo's
     batch: int = Field(default=1, gt=0)
+    # torch-compile units only: inductor's mode; auto = reduce-overhead on CUDA, default on CPU
+    compile_mode: Literal["auto", "default", "reduce-overhead", "max-autotune"] = "auto"
 
 
 class BoxAPSpec(Strict):
