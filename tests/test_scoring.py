@@ -134,3 +134,23 @@ def test_score_cli_prints_json_and_table(gt, tmp_path, capsys):
     dets_path.write_text(json.dumps([{"image_id": 1}]))
     assert main(["score", str(gt), str(dets_path)]) == 2
     assert "dets.json: entry 0 is not a COCO box result" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("backend", ["pycocotools", "faster"])
+def test_parallel_scoring_by_category_gives_the_same_numbers_bit_for_bit(gt, backend):
+    data = json.loads(gt.read_text())
+    dets = perturbed(data, seed=3)
+    one = score(data, dets, backend=backend, workers=1)
+    assert score(data, dets, backend=backend, workers=3) == one
+    ids = sorted({im["id"] for im in data["images"]})[::2]
+    subset = [d for d in dets if d["image_id"] in set(ids)]
+    assert score(data, subset, backend=backend, image_ids=ids, workers=4) == score(
+        data, subset, backend=backend, image_ids=ids, workers=1)
+
+
+def test_scoring_workers_rule():
+    from rtmbench.measure.scoring import PARALLEL_MIN_DETECTIONS, scoring_workers
+
+    assert scoring_workers(None, 10) == 1
+    assert 1 <= scoring_workers(None, PARALLEL_MIN_DETECTIONS) <= 8
+    assert scoring_workers(5, 0) == 5 and scoring_workers(0, 10**6) == 1

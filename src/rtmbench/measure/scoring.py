@@ -20,6 +20,13 @@ after them, and accumulation truncates each image to each maxDets value separate
 numbers are then read off ``eval['precision']`` / ``eval['recall']`` with pycocotools' rules
 (``summarize()`` itself is not used: faster-coco-eval's summarize() takes AP at maxDets[-1],
 not at 100). Tests check every number against pycocotools' own summarize().
+
+Parallel scoring (``workers``): COCOeval evaluates and accumulates each category on its own
+(matching, the score ranking and the precision/recall curves are per category), so the
+categories are dealt out to worker processes (forked where the platform allows, so the data
+set is shared, not pickled), each scores its categories' ground truth and detections, and
+the per-category arrays are put back in category order before the 12 numbers are read: the
+same arrays, bit for bit, as one process computes (tests/test_scoring.py).
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ from __future__ import annotations
 import contextlib
 import io
 import math
+import multiprocessing
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -39,6 +48,9 @@ CONVENTIONS: dict[str, tuple[int, int, int]] = {"coco": (1, 10, 100),
                                                 "mmdet-proposal": (100, 300, 1000)}
 BACKENDS = ("faster", "pycocotools")
 DEFAULT_BACKEND = "faster"  # identical numbers to pycocotools (tests/test_scoring.py), ~7x faster
+# Below this many detections one process scores faster than forking several.
+PARALLEL_MIN_DETECTIONS = 50_000
+MAX_SCORING_WORKERS = 8
 
 
 def metric_names(convention: str) -> list[str]:
@@ -59,7 +71,8 @@ def _stat_specs(max_dets: Sequence[int]) -> list[tuple[bool, float | None, str, 
 
 
 def _summarize(evaluator, is_ap: bool, iou: float | None, area: str, max_det: int) -> float:
-    """pycocotools' COCOeval._summarize, without printing, on any evaluator's eval arrays."""
+    """pycocotools' COCOeval._summarize, without printing, on any evaluator's eval arrays
+    (``evaluator`` needs ``params`` and ``eval``)."""
     p = evaluator.params
     a = list(p.areaRngLbl).index(area)
     m = [i for i, d in enumerate(p.maxDets) if d == max_det]
@@ -128,13 +141,104 @@ def _evaluator(backend: str, gt, dt):
     return COCOeval_faster(gt, dt, "bbox")
 
 
+def scoring_workers(workers: int | None, num_detections: int) -> int:
+    """``workers`` processes, or for ``None`` one per usable core up to 8 once there are enough
+    detections to be worth a fork."""
+    if workers is not None:
+        return max(1, workers)
+    if num_detections < PARALLEL_MIN_DETECTIONS:
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(MAX_SCORING_WORKERS, cores or 1))
+
+
+class _Evaluated:
+    """What _summarize reads: params and the precision/recall arrays."""
+
+    def __init__(self, params, eval_: dict) -> None:
+        self.params, self.eval = params, eval_
+
+
+def _evaluate(backend: str, ground_truth: dict, detections: list[dict], max_dets: list[int],
+              image_ids: list[int] | None, gt=None):
+    gt = gt if gt is not None else _ground_truth(backend, ground_truth)
+    with contextlib.redirect_stdout(io.StringIO()):
+        evaluator = _evaluator(backend, gt, _results(gt, detections))
+        evaluator.params.maxDets = max_dets
+        if image_ids is not None:
+            evaluator.params.imgIds = image_ids
+        evaluator.evaluate()
+        evaluator.accumulate()
+    return evaluator
+
+
+_SHARED: tuple | None = None  # the forked workers' view of the data (no pickling)
+
+
+def _evaluate_group(job: tuple) -> tuple[list[int], object, object]:
+    """Score one group of categories; return its category ids and arrays."""
+    if len(job) == 1:
+        backend, ground_truth, split, max_dets, image_ids, groups = _SHARED
+        group, detections = groups[job[0]], split[job[0]]
+    else:
+        backend, ground_truth, detections, max_dets, image_ids, group = job
+    wanted = set(group)
+    subset = {**ground_truth,
+              "annotations": [a for a in ground_truth["annotations"]
+                              if a["category_id"] in wanted],
+              "categories": [c for c in ground_truth["categories"] if c["id"] in wanted]}
+    evaluator = _evaluate(backend, subset, detections, max_dets, image_ids)
+    return list(evaluator.params.catIds), evaluator.eval["precision"], evaluator.eval["recall"]
+
+
+def _evaluate_parallel(backend: str, ground_truth: dict, detections: list[dict],
+                       max_dets: list[int], image_ids: list[int] | None, workers: int,
+                       params) -> _Evaluated:
+    global _SHARED
+    cat_ids = sorted(c["id"] for c in ground_truth["categories"])
+    groups = [cat_ids[i::workers] for i in range(workers) if cat_ids[i::workers]]
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+    group_of = {c: i for i, g in enumerate(groups) for c in g}
+    split: list[list[dict]] = [[] for _ in groups]
+    for d in detections:  # one pass here, not one per worker (order within a group is kept)
+        group = group_of.get(d["category_id"])
+        if group is not None:  # a category outside the ground truth is never evaluated
+            split[group].append(d)
+    if context.get_start_method() == "fork":
+        jobs: list[tuple] = [(i,) for i in range(len(groups))]
+        _SHARED = (backend, ground_truth, split, max_dets, image_ids, groups)
+    else:
+        jobs = [(backend, ground_truth, split[i], max_dets, image_ids, g)
+                for i, g in enumerate(groups)]
+    try:
+        with context.Pool(len(groups)) as pool:
+            parts = pool.map(_evaluate_group, jobs, chunksize=1)
+    finally:
+        _SHARED = None
+    index = {c: k for k, c in enumerate(cat_ids)}
+    first_precision, first_recall = parts[0][1], parts[0][2]
+    precision = np.full(first_precision.shape[:2] + (len(cat_ids),) + first_precision.shape[3:],
+                        -1.0, dtype=first_precision.dtype)
+    recall = np.full(first_recall.shape[:1] + (len(cat_ids),) + first_recall.shape[2:], -1.0,
+                     dtype=first_recall.dtype)
+    for ids, p, r in parts:
+        where = [index[c] for c in ids]
+        precision[:, :, where] = p
+        recall[:, where] = r
+    return _Evaluated(params, {"precision": precision, "recall": recall})
+
+
 def score(ground_truth: dict | str | Path, detections: list[dict], *,
           backend: str = DEFAULT_BACKEND, image_ids: Iterable[int] | None = None,
-          conventions: Sequence[str] = tuple(CONVENTIONS)) -> dict[str, dict[str, float]]:
+          conventions: Sequence[str] = tuple(CONVENTIONS),
+          workers: int | None = 1) -> dict[str, dict[str, float]]:
     """The 12 COCO box numbers per convention, e.g. ``{"coco": {"AP": 0.41, ...}, ...}``.
 
     ``image_ids`` restricts the evaluation to those images (default: every image of the ground
-    truth); detections on other images are an error, as in pycocotools' loadRes.
+    truth); detections on other images are an error, as in pycocotools' loadRes. ``workers``
+    processes score disjoint groups of categories (module docstring; ``None``: see
+    :func:`scoring_workers`); the numbers are the same for any count.
     """
     if backend not in BACKENDS:
         raise InputError(f"unknown scoring backend {backend!r}; use one of {', '.join(BACKENDS)}.")
@@ -149,13 +253,17 @@ def score(ground_truth: dict | str | Path, detections: list[dict], *,
     if stray:
         raise DatasetError(f"{len(stray)} image ids in the detections are not in the ground "
                            f"truth, e.g. {stray[:3]}: were they made on another dataset?")
-    with contextlib.redirect_stdout(io.StringIO()):
-        evaluator = _evaluator(backend, gt, _results(gt, detections))
-        evaluator.params.maxDets = sorted({m for c in conventions for m in CONVENTIONS[c]})
-        if image_ids is not None:
-            evaluator.params.imgIds = sorted(set(image_ids))
-        evaluator.evaluate()
-        evaluator.accumulate()
+    max_dets = sorted({m for c in conventions for m in CONVENTIONS[c]})
+    ids = sorted(set(image_ids)) if image_ids is not None else None
+    workers = min(scoring_workers(workers, len(detections)), len(gt.getCatIds()) or 1)
+    if workers > 1:
+        with contextlib.redirect_stdout(io.StringIO()):
+            params = _evaluator(backend, gt, _results(gt, [])).params
+        params.maxDets = max_dets
+        evaluator = _evaluate_parallel(backend, ground_truth, detections, max_dets, ids, workers,
+                                       params)
+    else:
+        evaluator = _evaluate(backend, ground_truth, detections, max_dets, ids, gt)
     return {c: {name: _summarize(evaluator, *spec)
                 for name, spec in zip(metric_names(c), _stat_specs(CONVENTIONS[c]), strict=True)}
             for c in conventions}
