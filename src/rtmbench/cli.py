@@ -254,10 +254,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"rtmbench evaluate: test settings {cfg_name!r}: {test_cfg}", file=sys.stderr)
     model = _build(args, entry, default_random=False, say="rtmbench evaluate")
     out = Path(args.out) if args.out else Path("results") / "eval" / entry.name
+    timings: dict | None = {} if args.timings else None
     result = evaluate(entry, coco, model=model, out_dir=out, limit=args.limit,
                       batch_size=args.batch_size, workers=args.workers, device=args.device,
                       shard=shard, progress=not args.no_progress, backend=args.backend,
-                      test_cfg=test_cfg)
+                      test_cfg=test_cfg, precision=args.precision, timings=timings)
+    if timings is not None:
+        print("rtmbench evaluate: stage timing " + json.dumps(timings), file=sys.stderr)
     import os
 
     if int(os.environ.get("RANK", "0")) != 0:
@@ -303,7 +306,13 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
                    help="evaluate a randomly initialised model (smoke test)")
     p.add_argument("--limit", type=int, default=None, help="first N images by id")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--workers", type=int, default=2, help="DataLoader decoding workers")
+    p.add_argument("--workers", type=int, default=None,
+                   help="DataLoader decoding workers (default: cuda: usable cores - 2, at most "
+                   "12; cpu: 2)")
+    p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32",
+                   help="network precision; fp16 on --device cuda only")
+    p.add_argument("--timings", action="store_true",
+                   help="time each stage (CUDA-synchronised) and print the seconds to stderr")
     p.add_argument("--out", default=None, help="output directory (default results/eval/<model>); "
                    "rerunning into it resumes")
     p.add_argument("--shard", default=None, metavar="i/n", help="run shard i of n only")

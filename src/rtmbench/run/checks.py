@@ -220,7 +220,8 @@ class BoxAPCheck(Check):
 
     def units(self, model: ResolvedModel, spec: BoxAPSpec) -> list[Unit]:
         ids = spec.weights if isinstance(spec.weights, list) else [spec.weights]
-        return [Unit(model, self.name, "torch", spec.device, "fp32", variant=w) for w in ids]
+        return [Unit(model, self.name, "torch", spec.device, spec.precision, variant=w)
+                for w in ids]
 
     def claims(self, unit: Unit, spec: BoxAPSpec, ctx: CheckContext) -> dict[str, Any]:
         """The published AP of the weights a unit evaluates (none for generated data)."""
@@ -243,7 +244,7 @@ class BoxAPCheck(Check):
             out_dir=ctx.work_dir / f"box_ap-{unit.model.size}-{unit.variant or 'default'}",
             limit=spec.limit, batch_size=spec.batch_size, workers=spec.workers,
             device=spec.device, progress=ctx.progress,
-            test_cfg=test_cfg)
+            test_cfg=test_cfg, precision=spec.precision)
         provenance = {"checkpoint": built.provenance, "dataset": described,
                       "test_cfg": {"name": cfg_name, **test_cfg.model_dump()},
                       "detections": str(result.detections_path)}

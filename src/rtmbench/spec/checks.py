@@ -51,14 +51,17 @@ class BoxAPSpec(Strict):
     # zoo weights id(s): one unit each; None: the first available; or "random-init"
     weights: str | list[str] | None = None
     device: Literal["cpu", "cuda"] = "cpu"
+    precision: Literal["fp32", "fp16"] = "fp32"  # fp16: CUDA only
     batch_size: int = Field(default=8, gt=0)
-    workers: int = Field(default=2, ge=0)
+    workers: int | None = Field(default=None, ge=0)  # None: sized to the machine (evaluation)
 
     @model_validator(mode="after")
     def _one_dataset(self) -> BoxAPSpec:
         if (self.dataset is None) == (self.synthetic is None):
             raise ValueError("give exactly one of 'dataset' (a COCO directory) or "
                              "'synthetic' (a number of generated images)")
+        if self.precision == "fp16" and self.device != "cuda":
+            raise ValueError("precision fp16 needs device cuda (CPU evaluation runs in fp32)")
         return self
 
 
