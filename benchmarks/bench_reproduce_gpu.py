@@ -194,6 +194,9 @@ def kernel_table(entry, model, args, top: int = 12) -> dict:
                 runner.run()
             runner.synchronize()
         events = [e for e in prof.key_averages() if e.device_type.name == "CUDA"]
+        if not events:
+            tables[name] = {"error": "the profiler recorded no CUDA kernels"}
+            continue
         key = "self_device_time_total" if hasattr(events[0], "self_device_time_total") \
             else "self_cuda_time_total"
         total = sum(getattr(e, key) for e in events) or 1.0

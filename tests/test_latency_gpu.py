@@ -112,3 +112,16 @@ def test_tensorrt_fp16_engine_built_then_cached(tmp_path, monkeypatch):
     assert first.details["engine"].startswith("built")
     second = measure_latency(entry, "tensorrt", "cuda", "fp16", reference=False, **PROTOCOL)
     assert second.details["engine"].startswith("cache hit")
+
+
+@pytest.mark.parametrize("precision", ["fp16", "fp32"])
+def test_torch_compile_cuda_reduce_overhead(precision):
+    """torch.compile on CUDA: compiled (cudagraph trees), checked against eager, timed."""
+    entry = load_zoo().get("tiny")
+    result = measure_latency(entry, "torch-compile", "cuda", precision, **PROTOCOL)
+    _report(result, entry)
+    assert result.status == "measured", result.reason
+    d = result.details
+    assert d["compile_mode"] == "reduce-overhead" and d["cuda_graphs"] is True
+    assert d["compile_s"] > 0 and d["check"]["ok"], d["check"]
+    assert result.reference["details"]["compile_mode"] == "reduce-overhead"

@@ -544,7 +544,8 @@ def evaluate(model_entry, coco_root: Path, *, model: torch.nn.Module, out_dir: P
                             worker_init_fn=_worker_init if workers else None,
                             prefetch_factor=(4 if cuda else 2) if workers else None)
         total = sum(len(b) for b in todo)
-        cudnn = (torch.backends.cudnn.flags(enabled=True, benchmark=False, deterministic=False,
+        cudnn = (torch.backends.cudnn.flags(enabled=True, benchmark=False,
+                                            deterministic=torch.backends.cudnn.deterministic,
                                             allow_tf32=torch.backends.cudnn.allow_tf32)
                  if cuda else contextlib.nullcontext())
         with tqdm(total=total, unit="img", file=sys.stderr, disable=not progress or rank != 0,
