@@ -9,12 +9,14 @@
    ``rtmbench evaluate`` on those images for both weight sets' test settings (``pre-pr9494``:
    nms_pre 1000, score_thr 0.05, IoU 0.6, max 100; ``default``: 30000 / 0.001 / 0.65 / 300),
    stage by stage (decode+resize+pad in the workers, loader wait, H2D, forward,
-   post-processing, D2H, writing predictions, reading them back, scoring, detections.json),
-   then the latency suite: torch eager (a CUDA graph replay on GPU) and torch-compile, FP16 and
-   FP32 on CUDA (FP32, plus ONNX Runtime, on CPU), each with the reference convolution
-   measured in the same run on the same backend, compile time apart. On CUDA, a
-   torch.profiler table of the heaviest kernels (eager and compiled FP16) is kept for tiny
-   and x.
+   post-processing, D2H, writing predictions, reading them back, scoring, detections.json);
+   every size's evaluation first, then the latency suite: torch eager (a CUDA graph replay
+   on GPU) and torch-compile, FP16 and FP32 on CUDA (FP32, plus ONNX Runtime, on CPU),
+   each with the reference convolution
+   measured in the same run on the same backend, compile time apart. On CUDA, when tiny's or
+   x's compiled FP16 misses its speed-up target, a torch.profiler table of the heaviest
+   kernels (eager and compiled FP16) says where the time goes. ``--before-images`` also runs
+   the pre-issue-11 evaluation loop (benchmarks/baseline) for before/after stage shares.
 3. Writes the JSON after every step (a timeout still leaves data) and, at the end, a short
    markdown table on stdout.
 
@@ -346,7 +348,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--latency-warmup", type=float, default=0.5)
     p.add_argument("--latency-iterations", type=int, default=100)
     p.add_argument("--latency-duration", type=float, default=1.0)
-    p.add_argument("--no-profile", action="store_true", help="skip the kernel tables")
+    p.add_argument("--profile", choices=("missed", "always", "never"), default="missed",
+                   help="CUDA kernel tables (eager and compiled FP16) for tiny and x: when the "
+                   "compiled speed-up target is missed (default), always or never")
     p.add_argument("--before-images", type=int, default=None,
                    help="also run the pre-issue-11 evaluation loop on this many images, for "
                    "before/after stage shares (default 200 on CUDA, 0 on CPU)")
@@ -380,7 +384,10 @@ def main(argv=None) -> int:
 
     env = collect_environment()
     gpu = env.get("gpu") if args.device == "cuda" else None
-    out = args.out or REPO / "benchmarks" / "results" / f"reproduce-gpu-{gpu_label(gpu)}.json"
+    name = f"reproduce-gpu-{gpu_label(gpu)}.json"
+    out = args.out or REPO / "benchmarks" / "results" / name
+    if out.is_dir() or str(out).endswith("/"):
+        out = out / name
     report: dict = {
         "schema": 1, "benchmark": "benchmarks/bench_reproduce_gpu.py", "gpu": gpu,
         "device": args.device, "host": env, "argv": sys.argv[1:] if argv is None else argv,
@@ -406,6 +413,87 @@ def main(argv=None) -> int:
         write_json(out, report)
 
     work = Path(tempfile.mkdtemp(prefix="rtmbench-repro-"))
+    estimates: dict[str, float] = {}
+    flops = {s: float(next(c.value for c in zoo.get(s).claims if c.metric == "flops"))
+             for s in ALL_SIZES}
+
+    def size_data(size: str) -> dict:
+        return report["sizes"].setdefault(size, {"flops_g": flops[size]})
+
+    def eval_phase(size: str, coco: Path) -> None:
+        entry, data = zoo.get(size), size_data(size)
+        model = calibrated_model(entry, args.weights)
+        data.setdefault("eval", {})
+        for ws in args.weights_sets:
+            # the next evaluation costs about the last one, plus its forward's share per FLOP
+            if "eval" in estimates and over_budget(estimates["eval"] * (1 + flops[size] / 50)):
+                report["skipped"].append(f"{size} eval {ws}")
+                save()
+                continue
+            e = run_eval(entry, ws, coco, model, args, work)
+            data["eval"][ws] = e
+            estimates["eval"] = e["wall_s"]
+            log(f"{size} eval {ws}: {e['images_per_s']} img/s, stages "
+                f"{ {k: round(v, 2) for k, v in e['stage_seconds'].items()} }")
+            data["stage_seconds"] = eval_stage_totals(data["eval"])
+            images = sum(v["images"] for v in data["eval"].values())
+            walls = sum(v["wall_s"] for v in data["eval"].values())
+            data["eval_images_per_s"] = round(images / walls, 2)
+            save()
+            if (args.before_images and size in args.before_sizes
+                    and not over_budget(e["wall_s"] * 3)):
+                try:
+                    b = run_eval_before(entry, ws, coco, model, args, work)
+                except Exception as exc:  # noqa: BLE001 - the comparison is a bonus
+                    b = {"error": f"{type(exc).__name__}: {exc}"}
+                data.setdefault("before", {})[ws] = b
+                log(f"{size} eval {ws} BEFORE issue 11: {b.get('images_per_s')} img/s "
+                    f"on {b.get('images')} images, shares {b.get('stage_share')}")
+                save()
+
+    def latency_phase(size: str) -> None:
+        entry, data = zoo.get(size), size_data(size)
+        if "latency" in estimates and over_budget(estimates["latency"]):
+            report["skipped"].append(f"{size} latency")
+            save()
+            return
+        model = calibrated_model(entry, args.weights)
+        start = time.perf_counter()
+        data["latency_ms"] = {}
+        for backend, precision in latency_units(args.device, args.latency_backends,
+                                                args.precisions):
+            try:
+                r = run_latency(entry, model, backend, precision, args)
+            except Exception as exc:  # noqa: BLE001 - a failing backend is a result
+                r = {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
+            data["latency_ms"].setdefault(backend, {})[precision] = r
+            log(f"{size} latency {backend}/{precision}: {r.get('median_ms')} ms "
+                f"(compile {r.get('compile_s')} s) {r.get('reason') or ''}")
+            save()
+        lat = data["latency_ms"]
+        data["compile_speedup"] = {
+            p: round(lat["torch"][p]["median_ms"] / lat["torch-compile"][p]["median_ms"], 3)
+            for p in args.precisions
+            if lat.get("torch", {}).get(p, {}).get("median_ms")
+            and lat.get("torch-compile", {}).get(p, {}).get("median_ms")}
+        if args.device == "cuda" and size in TARGETS:
+            got = data["compile_speedup"].get("fp16")
+            data["target"] = {"compiled_fp16_speedup_over_eager_cuda_graph": TARGETS[size],
+                              "measured": got,
+                              "met": None if got is None else got >= TARGETS[size]}
+            wanted = args.profile == "always" or (args.profile == "missed"
+                                                  and data["target"]["met"] is not True)
+            compile_s = (lat.get("torch-compile", {}).get("fp16", {}).get("compile_s") or 30)
+            if wanted and not over_budget(compile_s + 15):
+                try:
+                    data["kernels"] = kernel_table(entry, model, args)
+                except Exception as exc:  # noqa: BLE001 - the profile is a bonus
+                    data["kernels"] = {"error": f"{type(exc).__name__}: {exc}"}
+        data["latency_section_s"] = round(time.perf_counter() - start, 1)
+        estimates["latency"] = data["latency_section_s"]
+        save()
+        del model
+
     try:
         coco = args.data or work / "coco"
         if not args.skip_eval:
@@ -418,79 +506,15 @@ def main(argv=None) -> int:
                                          "images_per_s": round(args.images / took, 1)}
             log(f"generated {args.images} COCO-shaped images in {took:.1f} s")
             save()
-        eval_estimate: float | None = None
-        latency_estimate: float | None = None
-        for size in args.sizes:
-            entry = zoo.get(size)
-            model = calibrated_model(entry, args.weights)
-            data = report["sizes"].setdefault(size, {"flops_g": float(next(
-                c.value for c in entry.claims if c.metric == "flops"))})
-            if not args.skip_eval:
-                data["eval"] = {}
-                for ws in args.weights_sets:
-                    if eval_estimate and over_budget(eval_estimate):
-                        report["skipped"].append(f"{size} eval {ws}")
-                        continue
-                    e = run_eval(entry, ws, coco, model, args, work)
-                    data["eval"][ws] = e
-                    eval_estimate = e["wall_s"] * (1.0 + data["flops_g"] / 100)
-                    log(f"{size} eval {ws}: {e['images_per_s']} img/s, stages "
-                        f"{ {k: round(v, 2) for k, v in e['stage_seconds'].items()} }")
-                    data["stage_seconds"] = eval_stage_totals(data["eval"])
-                    images = sum(v["images"] for v in data["eval"].values())
-                    walls = sum(v["wall_s"] for v in data["eval"].values())
-                    data["eval_images_per_s"] = round(images / walls, 2)
-                    save()
-                    if (args.before_images and size in args.before_sizes
-                            and not over_budget(e["wall_s"] * 3)):
-                        try:
-                            b = run_eval_before(entry, ws, coco, model, args, work)
-                        except Exception as exc:  # noqa: BLE001 - the comparison is a bonus
-                            b = {"error": f"{type(exc).__name__}: {exc}"}
-                        data.setdefault("before", {})[ws] = b
-                        log(f"{size} eval {ws} BEFORE issue 11: {b.get('images_per_s')} img/s "
-                            f"on {b.get('images')} images, shares {b.get('stage_share')}")
-                        save()
-            if not args.skip_latency:
-                if latency_estimate and over_budget(latency_estimate):
-                    report["skipped"].append(f"{size} latency")
-                    save()
-                    continue
-                start = time.perf_counter()
-                data["latency_ms"] = {}
-                for backend, precision in latency_units(args.device, args.latency_backends,
-                                                        args.precisions):
-                    try:
-                        r = run_latency(entry, model, backend, precision, args)
-                    except Exception as exc:  # a failing backend is a result, not the end
-                        r = {"status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
-                    data["latency_ms"].setdefault(backend, {})[precision] = r
-                    log(f"{size} latency {backend}/{precision}: {r.get('median_ms')} ms "
-                        f"(compile {r.get('compile_s')} s) {r.get('reason') or ''}")
-                    save()
-                lat = data["latency_ms"]
-                data["compile_speedup"] = {
-                    p: round(lat["torch"][p]["median_ms"] / lat["torch-compile"][p]["median_ms"],
-                             3)
-                    for p in args.precisions
-                    if lat.get("torch", {}).get(p, {}).get("median_ms")
-                    and lat.get("torch-compile", {}).get(p, {}).get("median_ms")}
-                if args.device == "cuda" and size in TARGETS:
-                    got = data["compile_speedup"].get("fp16")
-                    data["target"] = {"compiled_fp16_speedup_over_eager_cuda_graph": TARGETS[size],
-                                      "measured": got,
-                                      "met": None if got is None else got >= TARGETS[size]}
-                    if not args.no_profile and not over_budget(30):
-                        try:
-                            data["kernels"] = kernel_table(entry, model, args)
-                        except Exception as exc:  # noqa: BLE001 - the profile is a bonus
-                            data["kernels"] = {"error": f"{type(exc).__name__}: {exc}"}
-                data["latency_section_s"] = round(time.perf_counter() - start, 1)
-                latency_estimate = data["latency_section_s"] * 1.2
-                save()
-            del model
-            if args.device == "cuda":
-                torch.cuda.empty_cache()
+            for size in args.sizes:  # phase 1: every size's evaluation (cheaper: all of them)
+                eval_phase(size, coco)
+                if args.device == "cuda":
+                    torch.cuda.empty_cache()
+        if not args.skip_latency:
+            for size in args.sizes:  # phase 2: latency, compile included, as time allows
+                latency_phase(size)
+                if args.device == "cuda":
+                    torch.cuda.empty_cache()
         report["complete"] = True
         save()
     finally:
