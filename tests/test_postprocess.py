@@ -102,6 +102,11 @@ def _random_outputs(seed: int, n: int = 3, h: int = 64, w: int = 96, num_classes
     return cls, box
 
 
+def _rows(d) -> list[tuple]:
+    return [(s, label, *box) for s, label, box in zip(d.scores.tolist(), d.labels.tolist(),
+                                                      d.boxes.tolist())]
+
+
 SETTINGS = {"default": TestSettings(),  # 30000 / 0.001 / 0.65 / 300
             "pre-pr9494": TestSettings(score_thr=0.05, nms_pre=1000, iou_threshold=0.6,
                                        max_per_img=100),
@@ -126,9 +131,9 @@ def test_batched_postprocess_equals_the_per_image_reference(name, first_nms):
         assert len(got) == len(want) == 3
         for g, r in zip(got, want):
             assert len(r) > 0
-            assert g.labels.tolist() == r.labels.tolist()
-            torch.testing.assert_close(g.scores, r.scores, rtol=0, atol=0)
-            torch.testing.assert_close(g.boxes, r.boxes, rtol=0, atol=0)
+            torch.testing.assert_close(g.scores, r.scores, rtol=0, atol=0)  # in score order
+            # the same detections, bit for bit; equal scores may come in either order
+            assert sorted(_rows(g)) == sorted(_rows(r))
         assert stats["nms_calls"] >= 3 and stats["candidates"] >= stats["nms_boxes"] / \
             stats["nms_calls"]
 

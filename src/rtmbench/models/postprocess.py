@@ -7,12 +7,13 @@ top ``nms_pre`` by score; decode distances at the priors and clip to the *networ
 boxes not wider and taller than ``min_bbox_size``; class-aware NMS; keep ``max_per_img``.
 
 :func:`postprocess` does this image by image, as MMDetection does (the reference; the CPU
-path). :func:`postprocess_batched` computes the same detections for a whole batch with one
-host synchronisation for the selection and one per image for NMS (the GPU path):
+path). :func:`postprocess_batched` computes the same detections for a whole batch with two
+host synchronisations for the selection and one per image for NMS (the evaluation's path):
 
-- per level, ``topk(nms_pre)`` over all (prior, class) scores, then ``> score_thr``: the same
-  set as thresholding first and keeping the top ``nms_pre`` of what passed, with fixed shapes
-  (no boolean indexing, no host sync);
+- per level, ``topk(min(nms_pre, most pairs any image has above score_thr))`` over all
+  (prior, class) scores, then ``> score_thr``: the same set as thresholding first and keeping
+  the top ``nms_pre`` of what passed, with fixed shapes (no boolean indexing; one host sync
+  for the three counts);
 - NMS on a score-ordered prefix: greedy NMS decides each box from higher-scored boxes only, so
   the boxes kept among the best ``k`` candidates are exactly the full run's kept boxes among
   them. If at least ``max_per_img`` are kept, they are the answer; otherwise ``k`` doubles,
@@ -155,11 +156,15 @@ def postprocess_batched(cls_scores: tuple[Tensor, ...], bbox_preds: tuple[Tensor
     """
     n, num_classes = cls_scores[0].shape[:2]
     device = cls_scores[0].device
+    all_scores = [c.permute(0, 2, 3, 1).reshape(n, -1).float().sigmoid() for c in cls_scores]
+    # Per level, the most pairs any image has above score_thr (one host synchronisation): no
+    # more than these can be kept, so topk need not look further.
+    passing = torch.stack([(s > settings.score_thr).sum(1).max() for s in all_scores]).tolist()
     level_scores, level_labels, level_boxes = [], [], []
-    for cls, box, stride in zip(cls_scores, bbox_preds, strides):
+    for cls, box, stride, scores, most in zip(cls_scores, bbox_preds, strides, all_scores,
+                                              passing):
         height, width = cls.shape[2:]
-        scores = cls.permute(0, 2, 3, 1).reshape(n, -1).float().sigmoid()
-        k = scores.shape[1] if settings.nms_pre <= 0 else min(settings.nms_pre, scores.shape[1])
+        k = most if settings.nms_pre <= 0 else min(settings.nms_pre, most)
         scores, index = scores.topk(k, dim=1)  # sorted, descending
         prior_idx = torch.div(index, num_classes, rounding_mode="floor")
         distances = box.permute(0, 2, 3, 1).reshape(n, -1, 4).float().gather(
@@ -177,7 +182,7 @@ def postprocess_batched(cls_scores: tuple[Tensor, ...], bbox_preds: tuple[Tensor
         valid &= (boxes[..., 2] - boxes[..., 0] > settings.min_bbox_size) & (
             boxes[..., 3] - boxes[..., 1] > settings.min_bbox_size)
     order = torch.where(valid, scores, -1.0).argsort(dim=1, descending=True, stable=True)
-    counts = valid.sum(1).tolist()  # the one host synchronisation of the selection
+    counts = valid.sum(1).tolist()  # the second host synchronisation of the selection
     first = first_nms or max(1000, 4 * settings.max_per_img)
     results = []
     for i, count in enumerate(counts):
