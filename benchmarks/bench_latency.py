@@ -48,16 +48,23 @@ TARGETS = {"ort_fraction_of_conv_peak": 0.75, "torch_speedup_over_default": 1.5,
 
 
 def worker(config: str, size: str, width: int, height: int, warmup: float, iterations: int,
-           min_duration: float) -> None:
+           min_duration: float, threads: int | None = None) -> None:
     """Runs in the subprocess: one measurement, printed as one JSON line."""
     from rtmbench.measure.latency import measure_latency
     from rtmbench.spec.zoo import load_zoo
 
     spec = CONFIGS[config]
+    options = dict(spec["options"])
+    if threads:  # torch (and inductor's OpenMP kernels) read it here; ONNX Runtime its option
+        import torch
+
+        torch.set_num_threads(threads)
+        if spec["backend"] == "onnxruntime":
+            options["threads"] = threads
     result = measure_latency(load_zoo().get(size), spec["backend"], "cpu", "fp32",
                              input_hw=(height, width), warmup_s=warmup,
                              min_iterations=iterations, min_duration_s=min_duration,
-                             backend_options=spec["options"])
+                             backend_options=options)
     print(json.dumps(result.to_dict()))
 
 
@@ -81,12 +88,20 @@ def profile_worker(config: str, size: str, width: int, height: int, top: int = 1
     if config == "torch-compile":
         from torch.profiler import ProfilerActivity, profile
 
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
             for _ in range(runs):
                 runner.run()
         print(f"\n== torch-compile ({size}, {width}x{height}), {runs} runs: operators by self "
               f"CPU time (compile {runner.details['compile_s']} s)")
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=top))
+        convs = [e for e in prof.key_averages(group_by_input_shape=True)
+                 if "convolution" in e.key]
+        total = sum(e.self_cpu_time_total for e in convs) or 1
+        print(f"== its convolutions by input shape (input, weight, ...): {len(convs)} shapes")
+        for e in sorted(convs, key=lambda e: -e.self_cpu_time_total)[:top]:
+            share = e.self_cpu_time_total / total
+            print(f"  {e.self_cpu_time_total / 1e3 / runs:8.2f} ms/run {share:6.1%}"
+                  f"  x{e.count // runs:<3} {str(e.input_shapes[:1])[:60]}")
         return
     import onnxruntime as ort
 
@@ -138,7 +153,11 @@ def _run_once(config: str, args: argparse.Namespace) -> dict:
            "--input-size", str(args.input_size[0]), str(args.input_size[1]),
            "--warmup", str(args.warmup), "--iterations", str(args.iterations),
            "--min-duration", str(args.min_duration)]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    env = None
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
+        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0:
         raise SystemExit(f"{config} failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -215,6 +234,9 @@ def main() -> int:
     parser.add_argument("--profile", action="store_true",
                         help="print which operators take the time: torch-compile "
                         "(torch.profiler) and ONNX Runtime (its profiler), then exit")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads per configuration (default: every usable core); 1 "
+                        "compares per-core efficiency and is robust to other processes")
     parser.add_argument("--profile-worker", choices=("torch-compile", "onnxruntime"),
                         help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -229,7 +251,7 @@ def main() -> int:
         return 0
     if args.worker:
         worker(args.worker, args.size, *args.input_size, args.warmup, args.iterations,
-               args.min_duration)
+               args.min_duration, args.threads)
         return 0
     rounds, environment = [], None
     for i in range(args.rounds):
@@ -247,7 +269,7 @@ def main() -> int:
         environment = next(iter(results.values()))["environment"]
         rounds.append(results)
     summary = summarise(rounds) | {"environment": environment, "size": args.size,
-                                   "input_wh": list(args.input_size)}
+                                   "input_wh": list(args.input_size), "threads": args.threads}
     print(json.dumps(summary, indent=2))
     if args.json:
         tmp = args.json.with_suffix(".tmp")
