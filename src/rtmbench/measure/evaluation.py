@@ -25,9 +25,11 @@ keeps shards and resumes bit-identical). Post-processing is batched and stays on
 (:func:`rtmbench.models.postprocess_batched`, the same detections as the per-image reference);
 each batch's detections come back in one copy, and on CUDA a background thread turns them into
 lines and appends them, in order, while the GPU works on the next batch. On CPU the network
-and precision are exactly as before (fp32, the model as given). Scoring runs in several
-processes once the detections are many (:func:`rtmbench.measure.scoring.score`), while
-``detections.json`` is written.
+and precision are exactly as before (fp32, the model as given). When this process wrote
+every image's predictions, scoring takes them from memory instead of parsing the files again
+(the same values: JSON round-trips Python floats); it runs in several processes once the
+detections are many (:func:`rtmbench.measure.scoring.score`), while ``detections.json`` is
+written.
 
 Stage timing: pass ``timings={}`` and it is filled with seconds per stage (decode+resize+pad
 summed over the workers, waiting for the loader, H2D + normalise, forward, post-processing,
@@ -282,13 +284,18 @@ class _Writer:
         self.pending: list[Future] = []
         self.max_pending = max_pending
         self.failed: BaseException | None = None
+        # What was written, by image id: the values read_predictions would read back (JSON
+        # round-trips Python floats exactly), so scoring need not parse the file again.
+        self.written: dict[int, list] = {}
 
     def _write(self, detections, image_ids) -> None:
         if self.failed is not None:
             return
         start = time.perf_counter()
         try:
-            _append_lines(self.path, _to_coco_rows(detections, image_ids, self.cat_ids))
+            rows = _to_coco_rows(detections, image_ids, self.cat_ids)
+            _append_lines(self.path, rows)
+            self.written.update((row["image_id"], row["detections"]) for row in rows)
         except BaseException as exc:
             self.failed = exc
             raise
@@ -389,7 +396,10 @@ def _inference_network(model: torch.nn.Module, device: torch.device,
 
 
 def _infer(model, loader, pipeline: TestPipeline, entry, test_cfg, device: torch.device,
-           cat_ids: list[int], path: Path, bar, precision: str = "fp32", timer=None) -> int:
+           cat_ids: list[int], path: Path, bar, precision: str = "fp32", timer=None,
+           written: dict | None = None) -> int:
+    """Infer every batch of ``loader`` and append its predictions; return the image count.
+    ``written``, if given, receives what was appended (image id -> detections)."""
     settings = TestSettings.from_test_cfg(test_cfg.model_dump())
     input_hw = (entry.input_size[1], entry.input_size[0])
     strides = model.arch.strides
@@ -431,20 +441,27 @@ def _infer(model, loader, pipeline: TestPipeline, entry, test_cfg, device: torch
     finally:
         with timer("write_wait"):
             writer.close()
+        if written is not None:
+            written.update(writer.written)
     for key, value in (nms_stats or {}).items():
         timer.count(f"nms_{key}" if not key.startswith("nms") else key, value)
     return done
 
 
 def finalize(out_dir: Path, dataset: CocoDataset, records: list[ImageRecord],
-             backend: str, *, timer=None,
-             scoring_workers: int | None = None) -> tuple[dict, Path, Path]:
+             backend: str, *, timer=None, scoring_workers: int | None = None,
+             known: dict[int, list] | None = None) -> tuple[dict, Path, Path]:
     """Gather every image's predictions; write detections.json and metrics.json; return them.
 
-    detections.json is written on a thread while the scoring processes work."""
+    ``known``: predictions this process wrote (image id -> detections); when they cover every
+    image, the predictions files are not read back. detections.json is written on a thread
+    while the scoring processes work."""
     timer = timer or _NoTimer()
     with timer("read_predictions"):
-        predictions = read_predictions(out_dir)
+        if known is not None and all(r.id in known for r in records):
+            predictions = known
+        else:
+            predictions = read_predictions(out_dir)
     missing = [r.id for r in records if r.id not in predictions]
     if missing:
         raise DatasetError(f"{out_dir}: {len(missing)} of {len(records)} images have no "
@@ -551,15 +568,17 @@ def evaluate(model_entry, coco_root: Path, *, model: torch.nn.Module, out_dir: P
         with tqdm(total=total, unit="img", file=sys.stderr, disable=not progress or rank != 0,
                   desc=f"{model_entry.name} shard {my_shard[0]}/{my_shard[1]}"
                   if my_shard[1] > 1 else model_entry.name) as bar, cudnn:
+            written: dict[int, list] = {}
             newly = _infer(model, loader, pipeline, model_entry, test_cfg, dev, dataset.cat_ids,
-                           path, bar, precision, timer)
+                           path, bar, precision, timer, written)
         _barrier(world)
         if shard is not None and shard[1] > 1:
             _report_timings(timings, timer, start_wall, newly, workers)
             return EvalResult({}, len(records), path, None, backend, newly, manifest)
         metrics, detections_path, metrics_path = (
             finalize(out_dir, dataset, records, backend, timer=timer,
-                     scoring_workers=scoring_workers) if rank == 0 else ({}, None, None))
+                     scoring_workers=scoring_workers, known=written if world == 1 else None)
+            if rank == 0 else ({}, None, None))
         _report_timings(timings, timer, start_wall, newly, workers)
         metrics = _broadcast(world, metrics)
         return EvalResult(metrics, len(records), out_dir / DETECTIONS, out_dir / METRICS,
