@@ -10,7 +10,8 @@ same 12 numbers; loader throughput >= 5x tiny's inference throughput on CPU. ``-
 (benchmarks/_weights.py) on COCO-shaped generated images, both test settings, the loop before
 issue 11 (benchmarks/baseline) and today's, alternating A B A B over ``--rounds``; medians,
 min-max spread and stage shares. ``--scoring-workers`` also times scoring of
-``--images`` x ``--dets`` in 1 process vs several, alternating.
+``--images`` x ``--dets`` in 1 process vs several, alternating; ``--postprocess`` times
+per-image vs batched post-processing.
 """
 
 from __future__ import annotations
@@ -136,6 +137,34 @@ def bench_scoring_workers(num_images: int, per_image: int, workers: int, rounds:
           f"identical numbers: {same}")
 
 
+def bench_postprocess(batch: int, rounds: int) -> None:
+    """Per-image (reference) vs batched post-processing of tiny-shaped head outputs at 640x640:
+    logits ~ N(-13.73, 3.145) as the calibrated weights give (_weights.py), boxes 1..41 px."""
+    from _weights import CLS_MU, CLS_SIGMA
+
+    from rtmbench.models import TestSettings, postprocess, postprocess_batched
+
+    g = torch.Generator().manual_seed(0)
+    strides = (8, 16, 32)
+    cls = tuple(torch.randn(batch, 80, 640 // s, 640 // s, generator=g) * CLS_SIGMA + CLS_MU
+                for s in strides)
+    box = tuple(torch.rand(batch, 4, 640 // s, 640 // s, generator=g) * 40 + 1 for s in strides)
+    scales = [(1.0, 1.0)] * batch
+    entry = load_zoo().get("tiny")
+    for name, cfg in (("pre-pr9494", entry.test_cfg_variants["pre-pr9494"]),
+                      ("default", entry.test_cfg)):
+        settings = TestSettings.from_test_cfg(cfg.model_dump())
+        times: dict[str, list[float]] = {"per-image": [], "batched": []}
+        for _ in range(rounds):
+            for label, fn in (("per-image", postprocess), ("batched", postprocess_batched)):
+                start = time.perf_counter()
+                fn(cls, box, strides, (640, 640), scales, settings)
+                times[label].append((time.perf_counter() - start) / batch * 1e3)
+        a, b = (statistics.median(times[k]) for k in ("per-image", "batched"))
+        print(f"post-processing {name}: per-image {a:.1f} ms/image, batched {b:.1f} ms/image "
+              f"({a / b:.2f}x; {rounds} rounds alternating, batch {batch})")
+
+
 def bench_evaluate(num_images: int, rounds: int, batch_size: int, workers: int) -> dict:
     """Today's evaluate() vs the loop before issue 11, interleaved, on one data set."""
     from _weights import calibrated_model
@@ -203,8 +232,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--scoring-workers", type=int, default=None,
                         help="only: scoring in 1 process vs this many")
+    parser.add_argument("--postprocess", action="store_true",
+                        help="only: per-image vs batched post-processing")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
+    if args.postprocess:
+        bench_postprocess(args.batch_size, args.rounds)
+        return
     if args.scoring_workers:
         bench_scoring_workers(args.images, args.dets, args.scoring_workers, args.rounds)
         return
