@@ -136,10 +136,10 @@ class _NoTimer:
 
 def default_workers(device: str) -> int:
     """DataLoader workers when none are given. CUDA: every usable core but two (the main
-    process and the pin-memory thread), at most 12: a worker decodes, resizes and pads a COCO
-    image in ~4-6 ms, so 12 feed ~2,000-3,000 images/s, above tiny's FP16 forward on an
-    H100-class GPU. CPU: 2 (the forward needs the cores; decoding is ~20x faster than tiny's
-    CPU forward)."""
+    process and the pin-memory thread), at most 12: if a worker decodes, resizes and pads a
+    COCO image in ~4-6 ms (an estimate for a server core), 12 feed ~2,000-3,000 images/s,
+    about tiny's FP16 forward on an H100-class GPU (bench_reproduce_gpu.py measures both).
+    CPU: 2 (the forward needs the cores; decoding is ~20x faster than tiny's CPU forward)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     cores = cores or 1
     if torch.device(device).type == "cuda":
