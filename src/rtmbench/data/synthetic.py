@@ -22,7 +22,6 @@ so that label <-> category id mapping is exercised. Two profiles:
 from __future__ import annotations
 
 import os
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Literal
 
@@ -30,6 +29,7 @@ import cv2
 import numpy as np
 
 from ..fileio import write_json_atomic
+from ..parallel import process_pool
 from .coco import ANNOTATIONS, IMAGES
 
 COCO_CATEGORIES = (
@@ -166,7 +166,7 @@ def _make_coco_profile(root: Path, num_images: int, seed: int, workers: int | No
     if workers == 1:
         drawn = [_coco_image(job) for job in jobs]
     else:
-        with ProcessPoolExecutor(workers) as pool:
+        with process_pool(workers, __name__) as pool:
             drawn = list(pool.map(_coco_image, jobs, chunksize=max(1, num_images // (8 * workers))))
     images, annotations = [], []
     for image, anns in drawn:  # ids in image order: independent of the worker count
