@@ -149,9 +149,9 @@ def test_parallel_scoring_by_category_gives_the_same_numbers_bit_for_bit(gt, bac
 
 
 def test_scoring_workers_rule():
-    from rtmbench.measure.scoring import PARALLEL_MIN_DETECTIONS, scoring_workers
-
     import os
+
+    from rtmbench.measure.scoring import PARALLEL_MIN_DETECTIONS, scoring_workers
 
     assert scoring_workers(None, 10) == 1
     cores = len(os.sched_getaffinity(0))
