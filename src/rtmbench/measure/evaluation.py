@@ -147,12 +147,6 @@ def default_workers(device: str) -> int:
     return min(2, cores)
 
 
-def _worker_init(_: int) -> None:
-    import cv2
-
-    cv2.setNumThreads(1)  # one image per worker at a time: no thread pools fighting for cores
-
-
 # --- weights -------------------------------------------------------------------------------
 
 def weights_fingerprint(model: torch.nn.Module) -> str:
@@ -558,7 +552,6 @@ def evaluate(model_entry, coco_root: Path, *, model: torch.nn.Module, out_dir: P
         cuda = dev.type == "cuda"
         loader = DataLoader(_Images(records, pipeline), batch_sampler=todo, num_workers=workers,
                             collate_fn=_collate, pin_memory=cuda,
-                            worker_init_fn=_worker_init if workers else None,
                             prefetch_factor=(4 if cuda else 2) if workers else None)
         total = sum(len(b) for b in todo)
         cudnn = (torch.backends.cudnn.flags(enabled=True, benchmark=False,
