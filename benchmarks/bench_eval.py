@@ -1,15 +1,24 @@
-"""Benchmark: scorer speed (faster-coco-eval vs pycocotools, same numbers?) and loader vs model.
+"""Benchmark: scorer speed (faster-coco-eval vs pycocotools, same numbers?) and loader vs model;
+and (issue 11) the whole ``evaluate()`` before and after, interleaved in one process.
 
     python benchmarks/bench_eval.py [--images 5000] [--dets 100] [--loader-images 64]
+    python benchmarks/bench_eval.py --evaluate [--eval-images 24] [--rounds 3]
 
 Prints measured times and ratios; targets (issue 4): default scorer >= 6x pycocotools with the
-same 12 numbers; loader throughput >= 5x tiny's inference throughput on CPU.
+same 12 numbers; loader throughput >= 5x tiny's inference throughput on CPU. ``--evaluate``
+(issue 11: nothing may get slower on CPU): RTMDet-tiny with calibrated random weights
+(benchmarks/_weights.py) on COCO-shaped generated images, both test settings, the loop before
+issue 11 (benchmarks/baseline) and today's, alternating A B A B over ``--rounds``; medians,
+min-max spread and stage shares. ``--scoring-workers`` also times scoring of
+``--images`` x ``--dets`` in 1 process vs several, alternating; ``--postprocess`` times
+per-image vs batched post-processing.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -109,13 +118,135 @@ def bench_loader(num_images: int, workers: int) -> None:
           f"(target >= 5x)")
 
 
+def bench_scoring_workers(num_images: int, per_image: int, workers: int, rounds: int) -> None:
+    gt = synthetic_ground_truth(num_images)
+    dets = synthetic_detections(gt, per_image)
+    times: dict[int, list[float]] = {1: [], workers: []}
+    results = {}
+    for _ in range(rounds):
+        for w in (1, workers):
+            start = time.perf_counter()
+            results[w] = score(gt, dets, workers=w)
+            times[w].append(time.perf_counter() - start)
+    same = results[1] == results[workers]
+    print(f"scoring {num_images} x {per_image} detections, 1 process vs {workers} (by category "
+          f"groups), {rounds} rounds alternating: " + ", ".join(
+              f"{w}: median {statistics.median(t):.2f} s (min {min(t):.2f}, max {max(t):.2f})"
+              for w, t in times.items())
+          + f" -> {statistics.median(times[1]) / statistics.median(times[workers]):.2f}x; "
+          f"identical numbers: {same}")
+
+
+def bench_postprocess(batch: int, rounds: int) -> None:
+    """Per-image (reference) vs batched post-processing of tiny-shaped head outputs at 640x640:
+    logits ~ N(-13.73, 3.145) as the calibrated weights give (_weights.py), boxes 1..41 px."""
+    from _weights import CLS_MU, CLS_SIGMA
+
+    from rtmbench.models import TestSettings, postprocess, postprocess_batched
+
+    g = torch.Generator().manual_seed(0)
+    strides = (8, 16, 32)
+    cls = tuple(torch.randn(batch, 80, 640 // s, 640 // s, generator=g) * CLS_SIGMA + CLS_MU
+                for s in strides)
+    box = tuple(torch.rand(batch, 4, 640 // s, 640 // s, generator=g) * 40 + 1 for s in strides)
+    scales = [(1.0, 1.0)] * batch
+    entry = load_zoo().get("tiny")
+    for name, cfg in (("pre-pr9494", entry.test_cfg_variants["pre-pr9494"]),
+                      ("default", entry.test_cfg)):
+        settings = TestSettings.from_test_cfg(cfg.model_dump())
+        times: dict[str, list[float]] = {"per-image": [], "batched": []}
+        for _ in range(rounds):
+            for label, fn in (("per-image", postprocess), ("batched", postprocess_batched)):
+                start = time.perf_counter()
+                fn(cls, box, strides, (640, 640), scales, settings)
+                times[label].append((time.perf_counter() - start) / batch * 1e3)
+        a, b = (statistics.median(times[k]) for k in ("per-image", "batched"))
+        print(f"post-processing {name}: per-image {a:.1f} ms/image, batched {b:.1f} ms/image "
+              f"({a / b:.2f}x; {rounds} rounds alternating, batch {batch})")
+
+
+def bench_evaluate(num_images: int, rounds: int, batch_size: int, workers: int) -> dict:
+    """Today's evaluate() vs the loop before issue 11, interleaved, on one data set."""
+    from _weights import calibrated_model
+    from baseline.legacy import evaluate_before
+
+    from rtmbench.measure.evaluation import evaluate
+
+    entry = load_zoo().get("tiny")
+    model = calibrated_model(entry)
+    runs: dict[tuple[str, str], list[dict]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = make_synthetic_coco(Path(tmp) / "coco", num_images, seed=0, profile="coco")
+        for r in range(rounds):
+            for variant in ("before", "after"):
+                for cfg_name in ("pre-pr9494", "default"):
+                    cfg = entry.test_cfg if cfg_name == "default" else \
+                        entry.test_cfg_variants[cfg_name]
+                    out = Path(tmp) / f"{variant}-{cfg_name}-{r}"
+                    timings: dict = {}
+                    start = time.perf_counter()
+                    if variant == "before":
+                        evaluate_before(entry, root, model=model, out_dir=out,
+                                        batch_size=batch_size, workers=workers, device="cpu",
+                                        test_cfg=cfg, timings=timings)
+                    else:
+                        evaluate(entry, root, model=model, out_dir=out, batch_size=batch_size,
+                                 workers=workers, device="cpu", progress=False, test_cfg=cfg,
+                                 timings=timings)
+                    wall = time.perf_counter() - start
+                    runs.setdefault((variant, cfg_name), []).append(
+                        {"wall_s": wall, "stages_s": timings["stages_s"]})
+                    print(f"round {r + 1} {variant:>6} {cfg_name:>10}: {wall:6.2f} s "
+                          f"({num_images / wall:.2f} img/s)", flush=True)
+    summary = {}
+    for (variant, cfg_name), rs in runs.items():
+        walls = [x["wall_s"] for x in rs]
+        best = min(rs, key=lambda x: x["wall_s"])  # shares of the least disturbed round
+        summary[f"{variant}/{cfg_name}"] = {
+            "median_s": round(statistics.median(walls), 3), "min_s": round(min(walls), 3),
+            "max_s": round(max(walls), 3),
+            "images_per_s": round(num_images / statistics.median(walls), 3),
+            "stage_share": {k: round(v / best["wall_s"], 3)
+                            for k, v in sorted(best["stages_s"].items(), key=lambda kv: -kv[1])
+                            if v / best["wall_s"] >= 0.005}}
+    for cfg_name in ("pre-pr9494", "default"):
+        before, after = summary[f"before/{cfg_name}"], summary[f"after/{cfg_name}"]
+        print(f"{cfg_name}: before median {before['median_s']} s [{before['min_s']}, "
+              f"{before['max_s']}], after {after['median_s']} s [{after['min_s']}, "
+              f"{after['max_s']}] -> after/before {after['median_s'] / before['median_s']:.3f}")
+        print(f"  shares before: {before['stage_share']}")
+        print(f"  shares after:  {after['stage_share']}")
+    return summary
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=5000)
     parser.add_argument("--dets", type=int, default=100)
     parser.add_argument("--loader-images", type=int, default=64)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--evaluate", action="store_true",
+                        help="only the before/after evaluate() comparison")
+    parser.add_argument("--eval-images", type=int, default=24)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--scoring-workers", type=int, default=None,
+                        help="only: scoring in 1 process vs this many")
+    parser.add_argument("--postprocess", action="store_true",
+                        help="only: per-image vs batched post-processing")
+    parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
+    if args.postprocess:
+        bench_postprocess(args.batch_size, args.rounds)
+        return
+    if args.scoring_workers:
+        bench_scoring_workers(args.images, args.dets, args.scoring_workers, args.rounds)
+        return
+    if args.evaluate:
+        summary = bench_evaluate(args.eval_images, args.rounds, args.batch_size, args.workers)
+        if args.json:
+            args.json.write_text(json.dumps(summary, indent=1))
+        return
     bench_scoring(args.images, args.dets)
     bench_loader(args.loader_images, args.workers)
     print(json.dumps({"note": "times are of this machine, now; compare ratios only"}))

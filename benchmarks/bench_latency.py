@@ -5,7 +5,11 @@
   on 80x80) in the same process;
 - our torch eager (BN folded, channels_last, conv+SiLU as one oneDNN primitive with packed
   weights) is >= 1.5x faster than default-layout eager (channels_last + BN fold alone is
-  reported too).
+  reported too);
+- issue 11: torch-compile (inductor's C++ backend, FP32, channels_last, freezing) is not slower
+  than ONNX Runtime on tiny and x (``--size x``); its compile time is reported apart.
+  ``--profile`` prints, for the compiled network and for ONNX Runtime, the operators that take
+  the time (torch.profiler and ONNX Runtime's own profiler), to say why when it is slower.
 
 Every configuration runs in its own subprocess (ONNX Runtime was 18-30% slower after torch had
 run in the same process: libgomp's threads keep spinning), and the configurations alternate
@@ -14,15 +18,18 @@ run is handled by the timing protocol (samples re-measured, or the run flagged; 
 configuration is re-run after a pause, ``--retries`` times at most). Usage:
 
     python benchmarks/bench_latency.py [--size tiny] [--rounds 3] [--min-duration 5] [--json F]
+        [--configs torch-ours onnxruntime torch-compile] [--profile]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -34,22 +41,97 @@ CONFIGS = {
                                                             "onednn_fusion": False}},
     "torch-ours": {"backend": "torch", "options": {}},  # channels_last + BN fold + oneDNN fusion
     "onnxruntime": {"backend": "onnxruntime", "options": {}},
+    "torch-compile": {"backend": "torch-compile", "options": {}},  # inductor C++, freezing
 }
-TARGETS = {"ort_fraction_of_conv_peak": 0.75, "torch_speedup_over_default": 1.5}
+TARGETS = {"ort_fraction_of_conv_peak": 0.75, "torch_speedup_over_default": 1.5,
+           "compile_speed_vs_onnxruntime": 1.0}
 
 
 def worker(config: str, size: str, width: int, height: int, warmup: float, iterations: int,
-           min_duration: float) -> None:
+           min_duration: float, threads: int | None = None) -> None:
     """Runs in the subprocess: one measurement, printed as one JSON line."""
     from rtmbench.measure.latency import measure_latency
     from rtmbench.spec.zoo import load_zoo
 
     spec = CONFIGS[config]
+    options = dict(spec["options"])
+    if threads:  # torch (and inductor's OpenMP kernels) read it here; ONNX Runtime its option
+        import torch
+
+        torch.set_num_threads(threads)
+        if spec["backend"] == "onnxruntime":
+            options["threads"] = threads
     result = measure_latency(load_zoo().get(size), spec["backend"], "cpu", "fp32",
                              input_hw=(height, width), warmup_s=warmup,
                              min_iterations=iterations, min_duration_s=min_duration,
-                             backend_options=spec["options"])
+                             backend_options=options)
     print(json.dumps(result.to_dict()))
+
+
+def profile_worker(config: str, size: str, width: int, height: int, top: int = 15) -> None:
+    """The operators that take the time in one configuration, as its own profiler sees them."""
+    import torch
+
+    from rtmbench.measure.backends import get_backend
+    from rtmbench.run.model import network
+
+    model = network(size)
+    x = torch.randn(1, 3, height, width, generator=torch.Generator().manual_seed(0))
+    if config == "torch-compile":  # inductor's own C++ kernels as profiler events
+        import torch._inductor.config as inductor_config
+
+        inductor_config.cpp.enable_kernel_profile = True
+    runner = get_backend(config).prepare(model, x, "cpu", "fp32")
+    for _ in range(3):
+        runner.run()
+    runs = 10
+    if config == "torch-compile":
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+            for _ in range(runs):
+                runner.run()
+        print(f"\n== torch-compile ({size}, {width}x{height}), {runs} runs: operators by self "
+              f"CPU time (compile {runner.details['compile_s']} s)")
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=top))
+        convs = [e for e in prof.key_averages(group_by_input_shape=True)
+                 if "convolution" in e.key]
+        total = sum(e.self_cpu_time_total for e in convs) or 1
+        print(f"== its convolutions by input shape (input, weight, ...): {len(convs)} shapes")
+        for e in sorted(convs, key=lambda e: -e.self_cpu_time_total)[:top]:
+            share = e.self_cpu_time_total / total
+            print(f"  {e.self_cpu_time_total / 1e3 / runs:8.2f} ms/run {share:6.1%}"
+                  f"  x{e.count // runs:<3} {str(e.input_shapes[:1])[:60]}")
+        return
+    import onnxruntime as ort
+
+    from rtmbench.measure.export import export_onnx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = export_onnx(model, Path(tmp) / "m.onnx", (height, width))
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(tmp) / "ort")
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.intra_op_num_threads = len(os.sched_getaffinity(0))  # as the backend does
+        options.inter_op_num_threads = 1
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        feed = {session.get_inputs()[0].name: x.numpy()}
+        for _ in range(runs + 3):
+            session.run(None, feed)
+        events = json.loads(Path(session.end_profiling()).read_text())
+    per_op: dict[str, list[float]] = {}
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            op = e.get("args", {}).get("op_name", "?")
+            per_op.setdefault(op, []).append(e["dur"])
+    total = sum(sum(v) for v in per_op.values()) or 1
+    print(f"\n== onnxruntime ({size}, {width}x{height}): operators by kernel time "
+          f"(includes 3 warm-up runs)")
+    for op, durs in sorted(per_op.items(), key=lambda kv: -sum(kv[1]))[:top]:
+        print(f"  {op:<28} {sum(durs) / 1e3 / (runs + 3):9.2f} ms/run  {sum(durs) / total:6.1%}"
+              f"  ({len(durs) // (runs + 3)} nodes)")
 
 
 def run_config(config: str, args: argparse.Namespace) -> dict:
@@ -71,29 +153,54 @@ def _run_once(config: str, args: argparse.Namespace) -> dict:
            "--input-size", str(args.input_size[0]), str(args.input_size[1]),
            "--warmup", str(args.warmup), "--iterations", str(args.iterations),
            "--min-duration", str(args.min_duration)]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    env = None
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
+        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0:
         raise SystemExit(f"{config} failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _ratios(r: dict[str, dict]) -> dict:
+    """The figures of one round that exist for the configurations it ran."""
+    def med(c):
+        return r[c]["metrics"]["median_ms"] if c in r else None
+
+    out: dict = {}
+    if "onnxruntime" in r:
+        ort = r["onnxruntime"]
+        out |= {"ort_median_ms": med("onnxruntime"), "ort_gflops": ort["achieved_gflops"],
+                "ort_conv_peak_gflops": ort["peak_gflops"],
+                "ort_fraction_of_conv_peak": ort["fraction_of_peak"]}
+    if "torch-ours" in r:
+        out |= {"torch_ours_median_ms": med("torch-ours"),
+                "torch_conv_peak_gflops": r["torch-ours"]["peak_gflops"]}
+    if "torch-default" in r:
+        out["torch_default_median_ms"] = med("torch-default")
+        if "torch-ours" in r:
+            out["torch_speedup_over_default"] = med("torch-default") / med("torch-ours")
+        if "torch-channels-last" in r:
+            out["torch_channels_last_median_ms"] = med("torch-channels-last")
+            out["torch_channels_last_speedup"] = med("torch-default") / med(
+                "torch-channels-last")
+    if "torch-compile" in r:
+        tc = r["torch-compile"]
+        out |= {"compile_median_ms": med("torch-compile"), "compile_s": tc["details"]["compile_s"],
+                "compile_fraction_of_conv_peak": tc["fraction_of_peak"],
+                "compile_conv_peak_gflops": tc["peak_gflops"]}
+        if "onnxruntime" in r:  # >= 1: the compiled network is not slower than ONNX Runtime
+            out["compile_speed_vs_onnxruntime"] = med("onnxruntime") / med("torch-compile")
+        if "torch-ours" in r:
+            out["compile_speed_vs_torch_ours"] = med("torch-ours") / med("torch-compile")
+    return out
+
+
 def summarise(rounds: list[dict[str, dict]]) -> dict:
     per_round = []
     for r in rounds:
-        ort, ours, default = r["onnxruntime"], r["torch-ours"], r["torch-default"]
-        per_round.append({
-            "ort_median_ms": ort["metrics"]["median_ms"],
-            "ort_gflops": ort["achieved_gflops"],
-            "ort_conv_peak_gflops": ort["peak_gflops"],
-            "ort_fraction_of_conv_peak": ort["fraction_of_peak"],
-            "torch_default_median_ms": default["metrics"]["median_ms"],
-            "torch_ours_median_ms": ours["metrics"]["median_ms"],
-            "torch_conv_peak_gflops": ours["peak_gflops"],
-            "torch_speedup_over_default": (default["metrics"]["median_ms"]
-                                           / ours["metrics"]["median_ms"]),
-            "torch_channels_last_median_ms": r["torch-channels-last"]["metrics"]["median_ms"],
-            "torch_channels_last_speedup": (default["metrics"]["median_ms"]
-                                            / r["torch-channels-last"]["metrics"]["median_ms"]),
+        per_round.append(_ratios(r) | {
             "contention_flagged": [c for c, v in r.items() if v["metrics"]["contention"]],
             "other_processes_cores": {c: v["metrics"]["other_processes_cores"]
                                       for c, v in r.items()},
@@ -101,11 +208,12 @@ def summarise(rounds: list[dict[str, dict]]) -> dict:
         })
     keys = [k for k in per_round[0] if isinstance(per_round[0][k], float)]
     median = {k: statistics.median(p[k] for p in per_round) for k in keys}
+    spread = {k: [min(p[k] for p in per_round), max(p[k] for p in per_round)] for k in keys}
     verdicts = {k: {"target": t, "measured": median[k], "met": median[k] >= t}
-                for k, t in TARGETS.items()}
+                for k, t in TARGETS.items() if k in median}
     flagged = sorted({c for p in per_round for c in p["contention_flagged"]})
-    return {"rounds": per_round, "median_over_rounds": median, "targets": verdicts,
-            "contention_flagged": flagged}
+    return {"rounds": per_round, "median_over_rounds": median, "min_max_over_rounds": spread,
+            "targets": verdicts, "contention_flagged": flagged}
 
 
 def main() -> int:
@@ -121,26 +229,47 @@ def main() -> int:
                         help="re-runs of a configuration flagged for contention")
     parser.add_argument("--pause", type=float, default=10.0, help="seconds before a re-run")
     parser.add_argument("--json", type=Path, default=None, help="also write the summary here")
+    parser.add_argument("--configs", nargs="+", choices=CONFIGS, default=list(CONFIGS),
+                        help="configurations to time, in this order within each round")
+    parser.add_argument("--profile", action="store_true",
+                        help="print which operators take the time: torch-compile "
+                        "(torch.profiler) and ONNX Runtime (its profiler), then exit")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads per configuration (default: every usable core); 1 "
+                        "compares per-core efficiency and is robust to other processes")
+    parser.add_argument("--profile-worker", choices=("torch-compile", "onnxruntime"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.profile_worker:
+        profile_worker(args.profile_worker, args.size, *args.input_size)
+        return 0
+    if args.profile:
+        for config in ("torch-compile", "onnxruntime"):
+            cmd = [sys.executable, __file__, "--profile-worker", config, "--size", args.size,
+                   "--input-size", str(args.input_size[0]), str(args.input_size[1])]
+            subprocess.run(cmd, check=True)
+        return 0
     if args.worker:
         worker(args.worker, args.size, *args.input_size, args.warmup, args.iterations,
-               args.min_duration)
+               args.min_duration, args.threads)
         return 0
     rounds, environment = [], None
     for i in range(args.rounds):
         results = {}
-        for config in CONFIGS:
+        for config in args.configs:
             results[config] = run_config(config, args)
             m = results[config]["metrics"]
             print(f"round {i + 1}/{args.rounds} {config}: median {m['median_ms']:.1f} ms, "
                   f"{results[config]['achieved_gflops']:.0f} GFLOP/s, reference "
                   f"{results[config]['peak_gflops']:.0f} GFLOP/s, CV {m['cv']:.3f}, "
-                  f"re-measured {m['outliers_remeasured']}, contention {m['contention']}",
+                  f"re-measured {m['outliers_remeasured']}, contention {m['contention']}"
+                  + (f", compile {results[config]['details']['compile_s']} s"
+                     if "compile_s" in results[config]["details"] else ""),
                   file=sys.stderr)
-        environment = results["onnxruntime"]["environment"]
+        environment = next(iter(results.values()))["environment"]
         rounds.append(results)
     summary = summarise(rounds) | {"environment": environment, "size": args.size,
-                                   "input_wh": list(args.input_size)}
+                                   "input_wh": list(args.input_size), "threads": args.threads}
     print(json.dumps(summary, indent=2))
     if args.json:
         tmp = args.json.with_suffix(".tmp")

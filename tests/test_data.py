@@ -137,3 +137,48 @@ def test_missing_dataset_errors_say_what_is_expected(tmp_path, monkeypatch, coco
         (coco / "annotations/instances_val2017.json").read_bytes())
     with pytest.raises(DatasetError, match="image directory .*val2017 does not exist"):
         CocoDataset(root)
+
+
+def test_small_profile_is_unchanged_for_existing_callers(tmp_path):
+    """The default profile's output is what every existing test and suite was written for."""
+    import hashlib
+
+    root = make_synthetic_coco(tmp_path / "small", 12, seed=3)
+    digest = hashlib.sha256((root / "annotations/instances_val2017.json").read_bytes())
+    assert digest.hexdigest() == \
+        "40954bbdd61a1a1a6af6f3e0a945d5891e7b1c4cfccb2c872309118cdcf48627"
+
+
+def test_coco_profile_has_val2017s_sizes_and_object_counts(tmp_path):
+    from collections import Counter
+
+    n = 150
+    root = make_synthetic_coco(tmp_path / "c2", n, seed=0, profile="coco", workers=2)
+    data = json.loads((root / "annotations/instances_val2017.json").read_text())
+    sizes = Counter((im["width"], im["height"]) for im in data["images"])
+    assert sizes.most_common(1)[0][0] == (640, 480)
+    assert sum(max(wh) == 640 for wh in sizes.elements()) / n > 0.9
+    assert sum(w < h for w, h in sizes.elements()) / n > 0.15  # portraits too
+    assert 6.0 < len(data["annotations"]) / n < 9.0  # val2017: 7.36
+    by_id = {im["id"]: im for im in data["images"]}
+    for ann in data["annotations"]:
+        x, y, w, h = ann["bbox"]
+        im = by_id[ann["image_id"]]
+        assert 0 <= x and 0 <= y and x + w <= im["width"] and y + h <= im["height"]
+    assert [a["id"] for a in data["annotations"]] == list(range(1, len(data["annotations"]) + 1))
+    ds = CocoDataset(root)
+    assert len(ds.images) == n and ds.num_classes == 80
+    # The same files whatever the number of worker processes.
+    one = make_synthetic_coco(tmp_path / "c1", 20, seed=0, profile="coco", workers=1)
+    first = data["images"][0]["file_name"]
+    assert (one / "val2017" / first).read_bytes() == (root / "val2017" / first).read_bytes()
+    first_anns = [a for a in data["annotations"] if a["image_id"] == data["images"][0]["id"]]
+    one_data = json.loads((one / "annotations/instances_val2017.json").read_text())
+    assert one_data["images"] == data["images"][:20]
+    assert [a for a in one_data["annotations"] if a["image_id"] == data["images"][0]["id"]] \
+        == first_anns
+
+
+def test_unknown_profile_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="profile"):
+        make_synthetic_coco(tmp_path, 1, profile="imagenet")

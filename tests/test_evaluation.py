@@ -256,3 +256,70 @@ def test_cli_offline_without_checkpoint_says_which_file_to_put_where(setup, tmp_
     err = capsys.readouterr().err
     assert "rtmdet_tiny_8xb32-300e_coco_20220902_112414-78e30dcc.pth" in err
     assert str(tmp_path / "cache") in err and "Traceback" not in err
+
+
+def test_stage_timings_are_filled_only_when_asked(setup, tmp_path):
+    coco, checkpoint, ref, _, zoo = setup
+    timings: dict = {}
+    result = evaluate(load_zoo(zoo).get("tiny"), coco, model=model_from(checkpoint),
+                      out_dir=tmp_path / "timed", batch_size=BATCH, workers=1, progress=False,
+                      timings=timings)
+    assert result.metrics == ref.metrics  # timing changes nothing
+    stages = timings["stages_s"]
+    for stage in ("loader_wait", "decode_resize_pad_in_workers", "h2d_normalize", "forward",
+                  "postprocess", "d2h", "write_predictions", "read_predictions", "score",
+                  "write_detections_json"):
+        assert stages[stage] >= 0, stage
+    assert stages["forward"] > 0 and stages["decode_resize_pad_in_workers"] > 0
+    assert timings["counts"]["images"] == NUM_IMAGES
+    assert timings["counts"]["batches"] == -(-NUM_IMAGES // BATCH)
+    assert timings["counts"]["nms_candidates"] >= timings["counts"]["detections"] > 0
+    assert timings["wall_s"] >= sum(v for k, v in stages.items()
+                                    if k in ("forward", "postprocess", "score"))
+    assert timings["loader_workers"] == 1
+
+
+def test_precision_and_workers_rules(setup, tmp_path):
+    coco, _, _, _, zoo = setup
+    with pytest.raises(InputError, match="fp16 needs --device cuda"):
+        evaluate(load_zoo(zoo).get("tiny"), coco, model=low_score_tiny(), out_dir=tmp_path,
+                 precision="fp16", progress=False)
+    with pytest.raises(InputError, match="unknown precision"):
+        evaluate(load_zoo(zoo).get("tiny"), coco, model=low_score_tiny(), out_dir=tmp_path,
+                 precision="int8", progress=False)
+    cores = len(os.sched_getaffinity(0))
+    assert evaluation.default_workers("cpu") == min(2, cores)
+    assert evaluation.default_workers("cuda") == max(1, min(cores - 2, 12))
+    from pydantic import ValidationError
+
+    from rtmbench.spec.checks import BoxAPSpec
+    with pytest.raises(ValidationError, match="fp16 needs device cuda"):
+        BoxAPSpec(synthetic=4, precision="fp16")
+    assert BoxAPSpec(synthetic=4, device="cuda", precision="fp16").workers is None
+
+
+def test_background_writer_keeps_batch_order_and_stops_at_the_first_failure(tmp_path,
+                                                                             monkeypatch):
+    from rtmbench.models import Detections
+
+    path = tmp_path / "p.jsonl"
+    real, calls = evaluation._append_lines, []
+
+    def append(p, rows):
+        calls.append(rows[0]["image_id"])
+        if rows[0]["image_id"] == 3:
+            raise OSError("disk full")
+        time.sleep(0.01)
+        real(p, rows)
+
+    monkeypatch.setattr(evaluation, "_append_lines", append)
+    det = Detections(torch.tensor([[0.0, 0.0, 2.0, 2.0]]), torch.tensor([0.5]),
+                     torch.tensor([0]))
+    writer = evaluation._Writer(path, [7], evaluation._NoTimer(), background=True)
+    with pytest.raises(OSError, match="disk full"):
+        for image_id in range(1, 7):
+            writer.submit([det], [image_id])
+        writer.close()
+    writer.close()
+    assert [json.loads(line)["image_id"] for line in path.read_text().splitlines()] == [1, 2]
+    assert calls == [1, 2, 3]  # nothing after the failure was written

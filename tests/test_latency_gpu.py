@@ -185,3 +185,16 @@ def test_torch_cuda_graph_agreement_and_gpu_conditions(tmp_path):
         assert isinstance(result.metrics["throttled"], bool)
     else:
         assert "nvidia-ml-py" in conditions["unavailable"]
+
+
+@pytest.mark.parametrize("precision", ["fp16", "fp32"])
+def test_torch_compile_cuda_reduce_overhead(precision):
+    """torch.compile on CUDA: compiled (cudagraph trees), checked against eager, timed."""
+    entry = load_zoo().get("tiny")
+    result = measure_latency(entry, "torch-compile", "cuda", precision, **PROTOCOL)
+    _report(result, entry)
+    assert result.status == "measured", result.reason
+    d = result.details
+    assert d["compile_mode"] == "reduce-overhead" and d["cuda_graphs"] is True
+    assert d["compile_s"] > 0 and d["check"]["ok"], d["check"]
+    assert result.reference["details"]["compile_mode"] == "reduce-overhead"

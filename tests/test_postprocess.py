@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 import torch
 
 from rtmbench.models import TestSettings, postprocess
@@ -90,3 +91,58 @@ def test_batch_items_are_independent():
     dets = postprocess(cls, box, STRIDES, (64, 96), [(1.0, 1.0), (2.0, 2.0)], TestSettings())
     assert [len(d) for d in dets] == [0, 1]
     torch.testing.assert_close(dets[1].boxes, torch.tensor([[2.0, 2.0, 6.0, 6.0]]))
+
+
+def _random_outputs(seed: int, n: int = 3, h: int = 64, w: int = 96, num_classes: int = 80,
+                    mean: float = -4.0):
+    g = torch.Generator().manual_seed(seed)
+    cls = tuple(torch.randn(n, num_classes, h // s, w // s, generator=g) * 2.0 + mean
+                for s in STRIDES)
+    box = tuple(torch.rand(n, 4, h // s, w // s, generator=g) * 40.0 + 1.0 for s in STRIDES)
+    return cls, box
+
+
+def _rows(d) -> list[tuple]:
+    return [(s, label, *box) for s, label, box in zip(d.scores.tolist(), d.labels.tolist(),
+                                                      d.boxes.tolist())]
+
+
+SETTINGS = {"default": TestSettings(),  # 30000 / 0.001 / 0.65 / 300
+            "pre-pr9494": TestSettings(score_thr=0.05, nms_pre=1000, iou_threshold=0.6,
+                                       max_per_img=100),
+            "tight": TestSettings(score_thr=0.01, nms_pre=50, iou_threshold=0.5, max_per_img=20)}
+
+
+@pytest.mark.parametrize("name", list(SETTINGS))
+@pytest.mark.parametrize("first_nms", [None, 7])
+def test_batched_postprocess_equals_the_per_image_reference(name, first_nms):
+    """The GPU path (whole batch, NMS on a growing score-ordered prefix) gives the reference's
+    detections; first_nms=7 forces several prefix rounds."""
+    from rtmbench.models import postprocess_batched
+
+    settings = SETTINGS[name]
+    for seed in range(3):
+        cls, box = _random_outputs(seed)
+        scales = [(0.5, 0.25), (1.0, 1.0), (0.8, 0.8)]
+        want = postprocess(cls, box, STRIDES, (64, 96), scales, settings)
+        stats: dict = {}
+        got = postprocess_batched(cls, box, STRIDES, (64, 96), scales, settings,
+                                  first_nms=first_nms, stats=stats)
+        assert len(got) == len(want) == 3
+        for g, r in zip(got, want):
+            assert len(r) > 0
+            torch.testing.assert_close(g.scores, r.scores, rtol=0, atol=0)  # in score order
+            # the same detections, bit for bit; equal scores may come in either order
+            assert sorted(_rows(g)) == sorted(_rows(r))
+        assert stats["nms_calls"] >= 3 and stats["candidates"] >= stats["nms_boxes"] / \
+            stats["nms_calls"]
+
+
+def test_batched_postprocess_handles_images_without_candidates():
+    from rtmbench.models import postprocess_batched
+
+    cls, box = _random_outputs(0, n=2, mean=-30.0)  # nothing passes any threshold
+    cls[0][1, 5, 3, 4] = 3.0  # but one candidate in the second image
+    got = postprocess_batched(cls, box, STRIDES, (64, 96), [(1.0, 1.0)] * 2, TestSettings())
+    assert [len(d) for d in got] == [0, 1] and got[1].labels.tolist() == [5]
+    assert got[0].boxes.shape == (0, 4)

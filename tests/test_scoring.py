@@ -227,3 +227,26 @@ def test_zero_sized_boxes_and_empty_annotations_score_alike_on_both_backends(gt)
     empty = {**data, "annotations": []}
     assert [score(empty, dets, backend=b)["coco"]["AP"] for b in ("faster", "pycocotools")] \
         == [-1.0, -1.0]
+
+
+@pytest.mark.parametrize("backend", ["pycocotools", "faster"])
+def test_parallel_scoring_by_category_gives_the_same_numbers_bit_for_bit(gt, backend):
+    data = json.loads(gt.read_text())
+    dets = perturbed(data, seed=3)
+    one = score(data, dets, backend=backend, workers=1)
+    assert score(data, dets, backend=backend, workers=3) == one
+    ids = sorted({im["id"] for im in data["images"]})[::2]
+    subset = [d for d in dets if d["image_id"] in set(ids)]
+    assert score(data, subset, backend=backend, image_ids=ids, workers=4) == score(
+        data, subset, backend=backend, image_ids=ids, workers=1)
+
+
+def test_scoring_workers_rule():
+    import os
+
+    from rtmbench.measure.scoring import PARALLEL_MIN_DETECTIONS, scoring_workers
+
+    assert scoring_workers(None, 10) == 1
+    cores = len(os.sched_getaffinity(0))
+    assert scoring_workers(None, PARALLEL_MIN_DETECTIONS) == (min(8, cores) if cores >= 4 else 1)
+    assert scoring_workers(5, 0) == 5 and scoring_workers(0, 10**6) == 1

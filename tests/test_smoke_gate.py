@@ -45,7 +45,9 @@ def box_ap_suite(tmp_path):
 def _gate(suite, run_id: str):
     run = read_run(run_suite(suite, run_id=run_id, progress=False).path)
     rows = compare(run, None, suite)
-    return next(r for r in rows if "agreement" in r.metric), rows
+    row = next((r for r in rows if "agreement" in r.metric), None)
+    assert row is not None, f"no agreement row (did the run fail?): {rows}"
+    return row, rows
 
 
 def test_the_unchanged_pipeline_agrees_exactly(box_ap_suite):
@@ -55,8 +57,9 @@ def test_the_unchanged_pipeline_agrees_exactly(box_ap_suite):
 
 
 def _no_clip(points, distances, clip_hw):
-    return torch.stack([points[:, 0] - distances[:, 0], points[:, 1] - distances[:, 1],
-                        points[:, 0] + distances[:, 2], points[:, 1] + distances[:, 3]], -1)
+    return torch.stack([points[..., 0] - distances[..., 0], points[..., 1] - distances[..., 1],
+                        points[..., 0] + distances[..., 2], points[..., 1] + distances[..., 3]],
+                       -1)
 
 
 def _mutate(monkeypatch, which: str) -> None:

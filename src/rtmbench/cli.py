@@ -306,10 +306,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"rtmbench evaluate: test settings {cfg_name!r}: {test_cfg}", file=sys.stderr)
     model = _build(args, entry, default_random=False, say="rtmbench evaluate")
     out = Path(args.out) if args.out else Path("results") / "eval" / entry.name
+    timings: dict | None = {} if args.timings else None
     result = evaluate(entry, coco, model=model, out_dir=out, limit=args.limit,
                       batch_size=args.batch_size, workers=args.workers, device=args.device,
                       shard=shard, progress=not args.no_progress, backend=args.backend,
-                      test_cfg=test_cfg)
+                      test_cfg=test_cfg, precision=args.precision, timings=timings)
+    if timings is not None:
+        print("rtmbench evaluate: stage timing " + json.dumps(timings), file=sys.stderr)
     import os
 
     if int(os.environ.get("RANK", "0")) != 0:
@@ -355,7 +358,13 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
                    help="evaluate a randomly initialised model (smoke test)")
     p.add_argument("--limit", type=int, default=None, help="first N images by id")
     p.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
-    p.add_argument("--workers", type=int, default=2, help="DataLoader decoding workers")
+    p.add_argument("--workers", type=int, default=None,
+                   help="DataLoader decoding workers (default: cuda: usable cores - 2, at most "
+                   "12; cpu: 2)")
+    p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32",
+                   help="network precision; fp16 on --device cuda only")
+    p.add_argument("--timings", action="store_true",
+                   help="time each stage (CUDA-synchronised) and print the seconds to stderr")
     p.add_argument("--out", default=None, help="output directory (default results/eval/<model>); "
                    "rerunning into it resumes")
     p.add_argument("--shard", default=None, metavar="i/n", help="run shard i of n only")
@@ -514,11 +523,14 @@ def _cmd_latency(args: argparse.Namespace) -> int:
     entry = load_zoo(args.zoo).get(args.size)
     _check_protocol_flags(args)
     model = _build(args, entry, default_random=True, say="rtmbench latency")
-    options = {"layout": args.layout} if args.layout and args.backend == "torch" else {}
+    options = ({"layout": args.layout} if args.layout and args.backend in ("torch", "torch-compile")
+               else {})
     if args.ort_provider and args.backend == "onnxruntime":
         options["provider"] = args.ort_provider
     if args.trt_typing and args.backend in ("tensorrt", "onnxruntime"):
         options["typing"] = args.trt_typing
+    if args.backend == "torch-compile":
+        options["mode"] = args.compile_mode
     result = measure_latency(entry, args.backend, args.device, args.precision, model=model,
                              input_hw=_input_hw(args), batch=args.batch, warmup_s=args.warmup,
                              min_iterations=args.iterations, min_duration_s=args.min_duration,
@@ -543,7 +555,8 @@ def _cmd_latency(args: argparse.Namespace) -> int:
 def _add_latency(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("latency", help="time one size on a backend (trtexec-like protocol)")
     p.add_argument("size", metavar="SIZE", help="zoo size or name, e.g. tiny")
-    p.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt"), default="torch",
+    p.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt", "torch-compile"),
+                   default="torch",
                    help="inference engine to time")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to run")
     p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32",
@@ -559,7 +572,7 @@ def _add_latency(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-reference", action="store_true",
                    help="skip the reference convolution (no achieved-peak ratio)")
     p.add_argument("--layout", choices=("channels_last", "contiguous"), default=None,
-                   help="torch backend only: memory layout (default channels_last)")
+                   help="torch backends only: memory layout (default channels_last)")
     p.add_argument("--ort-provider", choices=("cpu", "cuda", "tensorrt"), default=None,
                    help="onnxruntime backend only: execution provider (default: cpu on cpu, "
                    "cuda for cuda/fp32, tensorrt for cuda/fp16); cuda/fp16 runs the FP16 ONNX")
@@ -567,6 +580,10 @@ def _add_latency(sub: argparse._SubParsersAction) -> None:
                    help="TensorRT (and ONNX Runtime's TensorRT provider): weak = FP32 ONNX + "
                    "the FP16 builder flag (8.6/10.x, the published setting), strong = the FP16 "
                    "ONNX in a strongly typed network (10.x/11.x); auto = weak where it exists")
+    p.add_argument("--compile-mode", default="auto",
+                   choices=("auto", "default", "reduce-overhead", "max-autotune"),
+                   help="torch-compile only: inductor mode (auto: reduce-overhead on CUDA, "
+                   "default on CPU); compile time is reported apart from latency")
     p.add_argument("--checkpoint", default=None, help="weights to load (default: random init)")
     p.add_argument("--weights", metavar="ID", default=None,
                    help="random-init (default), well-conditioned, or a zoo weights id")

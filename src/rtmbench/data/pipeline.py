@@ -37,6 +37,7 @@ class PreparedImage:
     pixels: np.ndarray
     scale_factor: tuple[float, float]  # (w_scale, h_scale), as MMDetection records it
     ori_hw: tuple[int, int]
+    seconds: float = 0.0  # decode + resize + pad time, where the caller measured it
 
 
 class TestPipeline:

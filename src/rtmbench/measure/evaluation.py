@@ -15,14 +15,41 @@ An output directory holds::
 A rerun with the same settings skips every image already in a predictions file (a line cut by
 a crash is dropped and its batch redone); different settings in the same directory are refused
 rather than mixed or overwritten.
+
+Throughput. DataLoader workers decode, resize and pad (``workers=None``: :func:`default_workers`);
+on CUDA the batches arrive in pinned memory and go to the GPU with non-blocking copies as
+uint8, where they are normalised. On CUDA the network runs BN-folded and channels_last in
+``precision`` fp32 (cuDNN may use TF32, as torch's default allows) or fp16, with cuDNN's
+heuristics rather than its benchmark mode (the same kernels in every process and rerun, which
+keeps shards and resumes bit-identical). Post-processing is batched and stays on the device
+(:func:`rtmbench.models.postprocess_batched`, the same detections as the per-image reference);
+each batch's detections come back in one copy, and on CUDA a background thread turns them into
+lines and appends them, in order, while the GPU works on the next batch. On CPU the network
+and precision are exactly as before (fp32, the model as given). When this process wrote
+every image's predictions, scoring takes them from memory instead of parsing the files again
+(the same values: JSON round-trips Python floats); it runs in several processes once the
+detections are many (:func:`rtmbench.measure.scoring.score`), while ``detections.json`` is
+written.
+
+Stage timing: pass ``timings={}`` and it is filled with seconds per stage (decode+resize+pad
+summed over the workers, waiting for the loader, H2D + normalise, forward, post-processing,
+device-to-host, writing predictions, reading them back, scoring, writing detections.json) and
+counts (images, batches, NMS candidates). On CUDA each timed stage is synchronised, so stages
+are attributed exactly; without ``timings`` nothing is synchronised or timed beyond what the
+evaluation needs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,8 +59,11 @@ from torch.utils.data import DataLoader, Dataset
 from ..data import CocoDataset, ImageRecord, TestPipeline
 from ..errors import DatasetError, InputError
 from ..fileio import append_durable, sha256_file, write_bytes_atomic, write_json_atomic
-from ..models.postprocess import TestSettings, postprocess
+from ..models.postprocess import TestSettings, postprocess_batched
 from .scoring import DEFAULT_BACKEND, score
+
+PRECISIONS = ("fp32", "fp16")
+MAX_CUDA_WORKERS = 12
 
 MANIFEST, DETECTIONS, METRICS = "run.json", "detections.json", "metrics.json"
 
@@ -52,6 +82,69 @@ class EvalResult:
         return {"metrics": self.metrics, "num_images": self.num_images,
                 "detections": str(self.detections_path), "backend": self.backend,
                 "newly_inferred": self.newly_inferred, "run": self.manifest}
+
+
+# --- stage timing --------------------------------------------------------------------------
+
+class StageTimer:
+    """Seconds per stage and counts; ``sync`` (e.g. torch.cuda.synchronize) runs before and
+    after each timed stage so that asynchronous device work lands in its own stage."""
+
+    def __init__(self, sync: Callable[[], None] | None = None) -> None:
+        self.seconds: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+        self.sync = sync or (lambda: None)
+        self.lock = threading.Lock()  # the writer thread adds its own seconds
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str):
+        self.sync()
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.sync()
+            self.add(stage, time.perf_counter() - start)
+
+    def add(self, stage: str, seconds: float) -> None:
+        with self.lock:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + seconds
+
+    def count(self, name: str, value: int) -> None:
+        with self.lock:
+            self.counts[name] = self.counts.get(name, 0) + int(value)
+
+    def to_dict(self) -> dict:
+        return {"stages_s": {k: round(v, 6) for k, v in self.seconds.items()},
+                "counts": dict(self.counts)}
+
+
+class _NoTimer:
+    """The timer when nobody asked: one shared no-op context, nothing synchronised."""
+
+    _null = contextlib.nullcontext()
+
+    def __call__(self, stage: str):
+        return self._null
+
+    def add(self, stage: str, seconds: float) -> None:
+        pass
+
+    def count(self, name: str, value: int) -> None:
+        pass
+
+
+def default_workers(device: str) -> int:
+    """DataLoader workers when none are given. CUDA: every usable core but two (the main
+    process and the pin-memory thread), at most 12: if a worker decodes, resizes and pads a
+    COCO image in ~4-6 ms (an estimate for a server core), 12 feed ~2,000-3,000 images/s,
+    about tiny's FP16 forward on an H100-class GPU (bench_reproduce_gpu.py measures both).
+    CPU: 2 (the forward needs the cores; decoding is ~20x faster than tiny's CPU forward)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = cores or 1
+    if torch.device(device).type == "cuda":
+        return max(1, min(cores - 2, MAX_CUDA_WORKERS))
+    return min(2, cores)
 
 
 # --- weights -------------------------------------------------------------------------------
@@ -78,10 +171,13 @@ class _Images(Dataset):
 
     def __getitem__(self, index: int):
         record = self.records[index]
+        start = time.perf_counter()
         try:
-            return self.pipeline.prepare(record.id, record.path)
+            prepared = self.pipeline.prepare(record.id, record.path)
         except DatasetError as exc:  # re-raised in the main process, without a worker traceback
             return str(exc)
+        prepared.seconds = time.perf_counter() - start  # decode + resize + pad, in this worker
+        return prepared
 
 
 def _collate(items: list) -> dict:
@@ -90,7 +186,8 @@ def _collate(items: list) -> dict:
         return {"error": errors[0]}
     return {"image_ids": [item.image_id for item in items],
             "pixels": torch.stack([torch.from_numpy(item.pixels) for item in items]),
-            "scale_factors": [item.scale_factor for item in items]}
+            "scale_factors": [item.scale_factor for item in items],
+            "prepare_s": sum(item.seconds for item in items)}
 
 
 def plan_batches(num_images: int, batch_size: int) -> list[list[int]]:
@@ -155,6 +252,72 @@ def _to_coco_rows(detections, image_ids, cat_ids: list[int]) -> list[dict]:
     return rows
 
 
+def _to_host(detections: list) -> list:
+    """Every image's detections in one device-to-host copy per tensor kind."""
+    from ..models.postprocess import Detections
+
+    if not detections or detections[0].boxes.device.type == "cpu":
+        return detections
+    sizes = [len(d) for d in detections]  # shapes: known on the host, no synchronisation
+    parts = [torch.cat([getattr(d, k) for d in detections]).cpu().split(sizes)
+             for k in ("boxes", "scores", "labels")]
+    return [Detections(b, s, label) for b, s, label in zip(*parts)]
+
+
+class _Writer:
+    """Appends each batch's lines, in batch order, to the predictions file: in the calling
+    thread, or (``background``) on one thread of its own so that the GPU need not wait. After a
+    failure nothing more is written and :meth:`close` (or the next :meth:`submit`) re-raises
+    it, so the file always holds whole batches in order, as a resume expects."""
+
+    def __init__(self, path: Path, cat_ids: list[int], timer, background: bool,
+                 max_pending: int = 2) -> None:
+        self.path, self.cat_ids, self.timer = path, cat_ids, timer
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="rtmbench-writer") \
+            if background else None
+        self.pending: list[Future] = []
+        self.max_pending = max_pending
+        self.failed: BaseException | None = None
+        # What was written, by image id: the values read_predictions would read back (JSON
+        # round-trips Python floats exactly), so scoring need not parse the file again.
+        self.written: dict[int, list] = {}
+
+    def _write(self, detections, image_ids) -> None:
+        if self.failed is not None:
+            return
+        start = time.perf_counter()
+        try:
+            rows = _to_coco_rows(detections, image_ids, self.cat_ids)
+            _append_lines(self.path, rows)
+            self.written.update((row["image_id"], row["detections"]) for row in rows)
+        except BaseException as exc:
+            self.failed = exc
+            raise
+        finally:
+            self.timer.add("write_predictions", time.perf_counter() - start)
+
+    def submit(self, detections, image_ids) -> None:
+        if self.pool is None:
+            self._write(detections, image_ids)
+            return
+        self._reap(block=len(self.pending) >= self.max_pending)
+        self.pending.append(self.pool.submit(self._write, detections, image_ids))
+
+    def _reap(self, block: bool) -> None:
+        while self.pending and (block or self.pending[0].done()):
+            self.pending.pop(0).result()  # re-raises a failure here
+            block = False
+
+    def close(self) -> None:
+        if self.pool is None:
+            return
+        try:
+            while self.pending:
+                self.pending.pop(0).result()
+        finally:
+            self.pool.shutdown(wait=True)
+
+
 def coco_results(predictions: dict[int, list[list[float]]]) -> list[dict]:
     return [{"image_id": image_id, "category_id": int(d[5]), "bbox": d[:4], "score": d[4]}
             for image_id in sorted(predictions) for d in predictions[image_id]]
@@ -163,13 +326,16 @@ def coco_results(predictions: dict[int, list[list[float]]]) -> list[dict]:
 # --- run manifest --------------------------------------------------------------------------
 
 def _manifest(entry, dataset: CocoDataset, records: list[ImageRecord], batch_size: int,
-              device: str, fingerprint: str, test_cfg) -> dict:
+              device: str, fingerprint: str, test_cfg, precision: str = "fp32") -> dict:
     manifest = {"model": entry.name, "weights_sha256": fingerprint,
             "annotations_sha256": sha256_file(dataset.annotation_file),
             "num_images": len(records), "image_ids_sha256": _image_ids_sha256(records),
             "batch_size": batch_size, "device": torch.device(device).type,
             "input_size": list(entry.input_size), "pipeline": entry.pipeline.model_dump(),
             "test_cfg": test_cfg.model_dump()}
+    if torch.device(device).type == "cuda":  # CPU runs keep the manifest they always had
+        manifest |= {"precision": precision, "network": "bn-folded, channels_last",
+                     "cudnn_tf32": bool(torch.backends.cudnn.allow_tf32) and precision == "fp32"}
     return json.loads(json.dumps(manifest))  # as it reads back from run.json (tuples -> lists)
 
 
@@ -211,39 +377,108 @@ def _distributed_rank(device: str) -> tuple[int, int, bool]:
 
 # --- the run -------------------------------------------------------------------------------
 
+def _inference_network(model: torch.nn.Module, device: torch.device,
+                       precision: str) -> torch.nn.Module:
+    """CPU: the model as given. CUDA: a BN-folded, channels_last copy in ``precision``."""
+    if device.type != "cuda":
+        return model
+    from .export import fold_batchnorm
+
+    dtype = torch.float16 if precision == "fp16" else torch.float32
+    return fold_batchnorm(model).to(device=device, dtype=dtype,
+                                    memory_format=torch.channels_last).eval()
+
+
 def _infer(model, loader, pipeline: TestPipeline, entry, test_cfg, device: torch.device,
-           cat_ids: list[int], path: Path, bar) -> int:
+           cat_ids: list[int], path: Path, bar, precision: str = "fp32", timer=None,
+           written: dict | None = None) -> int:
+    """Infer every batch of ``loader`` and append its predictions; return the image count.
+    ``written``, if given, receives what was appended (image id -> detections)."""
     settings = TestSettings.from_test_cfg(test_cfg.model_dump())
     input_hw = (entry.input_size[1], entry.input_size[0])
+    strides = model.arch.strides
+    timer = timer or _NoTimer()
+    cuda = device.type == "cuda"
+    net = _inference_network(model, device, precision)
+    dtype = torch.float16 if precision == "fp16" else torch.float32
+    nms_stats: dict | None = {} if isinstance(timer, StageTimer) else None
+    writer = _Writer(path, cat_ids, timer, background=cuda)
     done = 0
-    for batch in loader:
-        if "error" in batch:
-            raise DatasetError(batch["error"])
-        x = pipeline.normalize(batch["pixels"].to(device, non_blocking=True))
-        with torch.inference_mode():
-            cls_scores, bbox_preds = model(x)
-            detections = postprocess(cls_scores, bbox_preds, model.arch.strides, input_hw,
-                                     batch["scale_factors"], settings)
-        _append_lines(path, _to_coco_rows(detections, batch["image_ids"], cat_ids))
-        done += len(batch["image_ids"])
-        bar.update(len(batch["image_ids"]))
+    batches = iter(loader)
+    try:
+        while True:
+            with timer("loader_wait"):
+                batch = next(batches, None)
+            if batch is None:
+                break
+            if "error" in batch:
+                raise DatasetError(batch["error"])
+            timer.add("decode_resize_pad_in_workers", batch["prepare_s"])
+            with timer("h2d_normalize"):
+                x = pipeline.normalize(batch["pixels"].to(device, non_blocking=True))
+                if cuda:
+                    x = x.to(dtype).contiguous(memory_format=torch.channels_last)
+            with torch.inference_mode():
+                with timer("forward"):
+                    cls_scores, bbox_preds = net(x)
+                with timer("postprocess"):
+                    detections = postprocess_batched(cls_scores, bbox_preds, strides, input_hw,
+                                                     batch["scale_factors"], settings,
+                                                     stats=nms_stats)
+                with timer("d2h"):
+                    detections = _to_host(detections)
+            writer.submit(detections, batch["image_ids"])
+            done += len(batch["image_ids"])
+            timer.count("images", len(batch["image_ids"]))
+            timer.count("batches", 1)
+            bar.update(len(batch["image_ids"]))
+    finally:
+        with timer("write_wait"):
+            writer.close()
+        if written is not None:
+            written.update(writer.written)
+    for key, value in (nms_stats or {}).items():
+        timer.count(f"nms_{key}" if not key.startswith("nms") else key, value)
     return done
 
 
 def finalize(out_dir: Path, dataset: CocoDataset, records: list[ImageRecord],
-             backend: str) -> tuple[dict, Path, Path]:
-    """Gather every image's predictions; write detections.json and metrics.json; return them."""
-    predictions = read_predictions(out_dir)
+             backend: str, *, timer=None, scoring_workers: int | None = None,
+             known: dict[int, list] | None = None) -> tuple[dict, Path, Path]:
+    """Gather every image's predictions; write detections.json and metrics.json; return them.
+
+    ``known``: predictions this process wrote (image id -> detections); when they cover every
+    image, the predictions files are not read back. detections.json is written on a thread
+    while the scoring processes work."""
+    timer = timer or _NoTimer()
+    with timer("read_predictions"):
+        if known is not None and all(r.id in known for r in records):
+            predictions = known
+        else:
+            predictions = read_predictions(out_dir)
     missing = [r.id for r in records if r.id not in predictions]
     if missing:
         raise DatasetError(f"{out_dir}: {len(missing)} of {len(records)} images have no "
                            f"predictions yet (e.g. image {missing[0]}); run the missing shards "
                            f"or rerun the evaluation to finish them.")
     wanted = {r.id for r in records}
-    results = coco_results({k: v for k, v in predictions.items() if k in wanted})
-    metrics = score(dataset.data, results, backend=backend, image_ids=wanted)
+    with timer("read_predictions"):
+        results = coco_results({k: v for k, v in predictions.items() if k in wanted})
     detections_path, metrics_path = out_dir / DETECTIONS, out_dir / METRICS
-    write_json_atomic(detections_path, results)
+
+    def write_detections() -> None:
+        start = time.perf_counter()
+        write_json_atomic(detections_path, results)
+        timer.add("write_detections_json", time.perf_counter() - start)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="rtmbench-detections") as pool:
+        written = pool.submit(write_detections)
+        with timer("score"):
+            metrics = score(dataset.data, results, backend=backend, image_ids=wanted,
+                            workers=scoring_workers)
+        with timer("write_detections_wait"):
+            written.result()
+    timer.count("detections", len(results))
     write_json_atomic(metrics_path, {"metrics": metrics, "num_images": len(records),
                                      "num_detections": len(results), "backend": backend,
                                      "run": json.loads((out_dir / MANIFEST).read_text())})
@@ -251,14 +486,18 @@ def finalize(out_dir: Path, dataset: CocoDataset, records: list[ImageRecord],
 
 
 def evaluate(model_entry, coco_root: Path, *, model: torch.nn.Module, out_dir: Path,
-             limit: int | None = None, batch_size: int = 8, workers: int = 2,
+             limit: int | None = None, batch_size: int = 8, workers: int | None = None,
              device: str = "cpu", shard: tuple[int, int] | None = None,
              progress: bool = True, backend: str = DEFAULT_BACKEND,
-             test_cfg=None) -> EvalResult:
+             test_cfg=None, precision: str = "fp32", timings: dict | None = None,
+             scoring_workers: int | None = None) -> EvalResult:
     """Run ``model`` over COCO val (or its first ``limit`` images) and score it.
 
     ``test_cfg`` (a zoo TestCfg) overrides the entry's default test-time settings, e.g. with
     the variant a claim was evaluated with (``ResolvedModel.test_cfg_for(claim)``).
+    ``precision`` is fp32 or (CUDA only) fp16; ``workers=None`` sizes the loader to the
+    machine (:func:`default_workers`); ``timings``, if given, is filled with per-stage seconds
+    and counts (module docstring); ``scoring_workers`` as :func:`rtmbench.measure.scoring.score`.
 
     Under torchrun each rank takes its share of the batches and rank 0 merges and scores;
     every rank returns the same result. With ``shard=(i, n)`` this process runs shard i only
@@ -266,9 +505,16 @@ def evaluate(model_entry, coco_root: Path, *, model: torch.nn.Module, out_dir: P
     """
     from tqdm import tqdm
 
+    if workers is None:
+        workers = default_workers(device)
     if batch_size <= 0 or workers < 0:
         raise InputError(f"--batch-size must be >= 1 and --workers >= 0, got {batch_size}, "
                          f"{workers}.")
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown precision {precision!r}; use fp32 or fp16.")
+    if precision != "fp32" and torch.device(device).type != "cuda":
+        raise InputError("--precision fp16 needs --device cuda: CPU evaluation runs in fp32.")
+    start_wall = time.perf_counter()
     dataset = CocoDataset(coco_root)
     if dataset.num_classes != model.num_classes:
         raise DatasetError(f"{dataset.annotation_file} has {dataset.num_classes} categories; the "
@@ -288,7 +534,9 @@ def evaluate(model_entry, coco_root: Path, *, model: torch.nn.Module, out_dir: P
     out_dir.mkdir(parents=True, exist_ok=True)
     test_cfg = test_cfg or model_entry.test_cfg
     manifest = _manifest(model_entry, dataset, records, batch_size, device,
-                         weights_fingerprint(model), test_cfg)
+                         weights_fingerprint(model), test_cfg, precision)
+    timer = (StageTimer(torch.cuda.synchronize if dev.type == "cuda" else None)
+             if timings is not None else None)
     try:
         if rank == 0:
             _check_manifest(out_dir, manifest, create=True)
@@ -301,19 +549,30 @@ def evaluate(model_entry, coco_root: Path, *, model: torch.nn.Module, out_dir: P
         batches = plan_batches(len(records), batch_size)[my_shard[0]::my_shard[1]]
         todo = [b for b in batches if any(records[i].id not in done for i in b)]
         pipeline = TestPipeline.for_model(model_entry)
+        cuda = dev.type == "cuda"
         loader = DataLoader(_Images(records, pipeline), batch_sampler=todo, num_workers=workers,
-                            collate_fn=_collate, pin_memory=dev.type == "cuda")
+                            collate_fn=_collate, pin_memory=cuda,
+                            prefetch_factor=(4 if cuda else 2) if workers else None)
         total = sum(len(b) for b in todo)
+        cudnn = (torch.backends.cudnn.flags(enabled=True, benchmark=False,
+                                            deterministic=torch.backends.cudnn.deterministic,
+                                            allow_tf32=torch.backends.cudnn.allow_tf32)
+                 if cuda else contextlib.nullcontext())
         with tqdm(total=total, unit="img", file=sys.stderr, disable=not progress or rank != 0,
                   desc=f"{model_entry.name} shard {my_shard[0]}/{my_shard[1]}"
-                  if my_shard[1] > 1 else model_entry.name) as bar:
+                  if my_shard[1] > 1 else model_entry.name) as bar, cudnn:
+            written: dict[int, list] = {}
             newly = _infer(model, loader, pipeline, model_entry, test_cfg, dev, dataset.cat_ids,
-                           path, bar)
+                           path, bar, precision, timer, written)
         _barrier(world)
         if shard is not None and shard[1] > 1:
+            _report_timings(timings, timer, start_wall, newly, workers)
             return EvalResult({}, len(records), path, None, backend, newly, manifest)
         metrics, detections_path, metrics_path = (
-            finalize(out_dir, dataset, records, backend) if rank == 0 else ({}, None, None))
+            finalize(out_dir, dataset, records, backend, timer=timer,
+                     scoring_workers=scoring_workers, known=written if world == 1 else None)
+            if rank == 0 else ({}, None, None))
+        _report_timings(timings, timer, start_wall, newly, workers)
         metrics = _broadcast(world, metrics)
         return EvalResult(metrics, len(records), out_dir / DETECTIONS, out_dir / METRICS,
                           backend, newly, manifest)
@@ -322,6 +581,15 @@ def evaluate(model_entry, coco_root: Path, *, model: torch.nn.Module, out_dir: P
             import torch.distributed as dist
 
             dist.destroy_process_group()
+
+
+def _report_timings(timings: dict | None, timer, start_wall: float, newly: int,
+                    workers: int) -> None:
+    if timings is None or timer is None:
+        return
+    timings.update(timer.to_dict())
+    timings.update({"wall_s": round(time.perf_counter() - start_wall, 6),
+                    "newly_inferred": newly, "loader_workers": workers})
 
 
 def _barrier(world: int) -> None:

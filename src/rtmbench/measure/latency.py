@@ -211,7 +211,7 @@ def _measure_reference(backend: str, options: dict, device: str, precision: str,
     """The reference convolution, timed on the same backend with the same protocol."""
     conv = ReferenceConv().eval()
     example = torch.randn(*REFERENCE_SHAPE, generator=torch.Generator().manual_seed(1))
-    if backend == "torch":  # the machine's peak: always the fast layout, whatever is timed
+    if backend in ("torch", "torch-compile"):  # the machine's peak: always the fast layout
         options = options | {"layout": "channels_last"}
     meas, details, _ = _time(backend, options, conv, example, device, precision, False,
                              protocol, timer, workdir, "reference conv", progress)
@@ -243,6 +243,9 @@ def format_result(result: LatencyResult) -> str:
             lines.append(f"  reference conv {result.peak_gflops:.1f} GFLOP/s on the same backend:"
                          f" {result.fraction_of_peak:.2f} of peak; latency = "
                          f"{result.ratio_to_reference:.2f}x the reference conv's")
+        if "compile_s" in result.details:
+            lines.append(f"  compiled in {result.details['compile_s']:.1f} s "
+                         f"({result.details.get('mode')}); not part of the latency")
         lines.append(f"  ran: {result.details}")
         if result.accuracy:
             a = result.accuracy

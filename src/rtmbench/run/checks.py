@@ -170,10 +170,13 @@ class LatencyCheck(Check):
         return list(seen.values())
 
     @staticmethod
-    def backend_options(unit: Unit) -> dict[str, Any]:
-        """The ONNX Runtime provider of an ``<provider>-ep`` unit; nothing otherwise."""
+    def backend_options(unit: Unit, spec: LatencySpec) -> dict[str, Any]:
+        """The ONNX Runtime provider of an ``<provider>-ep`` unit, inductor's mode of a
+        torch-compile unit; nothing otherwise."""
         if unit.backend == "onnxruntime" and unit.variant and unit.variant.endswith("-ep"):
             return {"provider": unit.variant.removesuffix("-ep")}
+        if unit.backend == "torch-compile":
+            return {"mode": spec.compile_mode}
         return {}
 
     def claims(self, unit: Unit, spec: LatencySpec, ctx: CheckContext) -> dict[str, Any]:
@@ -183,7 +186,7 @@ class LatencyCheck(Check):
     def run(self, unit: Unit, spec: LatencySpec, ctx: CheckContext) -> Outcome:
         latency = lazy_import("rtmbench.measure.latency", "latency")
         width, height = unit.input_size
-        options = self.backend_options(unit)
+        options = self.backend_options(unit, spec)
         backend = lazy_import("rtmbench.measure.backends", "latency").get_backend(
             unit.backend, **options)
         if reason := backend.unavailable(unit.device, unit.precision):  # before any building
@@ -233,6 +236,8 @@ class LatencyCheck(Check):
                    .get("median_ms")}
         if result.accuracy is not None:
             metrics |= {**result.accuracy, "min_agreement_ap": spec.accuracy.min_agreement_ap}
+        if "compile_s" in result.details:  # torch-compile: compile time, apart from latency
+            metrics["compile_s"] = result.details["compile_s"]
         return Outcome("measured", metrics=metrics, provenance=provenance)
 
     @staticmethod
@@ -305,7 +310,8 @@ class BoxAPCheck(Check):
 
     def units(self, model: ResolvedModel, spec: BoxAPSpec) -> list[Unit]:
         ids = spec.weights if isinstance(spec.weights, list) else [spec.weights]
-        return [Unit(model, self.name, "torch", spec.device, "fp32", variant=w) for w in ids]
+        return [Unit(model, self.name, "torch", spec.device, spec.precision, variant=w)
+                for w in ids]
 
     def claims(self, unit: Unit, spec: BoxAPSpec, ctx: CheckContext) -> dict[str, Any]:
         """The published AP of the weights a unit evaluates (none for generated data), and
@@ -335,7 +341,7 @@ class BoxAPCheck(Check):
             out_dir=ctx.work_dir / f"box_ap-{unit.model.size}-{unit.variant or 'default'}",
             limit=spec.limit, batch_size=spec.batch_size, workers=spec.workers,
             device=spec.device, progress=ctx.progress,
-            test_cfg=test_cfg)
+            test_cfg=test_cfg, precision=spec.precision)
         provenance = {"checkpoint": built.provenance, "dataset": described,
                       "test_cfg": {"name": cfg_name, **test_cfg.model_dump()},
                       "detections": str(result.detections_path)}

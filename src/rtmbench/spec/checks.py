@@ -39,7 +39,8 @@ class ComplexitySpec(Strict):
 class LatencyTargets(Strict):
     """Every combination of these backends, devices and precisions is one unit."""
 
-    backends: list[Literal["torch", "onnxruntime", "tensorrt"]] = Field(min_length=1)
+    backends: list[Literal["torch", "onnxruntime", "tensorrt", "torch-compile"]] = Field(
+        min_length=1)
     devices: list[Literal["cpu", "cuda"]] = Field(min_length=1)
     precisions: list[Literal["fp32", "fp16"]] = Field(min_length=1)
     # ONNX Runtime only: one unit per execution provider (variant "<provider>-ep"); unset: the
@@ -78,6 +79,8 @@ class LatencySpec(LatencyProtocol):
     # A measurement flagged as contended (other processes took the CPU) is taken again, up
     # to this many more times; if every attempt is contended the record says so.
     remeasure_contended: int = Field(default=2, ge=0, le=10)
+    # torch-compile units only: inductor's mode; auto = reduce-overhead on CUDA, default on CPU
+    compile_mode: Literal["auto", "default", "reduce-overhead", "max-autotune"] = "auto"
 
 
 class BoxAPSpec(Strict):
@@ -90,8 +93,10 @@ class BoxAPSpec(Strict):
     # zoo weights id(s): one unit each; None: the first available; or "random-init"
     weights: str | list[str] | None = None
     device: Literal["cpu", "cuda"] = "cpu"
+    precision: Literal["fp32", "fp16"] = "fp32"  # fp16: CUDA only
     batch_size: int = Field(default=8, gt=0, le=MAX_BATCH)
-    workers: int = Field(default=2, ge=0, le=MAX_WORKERS)
+    # data-loader worker processes; None: sized to the machine (rtmbench.measure.evaluation)
+    workers: int | None = Field(default=None, ge=0, le=MAX_WORKERS)
     # Golden detections (a path relative to the suite file) the run's detections must agree
     # with: agreement AP (rtmbench.measure.agreement) at least min_agreement_ap, else the unit
     # is red. The smoke suite's regression check of the whole detection pipeline.
@@ -103,6 +108,8 @@ class BoxAPSpec(Strict):
         if (self.dataset is None) == (self.synthetic is None):
             raise ValueError("give exactly one of 'dataset' (a COCO directory) or "
                              "'synthetic' (a number of generated images)")
+        if self.precision == "fp16" and self.device != "cuda":
+            raise ValueError("precision fp16 needs device cuda (CPU evaluation runs in fp32)")
         return self
 
 

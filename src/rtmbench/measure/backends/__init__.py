@@ -1,11 +1,12 @@
-"""Inference engines behind one interface: ``torch``, ``onnxruntime``, ``tensorrt``."""
+"""Inference engines behind one interface: ``torch``, ``onnxruntime``, ``tensorrt``,
+``torch-compile``."""
 
 from __future__ import annotations
 
 from ...errors import InputError
 from .base import DEVICES, PRECISIONS, Backend, BackendError, BackendUnavailable, Runner
 
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
+BACKENDS = ("torch", "onnxruntime", "tensorrt", "torch-compile")
 
 
 def get_backend(name: str, **options) -> Backend:
@@ -22,6 +23,10 @@ def get_backend(name: str, **options) -> Backend:
         from .tensorrt_backend import TensorRTBackend
 
         return TensorRTBackend(**options)
+    if name == "torch-compile":
+        from .compile_backend import CompileBackend
+
+        return CompileBackend(**options)
     raise InputError(f"unknown backend {name!r}; expected one of {', '.join(BACKENDS)}.")
 
 
