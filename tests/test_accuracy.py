@@ -137,4 +137,7 @@ def test_a_wrong_onnx_artifact_is_a_failed_unit_in_gate_and_report(tmp_path, mon
                  str(tmp_path / "reports"), "--no-readme"]) == 0
     table = (tmp_path / "reports" / "results.md").read_text()
     assert "⛔" in table and "· agr " in table
+    # its own table: a 96x64 measurement never shares a cell with the committed 640x640 ones
+    section = table.split(", input 96×64, batch 1")[1].split("###")[0]
+    assert "⛔" in section and "`wrong`" in section and "`2026-11-24" not in section
     json.dumps(ort_rec.model_dump(mode="json"))

@@ -57,6 +57,10 @@ def points(merged: Merged, zoo: Zoo, suite: SuiteBase) -> dict[str, Any]:
     for (key, machine), record in merged.items():
         if key.check != "latency" or machine is None or not record.status.has_measurement:
             continue
+        entry = zoo.get(key.model)
+        if (record.batch or 1) != 1 or (record.input_size and tuple(record.input_size)
+                                        != tuple(entry.input_size)):
+            continue  # the curve is per image at the zoo's input size, as the table's claims
         agreement = next((j for j in judge_claims(record, suite) if j.metric == "agreement"),
                          None)
         if agreement is not None and agreement.mark is Mark.FAILED:

@@ -213,20 +213,25 @@ ORDER = {"torch": 0, "torch-compile": 1, "onnxruntime": 2, "tensorrt": 3}
 
 
 def latency_tables(merged: Merged, zoo: Zoo, suite: SuiteBase, notes: Footnotes) -> list[str]:
-    """One table per machine: sizes x (backend/device/precision), median ms with marks."""
-    machines: dict[Machine, list[Record]] = {}
+    """One table per machine, input size and batch: sizes x (backend/device/precision), median
+    ms with marks. Measurements at different input sizes or batches never share a cell (a run
+    at 96x64 must not hide behind, or be hidden by, one at 640x640)."""
+    groups: dict[tuple[Machine, tuple[int, ...] | None, int], list[Record]] = {}
     for (key, machine), record in merged.items():
         if key.check == "latency" and machine is not None:
-            machines.setdefault(machine, []).append(record)
+            size = tuple(record.input_size) if record.input_size else None
+            groups.setdefault((machine, size, record.batch or 1), []).append(record)
+    per_machine: dict[Machine, int] = {}
+    for machine, _, _ in groups:
+        per_machine[machine] = per_machine.get(machine, 0) + 1
     sections = []
-    for machine in sorted(machines, key=lambda m: (m.kind != "gpu", m.name)):
-        records = machines[machine]
+    for machine, size, batch in sorted(groups, key=lambda g: (
+            g[0].kind != "gpu", g[0].name, g[1] != (640, 640), g[1] or (), g[2])):
+        records = groups[(machine, size, batch)]
         shown = [r for r in records if r.device == "cpu" or machine.kind == "gpu"]
         hidden = sorted({"/".join(_target(r)) for r in records if r not in shown})
         if not shown:
             continue
-        sizes = {tuple(r.input_size) for r in shown if r.input_size}
-        batches = {r.batch or 1 for r in shown}
         targets = sorted({_target(r) for r in shown},
                          key=lambda t: (t[1] != "cpu", ORDER.get(t[0], 9), t))
         models = [m.name for m in zoo.models if any(r.model == m.name for r in shown)]
@@ -238,15 +243,17 @@ def latency_tables(merged: Merged, zoo: Zoo, suite: SuiteBase, notes: Footnotes)
                               None)
                 row.append(latency_cell(record, suite, notes))
             rows.append(row)
-        size_text = ", ".join(f"{w}×{h}" for w, h in sorted(sizes)) or "?"
-        batch_text = ", ".join(str(b) for b in sorted(batches))
+        size_text = "{}×{}".format(*size) if size else "?"
         runs = sorted({r.run for r in shown})
         env = next((r.provenance.get("packages") for r in shown
                     if r.provenance.get("packages")), {}) or {}
         software = ", ".join(f"{k} {env[k]}" for k in ("torch", "onnxruntime", "tensorrt")
                              if k in env)
-        parts = [f"### Latency on {machine.label}", "",
-                 f"Median ms per image, batch {batch_text}, input {size_text}, no NMS; "
+        title = f"### Latency on {machine.label}"
+        if per_machine[machine] > 1:
+            title += f", input {size_text}, batch {batch}"
+        parts = [title, "",
+                 f"Median ms per image, batch {batch}, input {size_text}, no NMS; "
                  f"{software or 'software: see the environment in reports'}; "
                  f"run{'s' if len(runs) > 1 else ''} "
                  f"{', '.join(f'`{r}`' for r in runs)}.", "",
