@@ -141,3 +141,24 @@ def test_a_wrong_onnx_artifact_is_a_failed_unit_in_gate_and_report(tmp_path, mon
     section = table.split(", input 96×64, batch 1")[1].split("###")[0]
     assert "⛔" in section and "`wrong`" in section and "`2026-11-24" not in section
     json.dumps(ort_rec.model_dump(mode="json"))
+
+
+@pytest.mark.slow
+def test_the_compiled_artifact_is_checked_like_every_other(images):
+    """torch-compile's timed graph gives its outputs for the accuracy images (runner.infer):
+    agreement with PyTorch FP32 is measured on it, not on a fresh eager model."""
+    from rtmbench.measure.backends import get_backend
+    from rtmbench.measure.latency import measure_latency
+
+    if reason := get_backend("torch-compile").unavailable("cpu", "fp32"):
+        pytest.skip(reason)
+    entry = load_zoo().get("tiny")
+    model = build(entry, "well-conditioned").model
+    result = measure_latency(entry, "torch-compile", "cpu", "fp32", model=model,
+                             input_hw=(64, 96), warmup_s=0.0, min_iterations=2,
+                             min_duration_s=0.0, reference=False, accuracy_images=images)
+    assert result.status == "measured", result.reason
+    assert result.details["check"]["ok"] and result.details["compile_s"] > 0
+    accuracy = result.accuracy
+    assert accuracy["accuracy_images"] == 3 and accuracy["agreement_ap"] > 0.99, accuracy
+    assert 0 < accuracy["output_max_abs_error"] < 1e-2  # compiled arithmetic, not the eager one
