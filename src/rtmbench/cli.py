@@ -158,7 +158,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="run a suite: one record per model x check x backend")
+    p = sub.add_parser(
+        "run", help="run a suite: one record per model x check x backend",
+        description="Run a suite: one record per model x check x backend, appended to "
+        "results/<run-id>.jsonl. Exit 1 if any unit failed; units not run (a missing "
+        "prerequisite, e.g. the gpu suite on a CPU machine) are counted in the summary and "
+        "leave the exit code 0: `rtmbench gate RUN` judges the run.")
     p.add_argument("suite", metavar="SUITE", help="suite YAML, or a shipped suite's name "
                    f"({', '.join(_shipped_suites())})")
     p.add_argument("--run-id", help="id of a new run (default: date, suite and host)")
