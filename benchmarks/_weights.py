@@ -4,16 +4,14 @@ detector's share of scores above the test thresholds, boxes a few strides wide).
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:  # tests.conftest's well-conditioned weights
-    sys.path.insert(0, str(REPO))
+from rtmbench.models.init import well_conditioned_state_dict
+from rtmbench.run.model import network
 
-from rtmbench.run.model import network  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 # Target logit distribution of the calibrated classifier: N(MU, SIGMA) gives P(> logit(0.001))
 # = 1.5% and P(> logit(0.05)) = 0.03% of (prior, class) pairs.
@@ -33,8 +31,6 @@ def calibrated_model(size, how: str = "calibrated") -> torch.nn.Module:
     model = network(size)
     if how == "random-init":
         return model
-    from tests.conftest import well_conditioned_state_dict
-
     model.load_state_dict(well_conditioned_state_dict(model))
     head = model.bbox_head
     x = torch.randn(1, 3, 320, 320, generator=torch.Generator().manual_seed(5))
