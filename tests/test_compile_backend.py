@@ -144,6 +144,53 @@ def test_environment_failures_are_classified_not_run():
     wrapped.__cause__ = RuntimeError("fatal error: Python.h: No such file or directory")
     assert isinstance(cb._classify(wrapped, "x"), BackendUnavailable)
     assert isinstance(cb._classify(RuntimeError("shape mismatch in conv"), "x"), BackendError)
+    missing = ImportError("No module named 'triton'", name="triton")
+    caused = RuntimeError("backend='inductor' raised")
+    caused.__cause__ = missing
+    assert isinstance(cb._classify(caused, "x"), BackendUnavailable)
+    from torch._dynamo.exc import BackendCompilerFailed
+    from torch._inductor.exc import InvalidCxxCompiler
+
+    def compiler_failed(inner):  # how dynamo raises it: `from None`, the error kept inside
+        try:
+            raise BackendCompilerFailed(lambda: None, inner, None) from None
+        except BackendCompilerFailed as exc:
+            return exc
+
+    assert isinstance(cb._classify(compiler_failed(InvalidCxxCompiler()), "x"),
+                      BackendUnavailable)
+    assert isinstance(cb._classify(compiler_failed(AssertionError("buf3 is not found")), "x"),
+                      BackendError)
+
+
+@pytest.mark.parametrize("message", [
+    "AssertionError: buf3 from op4 is not found in name_to_buf mapping.",  # inductor's memory.py
+    "linear_default is not found in graph module GraphModule",            # fx fuser_utils
+    "C++ compile error: /tmp/torchinductor/xx.cpp:12: fatal error: too many errors emitted",
+])
+def test_inductor_internal_errors_are_failures_not_a_missing_tool(message):
+    """Words a missing tool's message shares with inductor's own bugs do not make them grey."""
+    wrapped = RuntimeError("backend='inductor' raised")
+    wrapped.__cause__ = AssertionError(message)
+    assert isinstance(cb._classify(wrapped, "x"), BackendError)
+
+
+def test_an_import_error_handled_earlier_does_not_excuse_a_failure():
+    try:
+        try:
+            import triton_that_is_not_installed  # noqa: F401
+        except ImportError:
+            raise RuntimeError("inductor lowering failed: size mismatch") from None
+    except RuntimeError as exc:
+        assert isinstance(cb._classify(exc, "x"), BackendError)
+    try:
+        try:
+            raise ImportError("No module named 'triton'", name="triton")
+        except ImportError:
+            raise RuntimeError("inductor lowering failed: size mismatch")  # noqa: B904 - context only, on purpose
+    except RuntimeError as exc:
+        assert exc.__context__ is not None
+        assert isinstance(cb._classify(exc, "x"), BackendError)
 
 
 def test_cpu_fp16_and_cuda_without_gpu_are_not_run():

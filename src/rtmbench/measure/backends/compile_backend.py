@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import re
 import time
 from pathlib import Path
 
@@ -83,23 +84,48 @@ def _triton_reason() -> str | None:
     return None
 
 
-# Messages of compile failures that are the machine's, not the model's.
-_ENVIRONMENT_MARKERS = ("Python.h", "No working C++ compiler", "is not found", "InvalidCxxCompiler",
-                        "Cannot find a working triton", "TritonMissing", "No module named 'triton'",
-                        "GPUTooOldForTriton", "cannot find -l", "fatal error: ")
+# Messages of compile failures that are the machine's, not the model's: anchored patterns, never
+# bare words (inductor's own internal errors say "... is not found in name_to_buf mapping" or
+# carry a compiler's "fatal error" about generated code: those are failures, not a missing tool).
+_ENVIRONMENT_PATTERNS = tuple(re.compile(p) for p in (
+    r"Compiler: \S+ is not found",                    # inductor's InvalidCxxCompiler message
+    r"No working C\+\+ compiler",
+    r"fatal error: Python\.h: No such file",          # Python headers not installed
+    r"Cannot find a working triton",
+    r"cannot find -l\w+",                             # a system library the linker lacks
+))
+_ENVIRONMENT_TYPES = {"InvalidCxxCompiler", "TritonMissing", "GPUTooOldForTriton",
+                      "TritonUnavailableError"}
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and its explicit causes: ``raise ... from`` and dynamo's
+    ``BackendCompilerFailed.inner_exception`` (raised ``from None``: the backend's own error);
+    never the implicit context: an exception that was merely being handled when this one was
+    raised (a fallback after a failed ``import triton``) did not cause it."""
+    chain: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and len(chain) < 8 and seen not in chain:
+        chain.append(seen)
+        inner = getattr(seen, "inner_exception", None)
+        seen = seen.__cause__ or (inner if isinstance(inner, BaseException) else None)
+    return chain
 
 
 def _classify(exc: BaseException, what: str) -> Exception:
-    """A compile failure as BackendUnavailable (environment) or BackendError (our model)."""
-    chain, seen = [], exc
-    while seen is not None and len(chain) < 8:
-        chain.append(seen)
-        seen = seen.__cause__ or seen.__context__
+    """A compile failure as BackendUnavailable (environment) or BackendError (our model).
+
+    Environmental: an exception type that means a missing tool (no C++ compiler, no Triton,
+    a GPU too old for Triton), a ``No module named 'triton'`` ImportError, or one of the
+    anchored messages above. Anything else, inductor's internal errors included, is a failure.
+    """
+    chain = _causes(exc)
     text = " | ".join(f"{type(e).__name__}: {e}" for e in chain)
-    names = {type(e).__name__ for e in chain}
-    environmental = names & {"InvalidCxxCompiler", "TritonMissing", "GPUTooOldForTriton",
-                             "TritonUnavailableError"} or any(m in text for m in
-                                                              _ENVIRONMENT_MARKERS)
+    environmental = (
+        any(type(e).__name__ in _ENVIRONMENT_TYPES for e in chain)
+        or any(isinstance(e, ImportError) and getattr(e, "name", None) == "triton"
+               for e in chain)
+        or any(p.search(f"{e}") for e in chain for p in _ENVIRONMENT_PATTERNS))
     short = text if len(text) < 1500 else text[:1500] + " ..."
     if environmental:
         return BackendUnavailable(f"torch.compile cannot build here ({what}): {short}")
