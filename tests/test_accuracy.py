@@ -59,6 +59,28 @@ def test_identical_outputs_agree_fully_and_batches_are_padded(images):
     assert wrong["agreement_ap"] < 0.5 and wrong["output_max_rel_error"] > 0.1
 
 
+def test_non_finite_artifact_outputs_are_a_failure_not_an_error_of_zero(images):
+    """max() over NaN errors gives 0.0 and NaN scores drop out of post-processing: a NaN from
+    the timed artifact must fail the unit, never read as a perfect match."""
+    from rtmbench.errors import NonFiniteOutputs
+
+    entry = load_zoo().get("tiny")
+    model = build(entry, "well-conditioned").model
+    settings = TestSettings.from_test_cfg(entry.test_cfg.model_dump())
+
+    def nan_engine(x):
+        with torch.inference_mode():
+            cls, box = model(x)
+        out = [*cls, *box]
+        out[4] = out[4].clone()
+        out[4][0, 0, 0, 0] = float("nan")
+        return out
+
+    with pytest.raises(NonFiniteOutputs, match="the timed artifact gave NaN") as err:
+        artifact_accuracy(nan_engine, model, images, settings, batch=2)
+    assert err.value.outcome == "failed"
+
+
 def _latency_record(**metrics) -> Record:
     base = {"median_ms": 10.0, "ratio_to_reference": 1.5}
     return Record(run="r", model="rtmdet-tiny", check="latency", backend="tensorrt",

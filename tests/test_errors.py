@@ -32,6 +32,7 @@ EXPECTED = {
     "rtmbench.errors.DatasetMissing": "not run",
     "rtmbench.errors.PackageMissing": "not run",
     "rtmbench.errors.DeviceMissing": "not run",
+    "rtmbench.errors.NonFiniteOutputs": "failed",        # NaN/inf from a network or engine
     "rtmbench.sources.errors.CheckpointError": "failed",
     "rtmbench.sources.errors.WeightsUnavailable": "not run",
     "rtmbench.sources.errors.DownloadError": "not run",

@@ -323,3 +323,29 @@ def test_background_writer_keeps_batch_order_and_stops_at_the_first_failure(tmp_
     writer.close()
     assert [json.loads(line)["image_id"] for line in path.read_text().splitlines()] == [1, 2]
     assert calls == [1, 2, 3]  # nothing after the failure was written
+
+
+def test_non_finite_network_outputs_fail_the_evaluation_and_nothing_of_them_is_kept(setup,
+                                                                                   tmp_path):
+    """NaN logits (an FP16 overflow, broken weights) drop out of `score > thr` silently: the
+    evaluation must stop with a failure instead of scoring fewer detections."""
+    from rtmbench.errors import NonFiniteOutputs
+
+    coco, checkpoint, _, _, zoo = setup
+    model = model_from(checkpoint)
+    calls = []
+
+    def nan_on_second_batch(module, inputs, output):
+        calls.append(1)
+        if len(calls) == 2:
+            output[0][1][0, 3, 2, 2] = float("nan")
+        return output
+
+    model.register_forward_hook(nan_on_second_batch)
+    with pytest.raises(NonFiniteOutputs, match=r"NaN or infinite outputs \(fp32, cpu\)") as err:
+        evaluate(load_zoo(zoo).get("tiny"), coco, model=model, out_dir=tmp_path,
+                 batch_size=BATCH, workers=0, progress=False)
+    assert err.value.outcome == "failed" and err.value.exit_code == 1
+    kept = [json.loads(line)["image_id"] for f in tmp_path.rglob("*.jsonl")
+            for line in f.read_text().splitlines() if line.strip()]
+    assert len(kept) == BATCH  # the first batch only: the bad one was never written

@@ -146,3 +146,18 @@ def test_batched_postprocess_handles_images_without_candidates():
     got = postprocess_batched(cls, box, STRIDES, (64, 96), [(1.0, 1.0)] * 2, TestSettings())
     assert [len(d) for d in got] == [0, 1] and got[1].labels.tolist() == [5]
     assert got[0].boxes.shape == (0, 4)
+
+
+def test_nan_scores_take_no_place_from_passing_candidates():
+    """topk ranks NaN above every number: the batched path must not let NaN pairs push out
+    candidates above the threshold (the per-image reference drops them before sorting)."""
+    from rtmbench.models import postprocess_batched
+
+    cls, box = _random_outputs(1, n=2)
+    cls[0][0, :, :4, :] = float("nan")
+    settings = TestSettings(nms_pre=20)
+    scales = [(1.0, 1.0)] * 2
+    want = postprocess(cls, box, STRIDES, (64, 96), scales, settings)
+    got = postprocess_batched(cls, box, STRIDES, (64, 96), scales, settings)
+    for g, r in zip(got, want):
+        assert len(r) > 0 and sorted(_rows(g)) == sorted(_rows(r))

@@ -63,6 +63,14 @@ class DeviceMissing(MissingPrerequisite):
     outcome: ClassVar[Outcome] = "not run"
 
 
+class NonFiniteOutputs(RtmbenchError):
+    """A network or engine gave NaN or infinite outputs (an FP16 overflow, broken weights, a
+    wrong engine): nothing computed from them is a result. The unit is "failed"."""
+
+    outcome: ClassVar[Outcome] = "failed"
+    exit_code: ClassVar[int] = 1
+
+
 def require(module: str, extra: str):
     """Import an optional dependency, or raise :class:`PackageMissing` saying how to get it."""
     import importlib

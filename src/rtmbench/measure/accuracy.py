@@ -42,6 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data import CocoDataset, TestPipeline
+from ..errors import NonFiniteOutputs
 from ..models.postprocess import Detections, TestSettings, postprocess
 from .agreement import TOP_K, agreement_scores
 from .scoring import score
@@ -190,6 +191,13 @@ def artifact_accuracy(infer: Callable[[Tensor], list[Tensor]], reference: nn.Mod
                 else _reference_outputs(reference, x, reference_device))
         computed.append(want)
         got = [g.float().reshape(w.shape) for g, w in zip(infer(x), want, strict=True)]
+        for what, outputs in (("the timed artifact", got), ("the PyTorch FP32 reference", want)):
+            if not all(bool(t[:n].isfinite().all()) for t in outputs):
+                ids = [images.ids[i] for i in idx]
+                raise NonFiniteOutputs(
+                    f"{what} gave NaN or infinite outputs on images {ids[:4]}"
+                    f"{' ...' if len(ids) > 4 else ''} ({images.described}): a fast wrong engine "
+                    "is a failure, not a result")
         for g, w in zip(got, want):
             err = float((g[:n] - w[:n]).abs().max())
             scale = float(w[:n].abs().max())

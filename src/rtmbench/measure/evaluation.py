@@ -57,7 +57,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..data import CocoDataset, ImageRecord, TestPipeline
-from ..errors import DatasetError, InputError
+from ..errors import DatasetError, InputError, NonFiniteOutputs
 from ..fileio import append_durable, sha256_file, write_bytes_atomic, write_json_atomic
 from ..models.postprocess import TestSettings, postprocess_batched
 from .scoring import DEFAULT_BACKEND, score
@@ -421,12 +421,21 @@ def _infer(model, loader, pipeline: TestPipeline, entry, test_cfg, device: torch
             with torch.inference_mode():
                 with timer("forward"):
                     cls_scores, bbox_preds = net(x)
+                    finite = torch.stack([t.isfinite().all()
+                                          for t in (*cls_scores, *bbox_preds)]).all()
                 with timer("postprocess"):
                     detections = postprocess_batched(cls_scores, bbox_preds, strides, input_hw,
                                                      batch["scale_factors"], settings,
                                                      stats=nms_stats)
                 with timer("d2h"):
                     detections = _to_host(detections)
+                    finite = bool(finite)  # the device has synchronised for the copy already
+            if not finite:  # before anything of this batch is written: a rerun redoes it
+                ids = batch["image_ids"]
+                raise NonFiniteOutputs(
+                    f"the network gave NaN or infinite outputs ({precision}, {device}) on a "
+                    f"batch of images {ids[:4]}{' ...' if len(ids) > 4 else ''}: no box AP "
+                    "from them (an FP16 overflow, or broken weights)")
             writer.submit(detections, batch["image_ids"])
             done += len(batch["image_ids"])
             timer.count("images", len(batch["image_ids"]))

@@ -165,6 +165,9 @@ def postprocess_batched(cls_scores: tuple[Tensor, ...], bbox_preds: tuple[Tensor
                                               passing):
         height, width = cls.shape[2:]
         k = most if settings.nms_pre <= 0 else min(settings.nms_pre, most)
+        # pairs at or below the threshold (NaN included: topk ranks NaN above every number)
+        # cannot take a place from a passing one, as in the per-image reference
+        scores = torch.where(scores > settings.score_thr, scores, scores.new_tensor(-1.0))
         scores, index = scores.topk(k, dim=1)  # sorted, descending
         prior_idx = torch.div(index, num_classes, rounding_mode="floor")
         distances = box.permute(0, 2, 3, 1).reshape(n, -1, 4).float().gather(
