@@ -83,3 +83,41 @@ def test_an_injected_2x_slowdown_fails(suite, baseline, monkeypatch):
     row = _latency_row(compare(run, baseline, suite))
     assert row.regression, row
     assert "significant (Mann-Whitney U, p=" in row.verdict
+
+
+def test_a_remeasured_unit_records_the_accuracy_of_the_artifact_it_timed(tmp_path, monkeypatch):
+    """A contended attempt is taken again, and the artifact is rebuilt for it: the accuracy in
+    the record must be the one checked on the attempt whose timing it keeps."""
+    import rtmbench.measure.latency as latency
+
+    path = tmp_path / "suite.yaml"
+    path.write_text(textwrap.dedent(f"""\
+        name: remeasure
+        models: [tiny]
+        checks:
+          latency:
+            targets: [{{backends: [torch], devices: [cpu], precisions: [fp32]}}]
+            input_size: [96, 64]
+            min_iterations: 2
+            min_duration_s: 0.0
+            warmup_s: 0.0
+            weights: well-conditioned
+            accuracy: {{images: 2, min_agreement_ap: 0.9}}
+            remeasure_contended: 1
+        results_dir: {tmp_path / "results"}
+        """))
+    real, calls = latency.measure_latency, []
+
+    def first_contended(*args, **kwargs):
+        calls.append(kwargs.get("accuracy_images"))
+        result = real(*args, **kwargs)
+        result.metrics["contention"] = len(calls) == 1
+        result.accuracy = {**result.accuracy, "attempt": len(calls)}
+        return result
+
+    monkeypatch.setattr(latency, "measure_latency", first_contended)
+    record = next(r for r in _run(load_suite(path), "remeasure").records
+                  if r.check == "latency")
+    assert len(calls) == 2 and all(c is not None for c in calls)
+    assert record.provenance["attempts"] == 2 and record.metrics["attempt"] == 2
+    assert record.metrics["contention"] is False
