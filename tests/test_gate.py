@@ -150,3 +150,67 @@ def test_real_smoke_records_with_a_failed_unit_fail(smoke_run, tmp_path, capsys)
     run = _rewrite(smoke_run, tmp_path / "failed.jsonl", broken)
     assert main(["gate", str(run), "--baseline", str(smoke_run), "--suite", "smoke"]) == 1
     assert "REGRESSION: failed: CheckpointMismatchError" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------ review findings
+def _write_lines(path, lines):
+    import json
+
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return path
+
+
+def test_a_record_no_judge_knows_fails_the_gate_instead_of_vanishing(tmp_path, capsys):
+    rec = records("new")[0].model_dump(mode="json") | {"check": "complexty", "metrics": {}}
+    run = _write_lines(tmp_path / "typo.jsonl", [rec])
+    assert main(["gate", str(run), "--suite", "gate"]) == 1
+    assert "nothing in this rtmbench judges a 'complexty' record" in capsys.readouterr().out
+
+
+def test_a_number_given_as_a_string_or_a_boolean_is_corrupt_not_coerced(tmp_path, capsys):
+    """The judge reads the raw values: lax validation let "26.0" pass and then read as 'no
+    ratio' (a 13x slowdown shown as ok), and true pass as an AP of 100."""
+    lat = records("new")[2].model_dump(mode="json")
+    lat["metrics"]["ratio_to_reference"] = "26.0"
+    box = records("new")[1].model_dump(mode="json")
+    box["metrics"]["coco"]["AP"] = True
+    for name, rec in (("ratio", lat), ("ap", box)):
+        run = _write_lines(tmp_path / f"{name}.jsonl", [rec])
+        assert main(["gate", str(run), "--suite", "gate"]) == 2, name
+        assert "unusable input" in capsys.readouterr().err
+
+
+def test_contention_is_unreliable_even_where_the_claim_is_not_comparable(tmp_path, capsys):
+    lat = records("new")[2]
+    contended = lat.model_copy(update={
+        "metrics": {**lat.metrics, "contention": True},
+        "claim": {"latency": {"value": 0.98, "decimals": 2, "hardware": "NVIDIA RTX 3090",
+                              "backend": "tensorrt", "precision": "fp16",
+                              "input_size": [640, 640], "batch": 1}}})
+    run = write_run(tmp_path / "c.jsonl", [contended])
+    main(["gate", str(run), "--suite", "gate"])
+    out = capsys.readouterr().out
+    assert "UNRELIABLE" in out and "ok: not comparable" not in out
+
+
+def _with_samples(rec, ratio, n):
+    ref = 20.0
+    return rec.model_copy(update={"metrics": {
+        **rec.metrics, "median_ms": ref * ratio, "ratio_to_reference": ratio,
+        "reference_median_ms": ref, "samples_ms": [ref * ratio * (1 + i / 1000)
+                                                   for i in range(n)]}})
+
+
+def test_too_few_samples_for_the_rank_test_fall_back_to_the_medians(tmp_path, capsys):
+    """With 4 samples a side the smallest possible p is 0.014 > alpha 0.01: a 10x slowdown
+    must not pass as 'not significant'."""
+    lat = records("x")[2]
+    base = write_run(tmp_path / "b.jsonl", [_with_samples(lat, 2.0, 4)])
+    new = write_run(tmp_path / "n.jsonl", [_with_samples(lat, 20.0, 4)])
+    assert main(["gate", str(new), "--baseline", str(base), "--suite", "gate"]) == 1
+    out = capsys.readouterr().out
+    assert "too few samples for a rank test" in out and "judged on the medians alone" in out
+    many_base = write_run(tmp_path / "b30.jsonl", [_with_samples(lat, 2.0, 30)])
+    many_new = write_run(tmp_path / "n30.jsonl", [_with_samples(lat, 20.0, 30)])
+    assert main(["gate", str(many_new), "--baseline", str(many_base), "--suite", "gate"]) == 1
+    assert "significant (Mann-Whitney U, p=" in capsys.readouterr().out

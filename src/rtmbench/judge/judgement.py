@@ -248,13 +248,13 @@ def judge_latency_claim(record: Record, claim: dict[str, Any],
                         tolerance: ToleranceLike) -> Judgement:
     median = record.metrics["median_ms"]
     claimed = f"{claim['value']} ms ({claim.get('hardware')})"
+    if reason := contention_reason(record):  # first: unreliable in every view, compared or not
+        return Judgement("latency", Mark.UNRELIABLE, reason, claimed=claimed,
+                         measured=f"{median:.2f} ms")
     differ = latency_conditions_differ(record, claim)
     if differ:
         return Judgement("latency", Mark.NOT_COMPARABLE, "not comparable: " + "; ".join(differ),
                          claimed=claimed, measured=f"{median:.2f} ms")
-    if reason := contention_reason(record):
-        return Judgement("latency", Mark.UNRELIABLE, reason, claimed=claimed,
-                         measured=f"{median:.2f} ms")
     value = float(claim["value"])
     delta = median - value
     ok = delta <= 0 or tolerance.allows(delta, value)
@@ -405,9 +405,10 @@ def _latency_baseline(rec: Record, base: Record, tolerances: Tolerances) -> Judg
                          "baseline from different hardware; not gated", against="baseline",
                          measured=shown)
     if not isinstance(ratio, (int, float)) or not isinstance(old, (int, float)):
-        return Judgement("latency", Mark.NOT_COMPARABLE,
-                         "no reference ratio in run or baseline; not gated", against="baseline",
-                         measured=shown)
+        # same hardware, yet nothing to compare: shown as unreliable, never as a plain "ok"
+        return Judgement("latency", Mark.UNRELIABLE,
+                         "no reference ratio in run or baseline (timed without the reference "
+                         "convolution?); not gated", against="baseline", measured=shown)
     for which, r in (("this run", rec), ("the baseline", base)):
         if reason := contention_reason(r):
             return Judgement("latency", Mark.UNRELIABLE, f"{which} is unreliable ({reason}); "
@@ -419,10 +420,14 @@ def _latency_baseline(rec: Record, base: Record, tolerances: Tolerances) -> Judg
     beyond = ratio > old and not tol.allows(ratio - old, old)
     p = slower_p_value(rec, base)
     shown_p = f"p={p:.2g}" if p is not None else "no samples for a rank test"
+    if p is not None and (least := least_p_value(rec, base)) >= alpha:
+        # too few samples: no difference could ever be significant at alpha
+        p, shown_p = None, (f"too few samples for a rank test at {alpha:g} (the smallest "
+                            f"p-value possible is {least:.2g})")
     if beyond and (p is None or p < alpha):
         why = (f"slower relative to the reference beyond {tol.describe()} ({delta}) and "
                + (f"significant (Mann-Whitney U, {shown_p} < {alpha:g})" if p is not None
-                  else "the records keep no samples: judged on the medians alone"))
+                  else f"{shown_p}: judged on the medians alone"))
         return Judgement("latency", Mark.REGRESSION, why, against="baseline",
                          reference=f"{old:.4f}", measured=shown, delta=delta)
     if beyond:
@@ -452,6 +457,15 @@ def slower_p_value(record: Record, base: Record) -> float | None:
     from scipy.stats import mannwhitneyu
 
     return float(mannwhitneyu(now, then, alternative="greater").pvalue)
+
+
+def least_p_value(record: Record, base: Record) -> float:
+    """The smallest one-sided Mann-Whitney U p-value the two records' sample counts allow
+    (every sample of one above every sample of the other): 1 / C(n1 + n2, n1)."""
+    from math import comb
+
+    n1, n2 = len(normalised_samples(record) or []), len(normalised_samples(base) or [])
+    return 1.0 / comb(n1 + n2, n1) if n1 and n2 else 1.0
 
 
 def judge_baseline(record: Record, base: Record | None,

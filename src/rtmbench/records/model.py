@@ -28,7 +28,7 @@ import math
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 SCHEMA_VERSION = 2
 
@@ -82,7 +82,11 @@ class UnitKey(BaseModel):
 
 # ------------------------------------------------------------------------ typed metrics
 class _Metrics(BaseModel):
-    """Metrics of one check: the named fields are required and typed; more may follow."""
+    """Metrics of one check: the named fields are required and typed; more may follow.
+
+    Validated strictly (:meth:`Record._consistent`): the judge reads the raw values, so a
+    "26.0" string or a ``true`` where a number belongs must be an error, not coerced in the
+    check and then read as "no value" (or as 1.0) by the judge."""
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
 
@@ -92,6 +96,11 @@ class ComplexityMetrics(_Metrics):
     flops_mmengine: int = Field(gt=0)
     flops_mmengine_act: int = Field(gt=0, alias="flops_mmengine+act")
     input_hw: tuple[int, int]
+
+    @field_validator("input_hw", mode="before")
+    @classmethod
+    def _json_pair(cls, value: Any) -> Any:  # JSON has no tuples; strict validation wants one
+        return tuple(value) if isinstance(value, list) else value
 
     def flops(self, convention: str) -> int:
         return self.flops_mmengine_act if convention == "mmengine+act" else self.flops_mmengine
@@ -194,7 +203,7 @@ class Record(BaseModel):
             typed = METRICS.get(self.check)
             if typed is not None:
                 try:
-                    typed.model_validate(self.metrics)
+                    typed.model_validate(self.metrics, strict=True)
                 except ValidationError as exc:
                     err = exc.errors()[0]
                     loc = ".".join(str(p) for p in err["loc"])
@@ -215,7 +224,7 @@ class Record(BaseModel):
         typed = METRICS.get(self.check)
         if typed is None or not self.status.has_measurement:
             return None
-        return typed.model_validate(self.metrics)
+        return typed.model_validate(self.metrics, strict=True)
 
     @property
     def hardware(self) -> dict[str, Any] | None:
