@@ -192,7 +192,7 @@ def test_killed_subprocess_resumes_and_a_torn_line_is_ignored(tmp_path):
     path = tmp_path / "results" / "k.jsonl"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and (not path.exists() or
-                                           path.read_bytes().count(b"\n") < 2):
+                                           path.read_bytes().count(b'"status"') < 2):
         assert proc.poll() is None, proc.stderr.read().decode()
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
@@ -201,11 +201,16 @@ def test_killed_subprocess_resumes_and_a_torn_line_is_ignored(tmp_path):
         f.write(b'{"run": "k", "model": "rtmdet-s", "che')
     partial = read_run(path)
     assert 2 <= len(partial.records) < 6 and partial.skipped_lines
-    done = {r.key for r in partial.records}
+    # the unit the process died in: failed (the gate is red on the cut run), not absent
+    interrupted = [r for r in partial.records if "interrupted" in r.provenance]
+    assert len(interrupted) == 1 and interrupted[0].status == "failed"
+    assert "--resume k" in interrupted[0].reason
+    done = {r.key for r in partial.records if r not in interrupted}
     summary = run_suite(load_suite(suite_path), resume="k", progress=False)
     final = read_run(path)
     keys = [r.key for r in final.records]
-    assert len(keys) == len(set(keys)) == 6
+    assert len(keys) == len(set(keys)) == 6  # the resume measured the interrupted unit again
+    assert all(r.status == "measured" for r in final.records)
     assert summary.resumed == len(done) and final.skipped_lines == partial.skipped_lines
 
 
@@ -296,3 +301,106 @@ def test_box_ap_with_several_weights_is_one_unit_and_one_column_each(tmp_path, m
     table = (tmp_path / "reports" / "results.md").read_text()
     assert "box AP (mmyolo weights) | box AP (mmdet weights)" in table
     assert "| 40.9 → *not run [1]* | 41.1 → *not run [1]* |" in table
+
+
+# ------------------------------------------------------------------ review findings
+def test_a_unit_the_process_died_in_fails_the_gate(tmp_path, capsys):
+    """A native crash (segfault, OOM kill) leaves no record: the unit's start marker makes it
+    a failed unit, so the cut run is red instead of a shorter green one."""
+    code = ("import os, signal, sys; import tests.fake_checks as f; from rtmbench.cli import main\n"
+            "real = f.FakeCheck.run\n"
+            "def run(self, unit, spec, ctx):\n"
+            "    if unit.model.name == 'rtmdet-s':\n"
+            "        os.kill(os.getpid(), signal.SIGSEGV)\n"
+            "    return real(self, unit, spec, ctx)\n"
+            "f.FakeCheck.run = run\n"
+            f"sys.exit(main(['run', {str(fake_suite(tmp_path))!r}, '--run-id', 'seg', "
+            "'--no-progress']))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True,
+                          timeout=120)
+    assert proc.returncode == -signal.SIGSEGV, proc.stderr.decode()[-2000:]
+    run = read_run(tmp_path / "results" / "seg.jsonl")
+    crashed = [r for r in run.records if r.status == "failed"]
+    assert len(run.records) == 4 and len(crashed) == 1
+    assert crashed[0].model == "rtmdet-s" and "process ended during this unit" in \
+        crashed[0].reason
+    assert main(["gate", str(run.path), "--suite", "gate"]) == 1
+    assert "process ended during this unit" in capsys.readouterr().out
+
+
+def test_a_check_that_calls_sys_exit_is_a_failed_unit_and_the_run_goes_on(tmp_path,
+                                                                          monkeypatch):
+    from tests.fake_checks import FakeCheck
+
+    real = FakeCheck.run
+
+    def run(self, unit, spec, ctx):
+        if unit.backend == "beta":
+            raise SystemExit(0)
+        return real(self, unit, spec, ctx)
+
+    monkeypatch.setattr(FakeCheck, "run", run)
+    summary = run_suite(load_suite(fake_suite(tmp_path)), run_id="exit", progress=False)
+    assert summary.planned == 6 and summary.statuses == {"measured": 4, "failed": 2}
+    assert main(["run", str(fake_suite(tmp_path)), "--run-id", "exit2", "--no-progress"]) == 1
+
+
+def test_a_non_finite_provenance_loses_neither_the_unit_nor_the_run(tmp_path, monkeypatch):
+    from rtmbench.run.checks import Outcome
+    from tests.fake_checks import FakeCheck
+
+    real = FakeCheck.run
+
+    def run(self, unit, spec, ctx):
+        outcome = real(self, unit, spec, ctx)
+        if unit.backend == "alpha":
+            return Outcome("measured", metrics=outcome.metrics,
+                           provenance={"details": {"clock": float("nan")}})
+        return outcome
+
+    monkeypatch.setattr(FakeCheck, "run", run)
+    summary = run_suite(load_suite(fake_suite(tmp_path)), run_id="nan", progress=False)
+    assert summary.statuses == {"measured": 4, "failed": 2}
+    run = read_run(summary.path)
+    assert not run.problems and len(run.records) == 6
+    bad = [r for r in run.records if r.status == "failed"]
+    assert all("not a finite number" in r.reason for r in bad)
+
+
+def test_a_unit_named_twice_runs_once(tmp_path):
+    body = FAKE_SUITE.replace("[alpha, beta, gamma]", "[alpha, alpha, beta]")
+    suite = load_suite(write_suite(tmp_path, body % ("", tmp_path / "results")))
+    summary = run_suite(suite, run_id="twice", progress=False)
+    assert summary.planned == 4
+    keys = [r.key for r in read_run(summary.path).records]
+    assert len(keys) == len(set(keys)) == 4
+
+
+def _lines(path, *objects):
+    import json
+
+    path.write_text("".join(json.dumps(o) + "\n" for o in objects))
+    return path
+
+
+def test_a_failure_is_never_hidden_behind_a_later_record_of_the_same_unit(tmp_path, capsys):
+    ok = {"run": "d", "model": "rtmdet-tiny", "check": "fake", "backend": "alpha",
+          "status": "measured", "metrics": {"value": 1.0}}
+    failed = {**ok, "status": "failed", "reason": "boom", "metrics": {}}
+    for order in ((failed, ok), (ok, failed)):
+        run = read_run(_lines(tmp_path / "d.jsonl", *order))
+        assert [r.status for r in run.latest_by_key().values()] == ["failed"]
+
+
+def test_event_lines_are_trusted_only_in_their_own_shape(tmp_path):
+    rec = {"run": "e", "model": "rtmdet-tiny", "check": "fake", "backend": "alpha",
+           "status": "failed", "reason": "boom"}
+    run = read_run(_lines(tmp_path / "a.jsonl", {**rec, "event": "torn-line"}))
+    assert [p.kind for p in run.problems] == ["corrupt"] and not run.records
+    path = tmp_path / "b.jsonl"
+    path.write_text('garbage\n{"ok": 1}\n' + '{"event": "torn-line", "line": 1}\n')
+    kinds = [p.kind for p in read_run(path).problems]
+    assert kinds.count("corrupt") >= 2  # the marker is not next to line 1: nothing repaired
+    path.write_text('{"torn": \n{"event": "torn-line", "line": 1}\n')
+    assert [p.kind for p in read_run(path).problems] == ["repaired"]

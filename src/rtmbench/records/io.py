@@ -6,8 +6,16 @@ writer holds ``<run-id>.jsonl.lock`` for as long as it is open, and a second wri
 ``rtmbench run --resume ID`` at once) is refused instead of recording units twice.
 
 A writer that resumes a run whose last line was torn ends that line and appends a marker
-(``{"event": "torn-line", "line": N, ...}``): the torn text stays (nothing is erased) and every
-reader knows it was an interrupted write, not a corrupt file.
+(``{"event": "torn-line", "line": N, ...}``, right after line N): the torn text stays (nothing
+is erased) and every reader knows it was an interrupted write, not a corrupt file.
+
+Before each unit the runner appends ``{"event": "unit-started", "unit": {...}}``. A unit that
+started and has no record after it ended the process (a native crash, an out-of-memory kill,
+``kill -9``) or is still running: readers see a *failed* record for it (provenance
+``interrupted``), so a run cut short by a crashing backend is red, never a shorter green run;
+``--resume`` measures that unit again. A unit the user stopped (Ctrl-C, SIGTERM) is closed by
+``{"event": "unit-cancelled", ...}`` instead: it is simply not recorded yet. Event lines hold
+exactly their own keys; anything else carrying ``"event"`` is a corrupt line.
 
 Reading never drops a line silently: every line that is not a usable record is a
 :class:`LineProblem` with its number and why. ``torn`` (the last line, cut by a crash or still
@@ -33,6 +41,14 @@ from .model import Record, SchemaError, UnitKey, parse_record
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 TORN_EVENT = "torn-line"
+UNIT_STARTED_EVENT = "unit-started"
+UNIT_CANCELLED_EVENT = "unit-cancelled"  # Ctrl-C or SIGTERM in a unit: the user stopped it
+_EVENT_KEYS = {TORN_EVENT: {"event", "line", "date", "note"},
+               UNIT_STARTED_EVENT: {"event", "unit", "date"},
+               UNIT_CANCELLED_EVENT: {"event", "unit", "date"}}
+INTERRUPTED_REASON = ("the process ended during this unit (a native crash, an out-of-memory kill, "
+                      "kill -9) or is still running it: nothing was recorded; `rtmbench run "
+                      "--resume {run}` measures it again")
 
 
 def check_run_id(run_id: str) -> str:
@@ -81,9 +97,16 @@ class Run:
         return [p.line for p in self.problems]
 
     def latest_by_key(self) -> dict[UnitKey, Record]:
-        """The last record of each unit (a run never records a unit twice, but a file put
-        together by hand might)."""
-        return {r.key: r for r in self.records}
+        """The record of each unit: a run records a unit once, but a file put together by hand
+        might hold it twice; then a failure is never hidden behind a later measurement (the
+        last failed record stands), otherwise the last record."""
+        chosen: dict[UnitKey, Record] = {}
+        for r in self.records:
+            kept = chosen.get(r.key)
+            if kept is not None and kept.status == "failed" and r.status != "failed":
+                continue
+            chosen[r.key] = r
+        return chosen
 
     def describe_problems(self) -> str:
         return "; ".join(p.describe(self.path) for p in self.problems)
@@ -111,6 +134,7 @@ def read_run(path: str | Path) -> Run:
     records: list[Record] = []
     problems: list[LineProblem] = []
     acknowledged: set[int] = set()
+    started: dict[UnitKey, int] = {}  # units begun and not (yet) recorded, by line
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -121,20 +145,55 @@ def read_run(path: str | Path) -> Run:
             kind = "torn" if last and ends_torn else "corrupt"
             problems.append(LineProblem(number, kind, f"not a JSON record ({exc})"))
             continue
-        if isinstance(data, dict) and data.get("event") == TORN_EVENT:
-            if isinstance(data.get("line"), int):
+        if isinstance(data, dict) and "event" in data:
+            event = _event(data, number)
+            if isinstance(event, str):
+                problems.append(LineProblem(number, "corrupt", event))
+            elif data["event"] == TORN_EVENT:
                 acknowledged.add(data["line"])
+            elif data["event"] == UNIT_CANCELLED_EVENT:
+                started.pop(event, None)
+            else:
+                started[event] = number
             continue
         try:
-            records.append(parse_record(data))
+            record = parse_record(data)
         except SchemaError as exc:
             problems.append(LineProblem(number, "corrupt", str(exc)))
+            continue
         except ValidationError as exc:
             problems.append(LineProblem(number, "corrupt", _describe_validation(exc)))
+            continue
+        records.append(record)
+        started.pop(record.key, None)
     problems = [LineProblem(p.line, "repaired", "cut by an interrupted write; a resume "
                             "acknowledged it") if p.line in acknowledged else p
                 for p in problems]
+    records += [_interrupted(key, line, path.stem) for key, line in started.items()]
     return Run(path.stem, path, records, problems)
+
+
+def _event(data: dict, number: int) -> UnitKey | bool | str:
+    """A valid event line's unit (unit-started) or True (torn-line); else why it is not one."""
+    keys = _EVENT_KEYS.get(data.get("event"))
+    if keys is None:
+        return f"unknown event {data.get('event')!r}"
+    if set(data) - keys:
+        return f"an event line with other keys ({', '.join(sorted(set(data) - keys))})"
+    if data["event"] == TORN_EVENT:
+        if data.get("line") != number - 1:
+            return "a torn-line marker that does not follow the line it names"
+        return True
+    try:
+        return UnitKey.model_validate(data.get("unit"))
+    except ValidationError as exc:
+        return f"a unit-started event without a valid unit ({_describe_validation(exc)})"
+
+
+def _interrupted(key: UnitKey, line: int, run_id: str) -> Record:
+    return Record(run=run_id, **key.model_dump(), status="failed",
+                  reason=INTERRUPTED_REASON.format(run=run_id),
+                  provenance={"interrupted": {"started_line": line}})
 
 
 class RunWriter:
@@ -201,6 +260,21 @@ class RunWriter:
 
     def append(self, record: Record) -> None:
         self._write((record.to_json() + "\n").encode("utf-8"))
+
+    def started(self, key: UnitKey) -> None:
+        """Say on disk that this unit begins: if the process dies in it, readers know."""
+        self._event(UNIT_STARTED_EVENT, key)
+
+    def cancelled(self, key: UnitKey) -> None:
+        """The user stopped this unit (Ctrl-C, SIGTERM): not a crash, nothing to judge."""
+        self._event(UNIT_CANCELLED_EVENT, key)
+
+    def _event(self, name: str, key: UnitKey) -> None:
+        from datetime import UTC, datetime
+
+        event = {"event": name, "unit": key.model_dump(mode="json"),
+                 "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
+        self._write((json.dumps(event, sort_keys=True) + "\n").encode("utf-8"))
 
 
 def resolve_run(ref: str | Path, results_dir: str | Path = "results") -> Path:

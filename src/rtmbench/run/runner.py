@@ -38,8 +38,12 @@ def default_run_id(suite_name: str) -> str:
 def plan(suite: SuiteBase, zoo: Zoo) -> list[tuple[Unit, Any]]:
     """Units in the order they run: check by check (cheap complexity first), model by model."""
     models = suite.resolved_models(zoo)
-    return [(unit, spec) for name, spec in suite.enabled_checks()
-            for model in models for unit in get_check(name).units(model, spec)]
+    planned: dict[Any, tuple[Unit, Any]] = {}
+    for name, spec in suite.enabled_checks():
+        for model in models:
+            for unit in get_check(name).units(model, spec):
+                planned.setdefault(unit.key, (unit, spec))  # a unit named twice runs once
+    return list(planned.values())
 
 
 @dataclass
@@ -72,7 +76,7 @@ def run_unit(unit: Unit, spec: Any, ctx: CheckContext) -> UnitResult:
     except RtmbenchError as exc:
         return UnitResult(Status(exc.outcome), _one_line(exc), claim=claim,
                           provenance={"error": type(exc).__name__})
-    except Exception as exc:  # a bug in a check: record it, keep going with the others
+    except (Exception, SystemExit) as exc:  # a bug in a check: record it, go on
         return UnitResult(Status.FAILED, _one_line(f"{type(exc).__name__}: {exc}"), claim=claim,
                           provenance={"error": type(exc).__name__,
                                       "traceback": traceback.format_exc(limit=8)})
@@ -94,12 +98,32 @@ def to_record(run_id: str, unit: Unit, result: UnitResult, base: dict[str, Any],
     except ValidationError as exc:
         err = exc.errors()[0]
         why = err["msg"].removeprefix("Value error, ")
+        if not _finite_json(provenance):  # a NaN in details must not lose the unit's record
+            provenance = {**base, "date": provenance["date"],
+                          "unusable_provenance": repr(result.provenance)[:2000]}
         record = Record(**fields, status=Status.FAILED,
                         reason=f"the check produced an unusable measurement: {why}",
                         claim=result.claim if _finite_json(result.claim) else {},
                         provenance={**provenance, "unusable_metrics": repr(result.metrics)[:2000]})
     status, verdict = run_time_verdict(record, suite)
     return record.model_copy(update={"status": status, "verdict": verdict})
+
+
+def _writable_record(run_id: str, unit: Unit, result: UnitResult, base: dict[str, Any],
+                     suite: SuiteBase) -> Record:
+    """:func:`to_record`, and a record that serialises; should either fail (a value JSON cannot
+    hold), a minimal failed record for the unit instead of losing it and the rest of the run."""
+    try:
+        record = to_record(run_id, unit, result, base, suite)
+        record.to_json()
+        return record
+    except (ValueError, TypeError) as exc:  # pydantic's errors included
+        reason = _one_line(f"the unit's record could not be written ({type(exc).__name__}: "
+                           f"{str(exc)[:300]}); its outcome was {result.status}: {result.reason}")
+        return Record(run=run_id, model=unit.model.name, check=unit.check, backend=unit.backend,
+                      device=unit.device, precision=unit.precision, variant=unit.variant,
+                      input_size=unit.input_size, batch=unit.batch, status=Status.FAILED,
+                      reason=reason, provenance={**base, "date": utc_now()})
 
 
 def _finite_json(value: Any) -> bool:
@@ -137,7 +161,9 @@ def run_suite(suite: SuiteBase, *, run_id: str | None = None, resume: str | None
     path = run_path(results_dir, run_id)
     units = plan(suite, zoo)  # before any file is touched: a bad suite creates nothing
     with RunWriter(path, resume=resume is not None) as writer:
-        done = {r.key for r in read_run(path).records} if resume else set()
+        # a unit the process died in (no record after its start) is measured again
+        done = {r.key for r in read_run(path).records
+                if "interrupted" not in r.provenance} if resume else set()
         todo = [(u, s) for u, s in units if u.key not in done]
         summary = RunSummary(run_id, path, len(units), len(units) - len(todo))
         if not todo:
@@ -150,7 +176,13 @@ def run_suite(suite: SuiteBase, *, run_id: str | None = None, resume: str | None
         try:
             for unit, spec in todo:
                 bar.set_postfix_str(unit.label, refresh=True)
-                record = to_record(run_id, unit, run_unit(unit, spec, ctx), base, suite)
+                writer.started(unit.key)
+                try:
+                    result = run_unit(unit, spec, ctx)
+                except KeyboardInterrupt:  # SIGTERM arrives as one too (cli)
+                    writer.cancelled(unit.key)
+                    raise
+                record = _writable_record(run_id, unit, result, base, suite)
                 writer.append(record)
                 summary.statuses[str(record.status)] += 1
                 bar.update(1)
