@@ -201,7 +201,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
     for path in written:
         print(path)
     if readme is None and not publish:
-        print(f"rtmbench report: the committed runs and yours, in {out_dir}/results.md; "
+        what = ("the runs given" if args.only else "the committed runs and the ones given"
+                if args.runs else f"the runs committed under {args.results_dir}/ (or its latest "
+                "run when none is committed; name a run to add it)")
+        print(f"rtmbench report: {what}, in {out_dir}/results.md; "
               f"README.md and reports/ are unchanged (--publish writes them).", file=sys.stderr)
     return 0
 
