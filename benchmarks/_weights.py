@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from rtmbench.models.init import well_conditioned_state_dict
+from rtmbench.models.init import head_features, well_conditioned_state_dict
 from rtmbench.run.model import network
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,14 +35,8 @@ def calibrated_model(size, how: str = "calibrated") -> torch.nn.Module:
     head = model.bbox_head
     x = torch.randn(1, 3, 320, 320, generator=torch.Generator().manual_seed(5))
     with torch.inference_mode():
-        feats = model.neck(model.backbone(x))
         cls, reg = [], []
-        for level, feat in enumerate(feats):
-            c, r = feat, feat
-            for layer in head.cls_convs[level]:
-                c = layer(c)
-            for layer in head.reg_convs[level]:
-                r = layer(r)
+        for level, (c, r) in enumerate(head_features(model, x)):
             cls.append(head.rtm_cls[level](c).flatten())
             reg.append(head.rtm_reg[level](r).flatten())
     cls_all, reg_all = torch.cat(cls), torch.cat(reg)

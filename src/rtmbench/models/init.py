@@ -95,13 +95,7 @@ def well_conditioned_(model: nn.Module, calibration: torch.Tensor, seed: int = 0
         bn.running_var.clamp_(min=floor)
     model.eval()
     head = model.bbox_head
-    feats = model.neck(model.backbone(x))
-    for level, feat in enumerate(feats):
-        cls_feat, reg_feat = feat, feat
-        for layer in head.cls_convs[level]:
-            cls_feat = layer(cls_feat)
-        for layer in head.reg_convs[level]:
-            reg_feat = layer(reg_feat)
+    for level, (cls_feat, reg_feat) in enumerate(head_features(model, x)):
         # logits: a robust spread of CLS_SPREAD, 1 % of (prior, class) pairs above 0.001
         _calibrate(head.rtm_cls[level], cls_feat, CLS_SPREAD, (0.99, LOGIT_001))
         if head.exp_on_reg:  # distances exp(reg) * stride, median REG_STRIDES
@@ -111,6 +105,21 @@ def well_conditioned_(model: nn.Module, calibration: torch.Tensor, seed: int = 0
             _calibrate(head.rtm_reg[level], reg_feat, REG_SPREAD, (0.5, REG_STRIDES))
     model.train(was_training)
     return model
+
+
+def head_features(model: nn.Module, x: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per level, the features the head's classifier and regressor see: ``(cls_feat,
+    reg_feat)`` after the shared-and-separated convolutions, before ``rtm_cls``/``rtm_reg``."""
+    head = model.bbox_head
+    out = []
+    for level, feat in enumerate(model.neck(model.backbone(x))):
+        cls_feat, reg_feat = feat, feat
+        for layer in head.cls_convs[level]:
+            cls_feat = layer(cls_feat)
+        for layer in head.reg_convs[level]:
+            reg_feat = layer(reg_feat)
+        out.append((cls_feat, reg_feat))
+    return out
 
 
 def _quantile(t: torch.Tensor, q: float) -> float:
