@@ -165,6 +165,12 @@ def test_a_record_no_judge_knows_fails_the_gate_instead_of_vanishing(tmp_path, c
     run = _write_lines(tmp_path / "typo.jsonl", [rec])
     assert main(["gate", str(run), "--suite", "gate"]) == 1
     assert "nothing in this rtmbench judges a 'complexty' record" in capsys.readouterr().out
+    # the report's gate verdict is the gate's: the same red row, not "all rows pass"
+    assert main(["report", str(run), "--only", "--out-dir", str(tmp_path / "r"),
+                 "--no-readme"]) == 0
+    text = (tmp_path / "r" / "results.md").read_text()
+    assert "nothing in this rtmbench judges a 'complexty' record" in text
+    assert "1 fail" in text
 
 
 def test_a_number_given_as_a_string_or_a_boolean_is_corrupt_not_coerced(tmp_path, capsys):
@@ -214,3 +220,17 @@ def test_too_few_samples_for_the_rank_test_fall_back_to_the_medians(tmp_path, ca
     many_new = write_run(tmp_path / "n30.jsonl", [_with_samples(lat, 20.0, 30)])
     assert main(["gate", str(many_new), "--baseline", str(many_base), "--suite", "gate"]) == 1
     assert "significant (Mann-Whitney U, p=" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"convention": "fvcore"}, "claim.flops.convention 'fvcore'"),   # was a KeyError traceback
+    ({"value": "8.1"}, "claim.flops.value"),                          # was "ok" in the gate
+    ({"decimals": -1}, "claim.flops.decimals"),
+])
+def test_a_claim_the_judge_cannot_read_is_unusable_input(tmp_path, capsys, change, words):
+    rec = records("new")[0].model_dump(mode="json")
+    rec["claim"]["flops"] |= change
+    run = _write_lines(tmp_path / "claim.jsonl", [rec])
+    assert main(["gate", str(run), "--suite", "gate"]) == 2
+    assert main(["report", str(run), "--only", "--out-dir", str(tmp_path / "r")]) == 2
+    assert words in capsys.readouterr().err

@@ -105,14 +105,7 @@ def compare(run: Run, baseline: Run | None, suite: SuiteBase) -> list[Row]:
     rows: list[Row] = []
     current = run.latest_by_key()
     for key, rec in current.items():
-        judgements = judge_unit(rec, base.get(key), suite)
-        if not judgements:  # a unit nobody can judge must not vanish from the verdict
-            judgements = [Judgement(rec.check, Mark.FAILED,
-                                    f"nothing in this rtmbench judges a '{rec.check}' record "
-                                    "(a mistyped check name, or a check of another version "
-                                    "or plugin): a unit that cannot be judged does not pass",
-                                    against="status", measured=str(rec.status))]
-        rows.extend(rows_for_unit(key, rec, judgements))
+        rows.extend(rows_for_unit(key, rec, judge_unit(rec, base.get(key), suite)))
     for key, old in base.items():
         if key not in current:
             j = judge_absent(old)

@@ -31,10 +31,9 @@ from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from enum import StrEnum
 from typing import Any, Protocol
 
-from ..records import Record, Status
+from ..records import FLOPS_CONVENTIONS, Record, Status
 
 FULL_VAL2017 = 5000
-FLOPS_CONVENTIONS = ("mmengine", "mmengine+act")
 SCALE = {"params": Decimal(10) ** 6, "flops": Decimal(10) ** 9}
 CHECK_METRICS = {"complexity": ("params", "flops"), "box_ap": ("box_ap",),
                  "latency": ("latency",)}
@@ -506,7 +505,14 @@ def judge_unit(record: Record, base: Record | None, tolerances: Tolerances) -> l
     """Everything the gate says about one unit: its status, its claims, its baseline."""
     if (status := judge_status(record, base)) is not None:
         return [status]
-    return judge_claims(record, tolerances) + judge_baseline(record, base, tolerances)
+    judgements = judge_claims(record, tolerances) + judge_baseline(record, base, tolerances)
+    if not judgements:  # a unit nobody can judge must not vanish from gate or report
+        judgements = [Judgement(record.check, Mark.FAILED,
+                                f"nothing in this rtmbench judges a '{record.check}' record "
+                                "(a mistyped check name, or a check of another version or "
+                                "plugin): a unit that cannot be judged does not pass",
+                                against="status", measured=str(record.status))]
+    return judgements
 
 
 def judge_absent(base: Record) -> Judgement:

@@ -17,6 +17,7 @@ from .io import (
     run_path,
 )
 from .model import (
+    FLOPS_CONVENTIONS,
     METRICS,
     SCHEMA_VERSION,
     BoxAPMetrics,
@@ -30,7 +31,7 @@ from .model import (
     parse_record,
 )
 
-__all__ = ["METRICS", "SCHEMA_VERSION", "BoxAPMetrics", "ComplexityMetrics", "LatencyMetrics",
-           "LineProblem", "Record", "Run", "RunWriter", "SchemaError", "Status", "UnitKey",
-           "check_run_id", "latest_run", "list_runs", "load_usable_run", "migrate",
+__all__ = ["FLOPS_CONVENTIONS", "METRICS", "SCHEMA_VERSION", "BoxAPMetrics", "ComplexityMetrics",
+           "LatencyMetrics", "LineProblem", "Record", "Run", "RunWriter", "SchemaError", "Status",
+           "UnitKey", "check_run_id", "latest_run", "list_runs", "load_usable_run", "migrate",
            "parse_record", "read_run", "resolve_run", "run_path"]

@@ -151,6 +151,19 @@ class LatencyMetrics(_Metrics):
     throttle_reasons: list[str] | None = None
 
 
+class ClaimFields(BaseModel):
+    """What the judge reads of every stored claim, validated strictly like the metrics: a
+    published value that is a number, the decimals it was published with, and (FLOPs) a
+    counting convention the judge knows. More keys (source, hardware, rounding...) may follow."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    value: Finite
+    decimals: int | None = Field(default=None, ge=0, le=12)
+
+
+FLOPS_CONVENTIONS = ("mmengine", "mmengine+act")  # what ComplexityMetrics records, by name
+
 METRICS: dict[str, type[_Metrics]] = {"complexity": ComplexityMetrics, "box_ap": BoxAPMetrics,
                                       "latency": LatencyMetrics}
 
@@ -199,6 +212,17 @@ class Record(BaseModel):
         for name in ("metrics", "claim", "provenance"):
             if where := _first_non_finite(getattr(self, name)):
                 raise ValueError(f"{name}.{where} is not a finite number")
+        for metric, claim in self.claim.items():
+            try:
+                ClaimFields.model_validate(claim)
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                loc = ".".join(str(p) for p in err["loc"])
+                raise ValueError(f"claim.{metric}.{loc}: {err['msg']}") from None
+            if metric == "flops" and claim.get("convention", "mmengine") not in \
+                    FLOPS_CONVENTIONS:
+                raise ValueError(f"claim.flops.convention {claim.get('convention')!r} is none "
+                                 f"of {', '.join(FLOPS_CONVENTIONS)}")
         if self.status.has_measurement:
             typed = METRICS.get(self.check)
             if typed is not None:
