@@ -151,6 +151,11 @@ BAD_DETECTIONS = [  # (change to the 4th detection, error class, words of the me
     (_set_box(2, float("inf")), InputError, ["entry 3", "bbox must hold finite numbers"]),
     (_set_box(2, -4.0), InputError, ["entry 3", "bbox has a negative width or height"]),
     (_set_box(3, -0.5), InputError, ["entry 3", "bbox has a negative width or height"]),
+    # a vectorised pre-check once coerced these and let both backends crash with a TypeError
+    (lambda d: d[3].update(score="0.5"), InputError, ["entry 3", "score must be a number"]),
+    (lambda d: d[3].update(bbox=["0", "0", "1", "1"]), InputError, ["entry 3", "bbox"]),
+    (lambda d: d[3].update(bbox=[True, 0, 1, 1]), InputError, ["entry 3", "bbox"]),
+    (lambda d: d[3].update(bbox=[[0, 0], [1, 1]]), InputError, ["entry 3", "bbox"]),
     (lambda d: d[3].update(category_id=999), DatasetError,
      ["category ids [999]", "entry 3", "category_id"]),
     (lambda d: d[3].update(image_id=10 ** 6), DatasetError,
