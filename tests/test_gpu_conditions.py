@@ -65,3 +65,21 @@ def test_a_cuda_latency_records_conditions_and_a_throttled_run_is_unreliable(nvm
     record = _latency_record(throttled=True, throttle_reasons=["hw_slowdown"])
     marks = {j.metric: j for j in judge_unit(record, None, _Tolerances())}
     assert marks["latency"].mark is Mark.UNRELIABLE and "hw_slowdown" in marks["latency"].text
+
+
+def test_a_reading_nvml_does_not_support_leaves_throttling_unknown_not_the_unit_lost(
+        nvml, monkeypatch):
+    """MIG and vGPU answer NotSupported for clock event reasons (and may for the name): the
+    latency still stands, with throttling unknown and the reason recorded."""
+    def unsupported(*args):
+        raise RuntimeError("NVMLError_NotSupported")
+
+    monkeypatch.setattr(nvml, "nvmlDeviceGetCurrentClocksEventReasons", unsupported)
+    monkeypatch.setattr(nvml, "nvmlDeviceGetName", unsupported)
+    probe = GpuProbe()
+    snap = probe.snapshot()
+    assert snap["clock_event_reasons"] is None and snap["sm_clock_mhz"] == 1980
+    system = probe.system()
+    assert system["name"] is None and system["driver"] == "580.65.06"
+    result = conditions(snap, probe.snapshot(), system)
+    assert result["throttled"] is None and "clock event reasons" in result["unavailable"]

@@ -87,21 +87,31 @@ class GpuProbe:
                 out[key] = read()
             except Exception:  # a reading this GPU/driver does not support
                 out[key] = None
-        mask = self._reasons()
-        out["clock_event_reasons"] = decode_reasons(mask)
+        try:
+            mask = self._reasons()
+        except Exception:  # NotSupported (MIG, vGPU): the latency stands, throttling unknown
+            mask = None
+        out["clock_event_reasons"] = None if mask is None else decode_reasons(mask)
         out["clock_event_mask"] = mask
         return out
 
     def system(self) -> dict[str, Any]:
         nvml = self.nvml
-        info: dict[str, Any] = {"name": _text(nvml.nvmlDeviceGetName(self.handle)),
-                                "driver": _text(nvml.nvmlSystemGetDriverVersion())}
-        try:
-            v = int(nvml.nvmlSystemGetCudaDriverVersion_v2())
-            info["cuda_driver"] = f"{v // 1000}.{(v % 1000) // 10}"
-        except Exception:
-            info["cuda_driver"] = None
+        readings = {"name": lambda: _text(nvml.nvmlDeviceGetName(self.handle)),
+                    "driver": lambda: _text(nvml.nvmlSystemGetDriverVersion()),
+                    "cuda_driver": lambda: _cuda_version(nvml.nvmlSystemGetCudaDriverVersion_v2())}
+        info: dict[str, Any] = {}
+        for key, read in readings.items():
+            try:
+                info[key] = read()
+            except Exception:  # not supported here: unknown, never the end of the measurement
+                info[key] = None
         return info
+
+
+def _cuda_version(value: Any) -> str:
+    v = int(value)
+    return f"{v // 1000}.{(v % 1000) // 10}"
 
 
 def open_probe(index: int = 0) -> tuple[GpuProbe | None, str | None]:
@@ -122,6 +132,10 @@ def conditions(before: dict | None, after: dict | None, system: dict | None,
     if unavailable is not None or before is None or after is None:
         return {"unavailable": unavailable or "NVML gave no reading", "throttled": None,
                 "throttle_reasons": None}
+    if before["clock_event_reasons"] is None or after["clock_event_reasons"] is None:
+        return {"before": before, "after": after, "system": system, "throttled": None,
+                "throttle_reasons": None,
+                "unavailable": "NVML gives no clock event reasons on this GPU (MIG or vGPU?)"}
     reasons = sorted({r for snap in (before, after) for r in snap["clock_event_reasons"]
                       if r in THROTTLING})
     return {"before": before, "after": after, "system": system, "throttled": bool(reasons),
