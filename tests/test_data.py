@@ -182,3 +182,14 @@ def test_coco_profile_has_val2017s_sizes_and_object_counts(tmp_path):
 def test_unknown_profile_is_refused(tmp_path):
     with pytest.raises(ValueError, match="profile"):
         make_synthetic_coco(tmp_path, 1, profile="imagenet")
+
+
+@pytest.mark.parametrize("size", [(320, 192), (192, 320), (96, 64)])
+def test_a_non_square_input_fits_every_image(size):
+    """mmcv's rescale overflows one side of a non-square input; the pipeline fits it instead
+    (export's probe batch and the accuracy images both go through it)."""
+    from rtmbench.run.model import calibration_batch
+    from rtmbench.spec.zoo import load_zoo
+
+    batch = calibration_batch(load_zoo().get("tiny"), num_images=3, input_size=size)
+    assert batch.shape == (3, 3, size[1], size[0])

@@ -71,8 +71,16 @@ class TestPipeline:
         return image
 
     def resize(self, image: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
+        """mmcv's keep-ratio rescale on a square input (MMDetection's, pixel for pixel). It
+        takes a (w, h) scale as (long edge, short edge), which on a non-square input can
+        overflow one side; there the image is scaled by min(W / w, H / h) to fit instead."""
         height, width = image.shape[:2]
-        (new_w, new_h), _ = rescale_size(width, height, (self.width, self.height))
+        if self.width == self.height:
+            (new_w, new_h), _ = rescale_size(width, height, (self.width, self.height))
+        else:
+            factor = min(self.width / width, self.height / height)
+            new_w = min(int(width * factor + 0.5), self.width)
+            new_h = min(int(height * factor + 0.5), self.height)
         resized = cv2.resize(image, (new_w, new_h), interpolation=self.interpolation)
         return resized, (new_w / width, new_h / height)
 

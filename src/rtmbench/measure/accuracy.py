@@ -62,7 +62,6 @@ class AccuracyImages:
     ids: list[int]
     inputs: list[Tensor]  # 1 x 3 x H x W, normalised
     scale_factors: list[tuple[float, float]]
-    coco_images: list[dict]  # COCO "images" entries (id, width, height)
     cat_ids: list[int]  # label -> COCO category id
     described: str  # where they come from
     ground_truth: dict | None = None  # COCO annotations when the set is real COCO
@@ -71,30 +70,13 @@ class AccuracyImages:
         return len(self.ids)
 
 
-class _FitPipeline(TestPipeline):
-    """The zoo's test pipeline, with a resize that always fits the timed input: mmcv's
-    keep-ratio rescale takes a (w, h) scale as (long edge, short edge), which on a non-square
-    input can overflow one side; this scales by min(W / w, H / h). The same on square inputs."""
-
-    def resize(self, image):
-        import cv2
-
-        height, width = image.shape[:2]
-        factor = min(self.width / width, self.height / height)
-        new_w, new_h = int(width * factor + 0.5), int(height * factor + 0.5)
-        resized = cv2.resize(image, (min(new_w, self.width), min(new_h, self.height)),
-                             interpolation=self.interpolation)
-        return resized, (resized.shape[1] / width, resized.shape[0] / height)
-
-
 def load_images(entry, root: Path, limit: int, input_size: tuple[int, int], *,
                 described: str, real_coco: bool) -> AccuracyImages:
     """The first ``limit`` images of the COCO-format set at ``root``, decoded, letterboxed to
     ``input_size`` (width, height) and normalised as the zoo's test pipeline does."""
     dataset = CocoDataset(root)
     records = dataset.select(limit)
-    width, height = input_size
-    pipeline = (TestPipeline if width == height else _FitPipeline)(input_size, entry.pipeline)
+    pipeline = TestPipeline(input_size, entry.pipeline)
     prepared = [pipeline.prepare(r.id, r.path) for r in records]
     wanted = {r.id for r in records}
     gt = None
@@ -106,7 +88,6 @@ def load_images(entry, root: Path, limit: int, input_size: tuple[int, int], *,
         ids=[p.image_id for p in prepared],
         inputs=[pipeline.normalize(torch.from_numpy(p.pixels)[None]) for p in prepared],
         scale_factors=[p.scale_factor for p in prepared],
-        coco_images=[{"id": r.id, "width": r.width, "height": r.height} for r in records],
         cat_ids=list(dataset.cat_ids), described=described, ground_truth=gt)
 
 
