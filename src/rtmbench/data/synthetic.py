@@ -166,7 +166,7 @@ def _make_coco_profile(root: Path, num_images: int, seed: int, workers: int | No
     if workers == 1:
         drawn = [_coco_image(job) for job in jobs]
     else:
-        with process_pool(workers, __name__) as pool:
+        with process_pool(workers) as pool:
             drawn = list(pool.map(_coco_image, jobs, chunksize=max(1, num_images // (8 * workers))))
     images, annotations = [], []
     for image, anns in drawn:  # ids in image order: independent of the worker count

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..records import Record, Run, UnitKey
+from .judgement import record_gpu
 
 
 @dataclass(frozen=True, order=True)
@@ -33,10 +34,8 @@ def machine_of(record: Record) -> Machine | None:
         return None
     hw = record.hardware or {}
     env = record.provenance.get("environment") or {}
-    if record.device == "cuda":
-        gpu = hw.get("gpu") or env.get("gpu")
-        if gpu:
-            return Machine("gpu", str(gpu))
+    if record.device == "cuda" and (gpu := record_gpu(record)):
+        return Machine("gpu", str(gpu))
     cpu = hw.get("cpu") or env.get("cpu") or "unknown CPU"
     cores = hw.get("cores") or env.get("cpu_cores_usable") or "?"
     return Machine("cpu", f"{cpu} ({cores} cores)")
@@ -57,8 +56,3 @@ def merge_runs(runs: list[Run]) -> dict[MergeKey, Record]:
                 continue
             merged[where] = record
     return merged
-
-
-def has_gpu(record: Record) -> bool:
-    hw = record.hardware or {}
-    return bool(hw.get("gpu"))

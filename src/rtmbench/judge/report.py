@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from ..records import Record, Run, latest_run, list_runs, load_usable_run
 from ..spec.suite import SuiteBase, load_suite
 from ..spec.zoo import Zoo, load_zoo
 from .judgement import Judgement, Mark, flops_field, judge_claims, judge_unit, primary_ap
-from .merge import Machine, MergeKey, machine_of, merge_runs
+from .merge import Machine, MergeKey, merge_runs
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 MARK = {True: "✅", False: "❌", None: "⚪"}
@@ -35,7 +36,6 @@ LEGEND = ("✅ matches the published claim · ❌ misses it · ⚪ measured, no 
           "timed artifact's detections disagree with the PyTorch model) · *not run [n]*: a "
           "missing prerequisite · agr: agreement AP of the timed artifact with the PyTorch "
           "FP32 model (1.0 = the same detections)")
-PLOTS = ("ap_vs_latency", "complexity_vs_ap")
 LOCAL_OUT = Path("reports") / "local"
 Merged = dict[MergeKey, Record]
 
@@ -221,9 +221,7 @@ def latency_tables(merged: Merged, zoo: Zoo, suite: SuiteBase, notes: Footnotes)
         if key.check == "latency" and machine is not None:
             size = tuple(record.input_size) if record.input_size else None
             groups.setdefault((machine, size, record.batch or 1), []).append(record)
-    per_machine: dict[Machine, int] = {}
-    for machine, _, _ in groups:
-        per_machine[machine] = per_machine.get(machine, 0) + 1
+    per_machine = Counter(machine for machine, _, _ in groups)
     sections = []
     for machine, size, batch in sorted(groups, key=lambda g: (
             g[0].kind != "gpu", g[0].name, g[1] != (640, 640), g[1] or (), g[2])):
@@ -431,4 +429,4 @@ def write_report(refs: list[str], *, results_dir: str | Path = "results",
 
 
 __all__ = ["END", "START", "LOCAL_OUT", "Footnotes", "committed_runs", "load_runs",
-           "machine_of", "merge_runs", "results_block", "write_report"]
+           "merge_runs", "results_block", "write_report"]

@@ -33,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +44,7 @@ from ..data import CocoDataset, TestPipeline
 from ..errors import NonFiniteOutputs
 from ..models.postprocess import Detections, TestSettings, postprocess
 from .agreement import TOP_K, agreement_scores
+from .evaluation import weights_fingerprint
 from .scoring import score
 
 AGREEMENT_TOP_K = TOP_K  # the same cut as the smoke gate's golden detections
@@ -96,18 +96,11 @@ def load_images(entry, root: Path, limit: int, input_size: tuple[int, int], *,
 _REFERENCE_CACHE: dict[tuple, list[list[Tensor]]] = {}
 
 
-def _fingerprint(model: nn.Module) -> str:
-    digest = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
 def _reference_outputs(model: nn.Module, x: Tensor, device: str = "cpu") -> list[Tensor]:
+    from .backends.torch_backend import flat_outputs
+
     with torch.inference_mode(), _true_fp32():
-        cls_scores, bbox_preds = model(x.to(device))
-    return [t.float().cpu() for t in (*cls_scores, *bbox_preds)]
+        return flat_outputs(model(x.to(device)))
 
 
 @contextlib.contextmanager
@@ -154,7 +147,7 @@ def artifact_accuracy(infer: Callable[[Tensor], list[Tensor]], reference: nn.Mod
     strides = tuple(reference.bbox_head.strides)
     reference = reference.eval()
     input_hw = tuple(images.inputs[0].shape[2:])
-    cache_key = (_fingerprint(reference), tuple(images.ids), images.described,
+    cache_key = (weights_fingerprint(reference), tuple(images.ids), images.described,
                  sum(float(x.double().sum()) for x in images.inputs), input_hw, batch,
                  reference_device)
     cached = _REFERENCE_CACHE.get(cache_key)

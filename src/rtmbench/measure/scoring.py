@@ -248,7 +248,7 @@ def _evaluate_parallel(backend: str, ground_truth: dict, detections: list[dict],
     jobs = [(backend, {**ground_truth, "annotations": annotations[i],
                        "categories": [c for c in ground_truth["categories"] if c["id"] in g]},
              split[i], max_dets, image_ids) for i, g in enumerate(groups)]
-    with process_pool(len(groups), __name__) as pool:
+    with process_pool(len(groups)) as pool:
         parts = list(pool.map(_evaluate_group, jobs))
     index = {c: k for k, c in enumerate(cat_ids)}
     first_precision, first_recall = parts[0][1], parts[0][2]

@@ -9,6 +9,7 @@ from .io import (
     Run,
     RunWriter,
     check_run_id,
+    is_interrupted,
     latest_run,
     list_runs,
     load_usable_run,
@@ -33,5 +34,5 @@ from .model import (
 
 __all__ = ["FLOPS_CONVENTIONS", "METRICS", "SCHEMA_VERSION", "BoxAPMetrics", "ComplexityMetrics",
            "LatencyMetrics", "LineProblem", "Record", "Run", "RunWriter", "SchemaError", "Status",
-           "UnitKey", "check_run_id", "latest_run", "list_runs", "load_usable_run", "migrate",
-           "parse_record", "read_run", "resolve_run", "run_path"]
+           "UnitKey", "check_run_id", "is_interrupted", "latest_run", "list_runs",
+           "load_usable_run", "migrate", "parse_record", "read_run", "resolve_run", "run_path"]

@@ -190,6 +190,11 @@ def _event(data: dict, number: int) -> UnitKey | bool | str:
         return f"a unit-started event without a valid unit ({_describe_validation(exc)})"
 
 
+def is_interrupted(record: Record) -> bool:
+    """A failed record made by :func:`read_run` for a unit the process died in."""
+    return "interrupted" in record.provenance
+
+
 def _interrupted(key: UnitKey, line: int, run_id: str) -> Record:
     return Record(run=run_id, **key.model_dump(), status="failed",
                   reason=INTERRUPTED_REASON.format(run=run_id),

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from ..errors import InputError, RtmbenchError
 from ..judge.judgement import run_time_verdict
 from ..measure.environment import run_provenance, utc_now
-from ..records import Record, RunWriter, Status, read_run, run_path
+from ..records import Record, RunWriter, Status, is_interrupted, read_run, run_path
 from ..spec.suite import SuiteBase
 from ..spec.zoo import Zoo, load_zoo
 from .checks import CheckContext, Outcome, Unit, get_check
@@ -88,9 +88,7 @@ def to_record(run_id: str, unit: Unit, result: UnitResult, base: dict[str, Any],
               suite: SuiteBase) -> Record:
     """The record of a unit, judged with the run's tolerances; a measurement that does not
     validate (a NaN, a missing metric) is recorded as "failed", never as a measurement."""
-    fields = dict(run=run_id, model=unit.model.name, check=unit.check, backend=unit.backend,
-                  device=unit.device, precision=unit.precision, variant=unit.variant,
-                  input_size=unit.input_size, batch=unit.batch)
+    fields = dict(run=run_id, **unit.key.model_dump())
     provenance = {**base, **result.provenance, "date": utc_now()}
     try:
         record = Record(**fields, status=result.status, reason=result.reason,
@@ -120,10 +118,8 @@ def _writable_record(run_id: str, unit: Unit, result: UnitResult, base: dict[str
     except (ValueError, TypeError) as exc:  # pydantic's errors included
         reason = _one_line(f"the unit's record could not be written ({type(exc).__name__}: "
                            f"{str(exc)[:300]}); its outcome was {result.status}: {result.reason}")
-        return Record(run=run_id, model=unit.model.name, check=unit.check, backend=unit.backend,
-                      device=unit.device, precision=unit.precision, variant=unit.variant,
-                      input_size=unit.input_size, batch=unit.batch, status=Status.FAILED,
-                      reason=reason, provenance={**base, "date": utc_now()})
+        return Record(run=run_id, **unit.key.model_dump(), status=Status.FAILED, reason=reason,
+                      provenance={**base, "date": utc_now()})
 
 
 def _finite_json(value: Any) -> bool:
@@ -163,7 +159,7 @@ def run_suite(suite: SuiteBase, *, run_id: str | None = None, resume: str | None
     with RunWriter(path, resume=resume is not None) as writer:
         # a unit the process died in (no record after its start) is measured again
         done = {r.key for r in read_run(path).records
-                if "interrupted" not in r.provenance} if resume else set()
+                if not is_interrupted(r)} if resume else set()
         todo = [(u, s) for u, s in units if u.key not in done]
         summary = RunSummary(run_id, path, len(units), len(units) - len(todo))
         if not todo:

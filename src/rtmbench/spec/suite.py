@@ -47,10 +47,6 @@ class Tolerance(Strict):
         return (f"±{self.absolute:g}" if self.absolute is not None
                 else f"±{self.relative * 100:g}%")
 
-    def factor(self) -> float:
-        """The slowdown a latency regression must exceed (1 + relative)."""
-        return 1.0 + (self.relative if self.relative is not None else 0.0)
-
 
 DEFAULT_TOLERANCES: dict[str, Tolerance] = {
     "params": Tolerance(relative=0.0), "flops": Tolerance(relative=0.0),

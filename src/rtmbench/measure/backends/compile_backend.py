@@ -42,7 +42,7 @@ from torch import Tensor, nn
 
 from ..timing import CudaEventTimer, Timer
 from .base import Backend, BackendError, BackendUnavailable, Runner, cuda_unavailable_reason
-from .torch_backend import LAYOUTS, TorchBackend, flat_outputs
+from .torch_backend import LAYOUTS, TorchBackend, flat_outputs, flatten
 
 MODES = ("auto", "default", "reduce-overhead", "max-autotune")
 # (atol, rtol x max|eager output|) of compiled vs eager, per precision.
@@ -132,15 +132,6 @@ def _classify(exc: BaseException, what: str) -> Exception:
     return BackendError(f"torch.compile failed on the model ({what}): {short}")
 
 
-def _flat(outputs) -> list[Tensor]:
-    if isinstance(outputs, Tensor):
-        return [outputs]
-    flat: list[Tensor] = []
-    for item in outputs:
-        flat.extend(_flat(item))
-    return flat
-
-
 def compare(eager: list[Tensor], compiled: list[Tensor], atol: float, rtol: float) -> dict:
     """Max abs error and bound per output; ``ok`` is False on any excess or non-finite value."""
     errors, bounds = [], []
@@ -209,7 +200,7 @@ class CompileBackend(Backend):
         sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
         with torch.inference_mode():
-            reference = [t.clone() for t in _flat(eager(x))]
+            reference = [t.clone() for t in flatten(eager(x))]
         compiled = torch.compile(eager, mode=None if mode == "default" else mode,
                                  dynamic=False, fullgraph=True)
         mark_step = getattr(torch.compiler, "cudagraph_mark_step_begin", lambda: None)
@@ -233,7 +224,7 @@ class CompileBackend(Backend):
                     out = call()
                     sync()
                     first_calls.append(time.perf_counter() - start)
-                got = [t.clone() for t in _flat(out)]
+                got = [t.clone() for t in flatten(out)]
                 del out
         except (BackendError, BackendUnavailable):
             raise

@@ -48,8 +48,6 @@ PROVIDER_NAMES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"
                   "tensorrt": "TensorrtExecutionProvider"}
 DEFAULT_PROVIDER = {("cpu", "fp32"): "cpu", ("cuda", "fp32"): "cuda", ("cuda", "fp16"): "tensorrt"}
 PROVIDER_DEVICE = {"cpu": "cpu", "cuda": "cuda", "tensorrt": "cuda"}
-# Back-compatible view: (device, precision) -> the default provider's ONNX Runtime name.
-PROVIDERS = {k: PROVIDER_NAMES[v] for k, v in DEFAULT_PROVIDER.items()}
 TRT_WHEELS = ("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorrt-cu13-libs",
               "tensorrt-cu12-libs", "tensorrt_libs")
 

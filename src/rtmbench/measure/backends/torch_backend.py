@@ -130,12 +130,15 @@ class TorchBackend(Backend):
                       outputs=lambda: outputs[-1], infer=infer_cuda)
 
 
-def flat_outputs(out) -> list[Tensor]:
-    """A model's outputs as host FP32 tensors in the exported graph's order: RTMDet's
-    ``(cls_scores, bbox_preds)`` flattened, or a module's tensor(s) as they are."""
+def flatten(out) -> list[Tensor]:
+    """A model's output tensors in the exported graph's order: RTMDet's ``(cls_scores,
+    bbox_preds)`` nested sequences flattened (cls_8 .. box_32), or a module's tensor(s)."""
     if isinstance(out, Tensor):
-        out = [out]
-    elif len(out) == 2 and all(isinstance(o, (tuple, list)) for o in out):
-        out = [*out[0], *out[1]]
-    return [o.detach().float().cpu().clone() for o in out]
+        return [out]
+    return [t for item in out for t in flatten(item)]
+
+
+def flat_outputs(out) -> list[Tensor]:
+    """:func:`flatten`, as host FP32 copies."""
+    return [o.detach().float().cpu().clone() for o in flatten(out)]
 
