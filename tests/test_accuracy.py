@@ -81,6 +81,25 @@ def test_non_finite_artifact_outputs_are_a_failure_not_an_error_of_zero(images):
     assert err.value.outcome == "failed"
 
 
+def test_a_reference_that_detects_nothing_fails_with_that_cause(images):
+    from rtmbench.errors import InputError
+
+    entry = load_zoo().get("tiny")
+    model = build(entry, "well-conditioned").model
+    with torch.no_grad():
+        for conv in model.bbox_head.rtm_cls:
+            conv.bias.fill_(-100.0)
+    settings = TestSettings.from_test_cfg(entry.test_cfg.model_dump())
+
+    def same(x):
+        with torch.inference_mode():
+            cls, box = model(x)
+        return [*cls, *box]
+
+    with pytest.raises(InputError, match="reference detected nothing on the 3 accuracy images"):
+        artifact_accuracy(same, model, images, settings, batch=2)
+
+
 def _latency_record(**metrics) -> Record:
     base = {"median_ms": 10.0, "ratio_to_reference": 1.5}
     return Record(run="r", model="rtmdet-tiny", check="latency", backend="tensorrt",

@@ -404,3 +404,17 @@ def test_event_lines_are_trusted_only_in_their_own_shape(tmp_path):
     assert kinds.count("corrupt") >= 2  # the marker is not next to line 1: nothing repaired
     path.write_text('{"torn": \n{"event": "torn-line", "line": 1}\n')
     assert [p.kind for p in read_run(path).problems] == ["repaired"]
+
+
+@pytest.mark.parametrize("checks, words", [
+    ("box_ap: {synthetic: 2, weights: well-conditioned, golden: nope.json}",
+     ["checks.box_ap.golden: no file", "nope.json"]),
+    ("latency: {targets: [{backends: [torch], devices: [cpu], precisions: [fp32], "
+     "providers: [cuda]}]}", ["'providers' selects ONNX Runtime", "correct the value"]),
+])
+def test_suite_mistakes_found_before_any_unit_runs(tmp_path, checks, words):
+    path = write_suite(tmp_path, f"name: bad\nmodels: [tiny]\nchecks:\n  {checks}\n")
+    with pytest.raises(InputError) as err:
+        load_suite(path)
+    assert all(w in str(err.value) for w in words), str(err.value)
+    assert "give a value of the expected type" not in str(err.value)

@@ -473,3 +473,32 @@ def test_offline_hf_and_http_sources_together(cache, blob, server, hub, monkeypa
         fetch_file(name, sha[:8], ["hf://someone/repo", f"{server.url}/{name}"], settings=FAST,
                    progress=False)
     assert server.requests == [] and hub.log == []
+
+
+def test_a_ca_bundle_that_is_not_a_file_is_a_settings_error_not_an_unreachable_source(
+        cache, monkeypatch):
+    """A stale REQUESTS_CA_BUNDLE would make every HTTPS source grey ('not run'): it is an
+    error naming the variable, before anything is fetched."""
+    from rtmbench.errors import InputError
+    from rtmbench.spec.settings import load_settings
+
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cache / "gone.pem"))
+    with pytest.raises(InputError, match=r"CA_BUNDLE=.*gone\.pem.*does not exist") as err:
+        load_settings()
+    assert err.value.outcome == "failed"
+
+
+def test_unsetting_the_ca_bundle_gives_huggingface_hub_its_own_client_back(tmp_path,
+                                                                          certificate):
+    from huggingface_hub.utils import _http
+
+    from rtmbench.sources import hf
+    from rtmbench.sources.download import FetchSettings
+
+    try:
+        hf._configure_client(FetchSettings(ca_bundle=certificate[0]))
+        assert _http._GLOBAL_CLIENT_FACTORY is not _http.default_client_factory
+        hf._configure_client(FetchSettings(ca_bundle=None))
+        assert _http._GLOBAL_CLIENT_FACTORY is _http.default_client_factory
+    finally:
+        hf._configure_client(FetchSettings(ca_bundle=None))

@@ -41,7 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from ..data import CocoDataset, TestPipeline
-from ..errors import NonFiniteOutputs
+from ..errors import InputError, NonFiniteOutputs
 from ..models.postprocess import Detections, TestSettings, postprocess
 from .agreement import TOP_K, agreement_scores
 from .evaluation import weights_fingerprint
@@ -186,9 +186,11 @@ def artifact_accuracy(infer: Callable[[Tensor], list[Tensor]], reference: nn.Mod
     _REFERENCE_CACHE[cache_key] = computed
     rows = [r for i, d in art_dets.items() for r in _coco_rows(i, d, images.cat_ids)]
     ref_rows = [r for i, d in ref_dets.items() for r in _coco_rows(i, d, images.cat_ids)]
-    agreement = (agreement_scores(rows, ref_rows, list(images.ids), images.cat_ids,
-                                  top_k=top_k)
-                 if ref_rows else {"AP": -1.0, "AP50": -1.0})
+    if not ref_rows:  # the real cause, not an agreement of 0 read as "a fast wrong engine"
+        raise InputError(f"the PyTorch FP32 reference detected nothing on the {len(images)} "
+                         f"accuracy images ({images.described}): agreement cannot be measured; "
+                         "time weights that detect something (well-conditioned, a checkpoint)")
+    agreement = agreement_scores(rows, ref_rows, list(images.ids), images.cat_ids, top_k=top_k)
     metrics = {"output_max_abs_error": max_abs, "output_max_rel_error": max_rel,
                "agreement_ap": max(agreement["AP"], 0.0),
                "agreement_ap50": max(agreement["AP50"], 0.0),

@@ -17,11 +17,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from ..fileio import sha256_file, write_json_atomic
 from ..spec.settings import load_settings
-from .errors import CacheNotWritable, UnsafeCachePath
+from .errors import CacheNotWritable, DownloadError, UnsafeCachePath
 
 SIDECAR_SUFFIX = ".verified.json"
 NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
@@ -157,6 +157,10 @@ def remember_full_hash(root: Path, file: str, sha256: str) -> None:
             if known.get(file) != sha256:
                 known[file] = sha256
                 write_json_atomic(path, known)
+    except Timeout:  # an OSError too (TimeoutError): busy, not unwritable
+        raise DownloadError(f"another rtmbench process held {lock} for 60 s; wait for it to "
+                            f"finish (or remove the lock if no rtmbench is running) and fetch "
+                            f"again.") from None
     except OSError as exc:  # filelock refuses a link planted since the check (O_NOFOLLOW)
         refuse_link(lock, "a lock file")
         raise not_writable(root, exc) from None

@@ -96,8 +96,8 @@ def _configure_client(settings: FetchSettings) -> None:
         return httpx2.Client(event_hooks={"request": [hook]} if hook else {},
                              follow_redirects=True, timeout=None, verify=verify)
 
-    if settings.ca_bundle:
-        set_client_factory(factory)
+    # unset again: huggingface_hub's own client, not the factory of an earlier bundle
+    set_client_factory(factory if settings.ca_bundle else _http.default_client_factory)
     _CLIENT_BUNDLE[:] = [settings.ca_bundle]
 
 

@@ -47,6 +47,13 @@ class LatencyTargets(Strict):
     # default provider per device and precision (cpu; cuda for fp32; tensorrt for fp16)
     providers: list[Literal["cpu", "cuda", "tensorrt"]] | None = None
 
+    @model_validator(mode="after")
+    def _providers_need_onnxruntime(self) -> LatencyTargets:
+        if self.providers is not None and "onnxruntime" not in self.backends:
+            raise ValueError("'providers' selects ONNX Runtime execution providers: add "
+                             "onnxruntime to this target's backends or remove 'providers'")
+        return self
+
 
 class AccuracySpec(Strict):
     """Check each timed artifact against the FP32 PyTorch model (rtmbench.measure.accuracy):

@@ -71,6 +71,8 @@ def _fix_for(error: dict[str, Any], model: type[BaseModel]) -> str:
         return "add this field"
     if kind.startswith("literal_error") or kind == "enum":
         return f"use one of the allowed values ({error.get('ctx', {}).get('expected', '')})"
+    if kind == "value_error":  # the type is right and the value is not: the message says why
+        return "correct the value as the message says"
     return f"give a value of the expected type (input was {_shown(error.get('input'))})"
 
 

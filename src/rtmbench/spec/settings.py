@@ -68,6 +68,17 @@ class Settings(BaseSettings):
             return Path(value).expanduser() if value.strip() else None
         return value
 
+    @field_validator("ca_bundle")
+    @classmethod
+    def _bundle_exists(cls, value: Path | None) -> Path | None:
+        # a stale bundle would make every HTTPS and hf:// source unreachable: "not run" for a
+        # setting the user must fix, so it is refused here, naming the variable
+        if value is not None and not value.exists():
+            raise ValueError(f"CA bundle {value} does not exist (set by RTMBENCH_CA_BUNDLE, "
+                             "REQUESTS_CA_BUNDLE or CURL_CA_BUNDLE): point it at a PEM file or "
+                             "a folder of certificates, or unset it")
+        return value
+
     @field_validator("hf_endpoint", mode="before")
     @classmethod
     def _no_empty_endpoint(cls, value: object) -> object:

@@ -101,6 +101,13 @@ def _check_models_exist(suite: SuiteBase, path: Path, zoo: Zoo) -> None:
     if not suite.enabled_checks():
         errors.append(f"{path}:{_line_of(path, ('checks',))}: checks: no check is enabled. Fix: "
                       f"add at least one of the registered checks.")
+    for name, spec in suite.enabled_checks():  # before any unit runs, not after an evaluation
+        golden = getattr(spec, "golden", None)
+        if golden is not None and not (path.parent / golden).is_file():
+            errors.append(f"{path}:{_line_of(path, ('checks', name, 'golden'))}: checks.{name}."
+                          f"golden: no file {path.parent / golden}. Fix: give the golden "
+                          f"detections' path relative to the suite file (tools/"
+                          f"make_smoke_golden.py makes them).")
     if errors:
         raise InputError(f"invalid suite file {path}:\n  " + "\n  ".join(errors))
 
