@@ -159,15 +159,16 @@ def postprocess_batched(cls_scores: tuple[Tensor, ...], bbox_preds: tuple[Tensor
     all_scores = [c.permute(0, 2, 3, 1).reshape(n, -1).float().sigmoid() for c in cls_scores]
     # Per level, the most pairs any image has above score_thr (one host synchronisation): no
     # more than these can be kept, so topk need not look further.
-    passing = torch.stack([(s > settings.score_thr).sum(1).max() for s in all_scores]).tolist()
+    above = [s > settings.score_thr for s in all_scores]  # NaN is never above
+    passing = torch.stack([a.sum(1).max() for a in above]).tolist()
     level_scores, level_labels, level_boxes = [], [], []
-    for cls, box, stride, scores, most in zip(cls_scores, bbox_preds, strides, all_scores,
-                                              passing):
+    for cls, box, stride, scores, mask, most in zip(cls_scores, bbox_preds, strides, all_scores,
+                                                    above, passing):
         height, width = cls.shape[2:]
         k = most if settings.nms_pre <= 0 else min(settings.nms_pre, most)
         # pairs at or below the threshold (NaN included: topk ranks NaN above every number)
         # cannot take a place from a passing one, as in the per-image reference
-        scores = torch.where(scores > settings.score_thr, scores, scores.new_tensor(-1.0))
+        scores = torch.where(mask, scores, scores.new_tensor(-1.0))
         scores, index = scores.topk(k, dim=1)  # sorted, descending
         prior_idx = torch.div(index, num_classes, rounding_mode="floor")
         distances = box.permute(0, 2, 3, 1).reshape(n, -1, 4).float().gather(
