@@ -146,3 +146,18 @@ def test_a_local_run_adds_to_the_committed_ones_and_leaves_tracked_files_alone(
     assert main(["report", "--publish"]) == 0  # the committed runs only
     text = (tmp_path / "README.md").read_text()
     assert "From run `gpu`" in text and "Latency on NVIDIA H100" in text
+
+
+def test_publish_with_a_readme_without_markers_writes_nothing(tmp_path):
+    """The README is checked before any file is written: no half-done publish of reports/."""
+    from rtmbench.errors import InputError
+    from tests.records_factory import records, write_run
+
+    write_run(tmp_path / "results" / "r.jsonl", records("r"))
+    readme = tmp_path / "README.md"
+    readme.write_text("# no markers here\n")
+    with pytest.raises(InputError, match="no '<!-- results:start -->'"):
+        write_report(["r"], results_dir=tmp_path / "results", out_dir=tmp_path / "reports",
+                     readme=readme, committed=False)
+    assert not (tmp_path / "reports").exists()
+    assert readme.read_text() == "# no markers here\n"

@@ -191,21 +191,20 @@ def _add_gate(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .judge.report import LOCAL_OUT, write_report
+    from .judge.report import LOCAL_OUT, load_runs, write_report
 
     publish = args.publish
     out_dir = args.out_dir or ("reports" if publish else str(LOCAL_OUT))
     readme = None if args.no_readme else (args.readme or ("README.md" if publish else None))
-    written = write_report(args.runs, results_dir=args.results_dir, out_dir=out_dir,
-                           readme=readme, suite=args.suite, committed=not args.only)
+    runs = load_runs(args.runs, args.results_dir, committed=not args.only)
+    written = write_report(args.runs, out_dir=out_dir, readme=readme, suite=args.suite,
+                           runs=runs)
     for path in written:
         print(path)
     if readme is None and not publish:
-        what = ("the runs given" if args.only else "the committed runs and the ones given"
-                if args.runs else f"the runs committed under {args.results_dir}/ (or its latest "
-                "run when none is committed; name a run to add it)")
-        print(f"rtmbench report: {what}, in {out_dir}/results.md; "
-              f"README.md and reports/ are unchanged (--publish writes them).", file=sys.stderr)
+        print(f"rtmbench report: runs {', '.join(r.run_id for r in runs)} in "
+              f"{out_dir}/results.md; README.md and reports/ are unchanged (--publish writes "
+              f"them).", file=sys.stderr)
     return 0
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..fileio import write_if_changed
-from ..records import Record, Run, latest_run, list_runs, load_usable_run
+from ..records import Record, Run, latest_run, list_runs, load_usable_run, resolve_run
 from ..spec.suite import SuiteBase, load_suite
 from ..spec.zoo import Zoo, load_zoo
 from .judgement import Judgement, Mark, flops_field, judge_claims, judge_unit, primary_ap
@@ -386,34 +386,33 @@ def load_runs(refs: list[str], results_dir: str | Path, *, committed: bool = Tru
     latest), each readable and free of corrupt lines; a run is read once, at its last place."""
     paths: list[Path] = committed_runs(results_dir) if committed else []
     given = refs or ([] if paths else [str(latest_run(results_dir))])
-    runs = [load_usable_run(p, results_dir) for p in paths]
-    runs += [load_usable_run(r, results_dir) for r in given]
-    seen: dict[Path, Run] = {}
-    for run in runs:
-        seen.pop(run.path.resolve(), None)
-        seen[run.path.resolve()] = run
-    if not seen:
+    order: dict[Path, None] = {}  # each file once, at its last place (a given run comes last)
+    for path in [*paths, *(resolve_run(r, results_dir) for r in given)]:
+        order.pop(path.resolve(), None)
+        order[path.resolve()] = None
+    if not order:
         raise InputError(f"no runs to report in {results_dir}/; make one with `rtmbench run "
                          f"SUITE`.")
-    return list(seen.values())
+    return [load_usable_run(p, results_dir) for p in order]
 
 
 def write_report(refs: list[str], *, results_dir: str | Path = "results",
                  out_dir: str | Path = LOCAL_OUT, readme: str | Path | None = None,
                  zoo: Zoo | None = None, suite: str | Path = "reproduce",
-                 committed: bool = True) -> list[Path]:
+                 committed: bool = True, runs: list[Run] | None = None) -> list[Path]:
     """Write ``results.md`` and the plots to ``out_dir`` and, when ``readme`` is given, its
-    results block; return the files written."""
+    results block; return the files written. ``runs``: already loaded (``load_runs``) instead
+    of ``refs``. Everything is rendered, the README's markers included, before any file is
+    written: a README that cannot take the block leaves reports/ untouched too."""
     from .plots import render_plots
 
     zoo = zoo or load_zoo()
     tolerances = load_suite(suite, zoo)
     out_dir = Path(out_dir)
-    runs = load_runs(refs, results_dir, committed=committed)
+    runs = runs if runs is not None else load_runs(refs, results_dir, committed=committed)
     merged = merge_runs(runs)
-    written = render_plots(merged, zoo, tolerances, out_dir)
     md = results_markdown(runs, merged, zoo, tolerances)
-    written.insert(0, write_if_changed(out_dir / "results.md", md.encode("utf-8")))
+    new_readme = None
     if readme is not None:
         readme = Path(readme)
         try:
@@ -423,8 +422,11 @@ def write_report(refs: list[str], *, results_dir: str | Path = "results",
                              f"PATH or --no-readme.") from None
         image_dir = os.path.relpath(out_dir.resolve(), readme.resolve().parent)
         block = results_block(runs, merged, zoo, image_dir.replace(os.sep, "/"), tolerances)
-        new = replace_block(text, block, str(readme))
-        written.append(write_if_changed(readme, new.encode("utf-8")))
+        new_readme = replace_block(text, block, str(readme))
+    written = render_plots(merged, zoo, tolerances, out_dir)
+    written.insert(0, write_if_changed(out_dir / "results.md", md.encode("utf-8")))
+    if new_readme is not None:
+        written.append(write_if_changed(readme, new_readme.encode("utf-8")))
     return written
 
 
