@@ -33,11 +33,12 @@ EXTRAS = "onnx,dev"
 
 
 def _bin(venv: Path) -> Path:
-    return venv / ("Scripts" if os.name == "nt" else "bin")
+    return venv / "bin"  # Unix only, like the fcntl lock below
 
 
 def _install_key() -> str:
-    digest = hashlib.sha256()
+    """What the shared environment was built from: a change to any of it reinstalls."""
+    digest = hashlib.sha256(f"{EXTRAS}\n{sys.version}\n".encode())
     for name in ("pyproject.toml", "constraints.txt"):
         digest.update((ROOT / name).read_bytes())
     return digest.hexdigest()
