@@ -104,6 +104,8 @@ def test_provider_config_table():
         "onnx_precision": "fp32", "options": {"trt_fp16_enable": False}, "typing": "strong"}
     with pytest.raises(BackendUnavailable, match="no weak typing"):
         provider_config("tensorrt", "fp16", "11.0", typing="weak")
+    with pytest.raises(ValueError, match="typing must be one of"):
+        provider_config("tensorrt", "fp16", "10.1", typing="wek")
 
 
 def test_cpu_provider_runs_for_real(tmp_path):

@@ -67,6 +67,10 @@ def provider_config(provider: str, precision: str, trt_version: str | None = Non
                     typing: str = "auto") -> dict:
     """Which ONNX file and provider options ``provider`` gets at ``precision`` (the table in
     the module docstring): ``{"onnx_precision", "options", "typing"?}``."""
+    from .tensorrt_backend import TYPINGS
+
+    if typing not in TYPINGS:  # the same choices as the TensorRT backend's (a typo is no mode)
+        raise ValueError(f"typing must be one of {TYPINGS}, not {typing!r}")
     if provider == "tensorrt":
         major = int(trt_version.split(".")[0]) if trt_version else None
         if typing == "auto":  # 8.x networks are never strongly typed; fp16: weak where it exists
