@@ -6,6 +6,8 @@ import torch
 # Tests import it from here; it lives in models/ (the well-conditioned weights id uses it).
 from rtmbench.models.init import well_conditioned_state_dict  # noqa: F401
 
+pytest_plugins = ["tests.fetch_fixtures"]  # cache, blob, server: the download tests' fixtures
+
 
 @pytest.fixture(autouse=True)
 def _deterministic_threads():

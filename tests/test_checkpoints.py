@@ -35,40 +35,8 @@ from rtmbench.sources import (
     to_mmyolo,
 )
 from rtmbench.spec.zoo import ResolvedModel, Weights, load_zoo
+from tests.fetch_fixtures import FAST, SRC, make_blob
 from tests.http_server import LoopbackServer
-
-FAST = FetchSettings(connect_timeout=2.0, read_timeout=2.0, retries=1, backoff=0.01,
-                     lock_timeout=60.0)
-SRC = str(Path(__file__).resolve().parents[1] / "src")
-
-
-def _blob(size: int = 300_000, seed: int = 1) -> tuple[str, bytes, str]:
-    data = np.random.default_rng(seed).bytes(size)
-    sha = hashlib.sha256(data).hexdigest()
-    return f"blob_{seed}-{sha[:8]}.pth", data, sha
-
-
-@pytest.fixture
-def cache(tmp_path, monkeypatch) -> Path:
-    root = tmp_path / "cache"
-    monkeypatch.setenv("RTMBENCH_CACHE", str(root))
-    # Loopback servers only: a proxy from the environment must not see these requests.
-    for var in ("RTMBENCH_MIRROR", "RTMBENCH_OFFLINE", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
-                "http_proxy", "https_proxy", "all_proxy"):
-        monkeypatch.delenv(var, raising=False)
-    return root
-
-
-@pytest.fixture
-def blob():
-    return _blob()
-
-
-@pytest.fixture
-def server(blob):
-    name, data, _ = blob
-    with LoopbackServer({name: data}) as srv:
-        yield srv
 
 
 def _leftovers(root: Path) -> list[str]:
@@ -221,7 +189,7 @@ def test_local_folder_listed_in_the_zoo(cache, blob, tmp_path):
 
 
 def test_two_processes_fetch_one_file(cache, tmp_path):
-    name, data, sha = _blob(size=2_000_000, seed=3)
+    name, data, sha = make_blob(size=2_000_000, seed=3)
     with LoopbackServer({name: data}) as srv:
         srv.chunk_delay = 0.03  # ~1 s transfer: the two fetches overlap
         go = tmp_path / "go"
