@@ -33,9 +33,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _shipped_suites() -> list[str]:
-    from .spec.suite import shipped_suites_dir
+    from .spec.suite import shipped_suite_names
 
-    return sorted(p.stem for p in shipped_suites_dir().glob("*.yaml"))
+    return shipped_suite_names()
 NOT_RUN_EXIT = 3  # a missing prerequisite (no GPU, package, data set): nothing was measured
 
 

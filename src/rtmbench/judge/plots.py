@@ -21,7 +21,7 @@ from ..fileio import write_if_changed
 from ..records import Record
 from ..spec.suite import SuiteBase
 from ..spec.zoo import Zoo
-from .judgement import FULL_VAL2017, Mark, contention_reason, flops_field, judge_claims
+from .judgement import FULL_VAL2017, Mark, contention_reason, flops_field, judge_claims, primary_ap
 from .merge import Machine, MergeKey
 
 Merged = dict[MergeKey, Record]
@@ -44,9 +44,8 @@ def _box_ap(merged: Merged, zoo: Zoo, name: str) -> tuple[float | None, bool]:
             if (key.model == name and key.check == "box_ap" and key.variant == weights
                     and record.status.has_measurement
                     and record.metrics.get("num_images", 0) >= FULL_VAL2017):
-                table = record.metrics.get("coco") or {}
-                if isinstance(table.get("AP"), (int, float)):
-                    return table["AP"] * 100, True
+                if found := primary_ap(record.metrics):
+                    return found[1], True
     return _published_ap(zoo, name), False
 
 

@@ -117,6 +117,10 @@ def shipped_suites_dir() -> Path:
     return packaged if packaged.is_dir() else Path(__file__).resolve().parents[3] / "suites"
 
 
+def shipped_suite_names() -> list[str]:
+    return sorted(p.stem for p in shipped_suites_dir().glob("*.yaml"))
+
+
 def find_suite(ref: str | Path) -> Path:
     """A suite given as a file path, or by name (``smoke`` -> ``suites/smoke.yaml``)."""
     path = Path(ref)
@@ -125,9 +129,9 @@ def find_suite(ref: str | Path) -> Path:
     for candidate in (Path("suites") / f"{ref}.yaml", shipped_suites_dir() / f"{ref}.yaml"):
         if candidate.is_file():
             return candidate
-    names = sorted(p.stem for p in shipped_suites_dir().glob("*.yaml"))
     raise InputError(f"no suite {str(ref)!r}: it is neither a file nor a shipped suite name "
-                     f"(shipped: {', '.join(names) or 'none'}); give a path to a suite YAML.")
+                     f"(shipped: {', '.join(shipped_suite_names()) or 'none'}); give a path to "
+                     f"a suite YAML.")
 
 
 def load_suite(ref: str | Path, zoo: Zoo | None = None) -> SuiteBase:
