@@ -281,10 +281,10 @@ def download(url: str, part: Path, settings: FetchSettings, *, desc: str,
 
 
 def copy_local(source: Path, part: Path, *, desc: str, progress: bool = True,
-               size: int | None = None, settings: FetchSettings | None = None) -> None:
+               size: int | None, settings: FetchSettings) -> None:
     """Copy a file from a local folder (or huggingface_hub's cache) into ``part``, with the same
-    progress bar and size cap."""
-    limits = Limits.start(settings or FetchSettings(), size)
+    progress bar and size cap (``settings.max_bytes``; no deadline for a local copy)."""
+    limits = Limits.start(settings, size)
     try:
         src = open(source, "rb")  # noqa: SIM115 - closed below
     except OSError as exc:

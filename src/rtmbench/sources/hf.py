@@ -11,7 +11,8 @@ cache fails verification (a damaged or replaced blob) it is downloaded once more
 Offline (``RTMBENCH_OFFLINE=1`` or ``HF_HUB_OFFLINE=1``) an hf:// source only looks in
 huggingface_hub's cache (``try_to_load_from_cache``: no request of any kind).
 The deadline and size cap apply as bytes arrive (a progress-bar class that huggingface_hub
-calls for every chunk raises when either is passed) and to the copy.
+calls for every chunk raises when either is passed); the size cap also to the copy out of
+huggingface_hub's cache (a local copy has no deadline).
 """
 
 from __future__ import annotations
