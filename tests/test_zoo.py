@@ -110,3 +110,11 @@ def test_weights_may_give_a_size_and_hf_sources(tmp_path):
     broken.write_text(text.replace("hf://someone/rtmdet@v1/mmyolo", "hf://someone/../x"))
     with pytest.raises(InputError, match=r"weights\[0\].urls.*hf://OWNER/REPO"):
         load_zoo(broken)
+
+
+def test_an_unencoded_pr_ref_is_refused_not_misread_as_revision_refs():
+    from rtmbench.spec.hfref import parse_hf
+
+    assert parse_hf("hf://o/r@refs%2Fpr%2F1/x").revision == "refs/pr/1"
+    with pytest.raises(ValueError, match=r"percent-encode its '/' \(@refs%2Fpr%2F1\)"):
+        parse_hf("hf://o/r@refs/pr/1/x")

@@ -62,6 +62,9 @@ def parse_hf(entry: str, file: str | None = None) -> HfRef:
         if not _REVISION.fullmatch(revision) or ".." in revision:
             raise ValueError(f"{entry!r}: revision {revision!r} is not a branch, tag or commit "
                              f"({form}; percent-encode a '/' in a revision)")
+        if revision == "refs":  # refs/pr/1 unencoded: "refs" would be the revision
+            raise ValueError(f"{entry!r}: revision 'refs' is the start of a ref such as "
+                             f"refs/pr/1: percent-encode its '/' (@refs%2Fpr%2F1)")
     for what, name in (("owner", owner), ("repository", repo)):
         if not _NAME.fullmatch(name):
             raise ValueError(f"{entry!r}: {what} {name!r} is not a Hub name (letters, digits, "
