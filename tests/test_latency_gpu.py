@@ -124,6 +124,22 @@ def _accuracy_images(tmp_path, entry, hw=(320, 320), n=4):
                        real_coco=False)
 
 
+def _tiny_agrees(tmp_path, backend: str, precision: str, **backend_options):
+    """Tiny (well-conditioned weights, 320x320) timed on ``backend`` on CUDA, measured, and its
+    detections on 4 generated images agreeing with PyTorch FP32."""
+    from rtmbench.run.model import build
+
+    entry = load_zoo().get("tiny")
+    model = build(entry, "well-conditioned").model
+    result = measure_latency(entry, backend, "cuda", precision, model=model, input_hw=(320, 320),
+                             reference=False, backend_options=backend_options,
+                             accuracy_images=_accuracy_images(tmp_path, entry), **PROTOCOL)
+    _report(result, entry)
+    assert result.status == "measured", result.reason
+    assert result.accuracy["agreement_ap"] >= 0.9, result.accuracy
+    return result
+
+
 @pytest.mark.skipif(importlib.util.find_spec("tensorrt") is None,
                     reason="the tensorrt Python package is not installed")
 def test_tensorrt_fp16_typing_and_agreement(tmp_path, monkeypatch):
@@ -131,54 +147,26 @@ def test_tensorrt_fp16_typing_and_agreement(tmp_path, monkeypatch):
     with PyTorch FP32 (well-conditioned weights, 4 generated images)."""
     import tensorrt as trt
 
-    from rtmbench.run.model import build
-
     monkeypatch.setenv("RTMBENCH_CACHE", str(tmp_path))
-    entry = load_zoo().get("tiny")
-    model = build(entry, "well-conditioned").model
-    result = measure_latency(entry, "tensorrt", "cuda", "fp16", model=model, input_hw=(320, 320),
-                             reference=False, accuracy_images=_accuracy_images(tmp_path, entry),
-                             **PROTOCOL)
-    _report(result, entry)
-    assert result.status == "measured", result.reason
+    result = _tiny_agrees(tmp_path, "tensorrt", "fp16")
     expected = "weak" if hasattr(trt.BuilderFlag, "FP16") else "strong"
     assert result.details["typing"] == expected
     assert result.details["onnx_precision"] == ("fp32" if expected == "weak" else "fp16")
-    assert result.accuracy["agreement_ap"] >= 0.9, result.accuracy
     assert result.metrics["throttled"] in (True, False, None)
 
 
 def test_onnxruntime_cuda_provider_fp16_and_agreement(tmp_path):
     import onnxruntime as ort
 
-    from rtmbench.run.model import build
-
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         pytest.skip(f"onnxruntime {ort.__version__} has no CUDAExecutionProvider")
-    entry = load_zoo().get("tiny")
-    model = build(entry, "well-conditioned").model
-    result = measure_latency(entry, "onnxruntime", "cuda", "fp16", model=model,
-                             input_hw=(320, 320), reference=False,
-                             backend_options={"provider": "cuda"},
-                             accuracy_images=_accuracy_images(tmp_path, entry), **PROTOCOL)
-    _report(result, entry)
-    assert result.status == "measured", result.reason
+    result = _tiny_agrees(tmp_path, "onnxruntime", "fp16", provider="cuda")
     assert result.details["provider"] == "CUDAExecutionProvider"
     assert result.details["onnx_precision"] == "fp16"
-    assert result.accuracy["agreement_ap"] >= 0.9, result.accuracy
 
 
 def test_torch_cuda_graph_agreement_and_gpu_conditions(tmp_path):
-    from rtmbench.run.model import build
-
-    entry = load_zoo().get("tiny")
-    model = build(entry, "well-conditioned").model
-    result = measure_latency(entry, "torch", "cuda", "fp16", model=model, input_hw=(320, 320),
-                             reference=False, accuracy_images=_accuracy_images(tmp_path, entry),
-                             **PROTOCOL)
-    _report(result, entry)
-    assert result.status == "measured", result.reason
-    assert result.accuracy["agreement_ap"] >= 0.9, result.accuracy
+    result = _tiny_agrees(tmp_path, "torch", "fp16")
     conditions = result.gpu_conditions
     if importlib.util.find_spec("pynvml") is not None:
         assert conditions["before"]["sm_clock_mhz"] and conditions["system"]["driver"]
