@@ -36,7 +36,9 @@ def images(tmp_path_factory):
     return load_images(entry, root, 3, (96, 64), described="3 generated", real_coco=True)
 
 
-def test_identical_outputs_agree_fully_and_batches_are_padded(images):
+def _tiny_and_its_engine():
+    """Tiny with well-conditioned weights, its test settings, and an "engine" that is the
+    model itself (outputs in the exported graph's order)."""
     entry = load_zoo().get("tiny")
     model = build(entry, "well-conditioned").model
     settings = TestSettings.from_test_cfg(entry.test_cfg.model_dump())
@@ -45,6 +47,12 @@ def test_identical_outputs_agree_fully_and_batches_are_padded(images):
         with torch.inference_mode():
             cls, box = model(x)
         return [*cls, *box]
+
+    return model, settings, same
+
+
+def test_identical_outputs_agree_fully_and_batches_are_padded(images):
+    model, settings, same = _tiny_and_its_engine()
 
     metrics = artifact_accuracy(same, model, images, settings, batch=2)  # 3 images: 2 + 1(+1)
     assert metrics["agreement_ap"] > 0.999 and metrics["accuracy_images"] == 3  # ties: ~1e-4
@@ -64,14 +72,10 @@ def test_non_finite_artifact_outputs_are_a_failure_not_an_error_of_zero(images):
     the timed artifact must fail the unit, never read as a perfect match."""
     from rtmbench.errors import NonFiniteOutputs
 
-    entry = load_zoo().get("tiny")
-    model = build(entry, "well-conditioned").model
-    settings = TestSettings.from_test_cfg(entry.test_cfg.model_dump())
+    model, settings, same = _tiny_and_its_engine()
 
     def nan_engine(x):
-        with torch.inference_mode():
-            cls, box = model(x)
-        out = [*cls, *box]
+        out = same(x)
         out[4] = out[4].clone()
         out[4][0, 0, 0, 0] = float("nan")
         return out
@@ -84,18 +88,10 @@ def test_non_finite_artifact_outputs_are_a_failure_not_an_error_of_zero(images):
 def test_a_reference_that_detects_nothing_fails_with_that_cause(images):
     from rtmbench.errors import InputError
 
-    entry = load_zoo().get("tiny")
-    model = build(entry, "well-conditioned").model
+    model, settings, same = _tiny_and_its_engine()
     with torch.no_grad():
         for conv in model.bbox_head.rtm_cls:
             conv.bias.fill_(-100.0)
-    settings = TestSettings.from_test_cfg(entry.test_cfg.model_dump())
-
-    def same(x):
-        with torch.inference_mode():
-            cls, box = model(x)
-        return [*cls, *box]
-
     with pytest.raises(InputError, match="reference detected nothing on the 3 accuracy images"):
         artifact_accuracy(same, model, images, settings, batch=2)
 
