@@ -262,9 +262,16 @@ def accuracy_images(unit: Unit, spec: LatencySpec, ctx: CheckContext):
     if root is None:
         root, synthetic = resolve_dataset(BoxAPSpec(synthetic=acc.images), ctx.work_dir)
         described = (described or "") + synthetic
-    images = accuracy.load_images(unit.model, root, acc.images, tuple(unit.input_size),
-                                  described=described, real_coco=real)
-    return images, described
+    key = (str(root), acc.images, tuple(unit.input_size), unit.model.name, described, real)
+    if key not in _ACCURACY_IMAGES:  # decoded once for a model's units, not once per unit
+        _ACCURACY_IMAGES.clear()
+        _ACCURACY_IMAGES[key] = accuracy.load_images(
+            unit.model, root, acc.images, tuple(unit.input_size), described=described,
+            real_coco=real)
+    return _ACCURACY_IMAGES[key], described
+
+
+_ACCURACY_IMAGES: dict[tuple, Any] = {}  # the latest set only: a model's units run in a row
 
 
 def _contended(result: Any) -> bool:
