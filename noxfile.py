@@ -3,8 +3,11 @@
 
 Every session but parity runs in ONE shared environment, `.nox/shared` (torch alone is several
 GB: one install instead of one per session). It is built on first use and rebuilt only when
-`pyproject.toml` or `constraints.txt` change; the project is installed editable, so code
-changes need no reinstall. `parity` adds MMDetection 3.3.0 and mmcv-lite in its own small
+`pyproject.toml` or `constraints.txt` change, or the choice of extras does; the project is
+installed editable, so code changes need no reinstall. On a machine where `nvidia-smi -L` lists a
+GPU the `gpu` extra (TensorRT, onnxruntime-gpu, nvidia-ml-py) is installed too, and every session
+says in one line what it chose; `RTMBENCH_GPU_EXTRA=1` or `=0` forces either choice.
+`parity` adds MMDetection 3.3.0 and mmcv-lite in its own small
 environment layered on the shared one (they are installed without their dependency pins, which
 must not leak into the environment the other sessions use).
 """
@@ -14,6 +17,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -30,15 +34,61 @@ PARITY = ROOT / ".nox" / "parity"
 CONSTRAINTS = ("-c", str(ROOT / "constraints.txt"))
 SMOKE_BASELINE = "suites/baselines/smoke.jsonl"
 EXTRAS = "onnx,dev"
+GPU_EXTRA = "gpu"  # onnxruntime-gpu, tensorrt, nvidia-ml-py (pyproject.toml)
+GPU_SWITCH = "RTMBENCH_GPU_EXTRA"  # 1: always install the gpu extra, 0: never; unset: detect
 
 
 def _bin(venv: Path) -> Path:
     return venv / "bin"  # Unix only, like the fcntl lock below
 
 
-def _install_key() -> str:
+def listed_gpus() -> list[str]:
+    """The GPUs ``nvidia-smi -L`` lists ("GPU 0: NVIDIA H200 (UUID: ...)"); none without the
+    tool, or when it fails (no driver loaded, no device visible to this container)."""
+    tool = shutil.which("nvidia-smi")
+    if tool is None:
+        return []
+    try:
+        out = subprocess.run([tool, "-L"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    if out.returncode != 0:
+        return []
+    return [line.split(":", 1)[1].split("(UUID")[0].strip()
+            for line in out.stdout.splitlines() if line.startswith("GPU ") and ":" in line]
+
+
+def gpu_extra_choice(environ: dict[str, str] | None = None) -> tuple[bool, str]:
+    """Whether the shared environment gets the ``gpu`` extra, and the one line that says why.
+
+    A machine where ``nvidia-smi -L`` lists a GPU gets it (TensorRT, ONNX Runtime's CUDA and
+    TensorRT providers, NVML); a CPU-only machine does not (TensorRT's wheels download several
+    GB from NVIDIA's index). ``RTMBENCH_GPU_EXTRA=1`` or ``=0`` forces either choice."""
+    environ = os.environ if environ is None else environ
+    forced = environ.get(GPU_SWITCH, "").strip().lower()
+    if forced in ("1", "true", "yes", "on"):
+        return True, f"{GPU_SWITCH}={environ[GPU_SWITCH]}: installing the gpu extra."
+    if forced in ("0", "false", "no", "off"):
+        return False, f"{GPU_SWITCH}={environ[GPU_SWITCH]}: not installing the gpu extra."
+    if forced:
+        raise ValueError(f"{GPU_SWITCH}={environ[GPU_SWITCH]!r}: use 1 (install the gpu "
+                         f"extra), 0 (do not) or leave it unset (install it where nvidia-smi "
+                         f"lists a GPU)")
+    gpus = listed_gpus()
+    if gpus:
+        return True, (f"nvidia-smi lists {', '.join(gpus)}: installing the gpu extra "
+                      f"(TensorRT, onnxruntime-gpu, nvidia-ml-py; {GPU_SWITCH}=0 skips it).")
+    return False, (f"no GPU listed by nvidia-smi: CPU-only environment ({GPU_SWITCH}=1 "
+                   f"installs the gpu extra anyway).")
+
+
+def extras(gpu: bool) -> str:
+    return f"{EXTRAS},{GPU_EXTRA}" if gpu else EXTRAS
+
+
+def _install_key(gpu: bool = False) -> str:
     """What the shared environment was built from: a change to any of it reinstalls."""
-    digest = hashlib.sha256(f"{EXTRAS}\n{sys.version}\n".encode())
+    digest = hashlib.sha256(f"{extras(gpu)}\n{sys.version}\n".encode())
     for name in ("pyproject.toml", "constraints.txt"):
         digest.update((ROOT / name).read_bytes())
     return digest.hexdigest()
@@ -55,15 +105,32 @@ def shared_env(session: nox.Session) -> dict[str, str]:
     """The shared environment, built or refreshed if needed; the env vars that select it."""
     SHARED.parent.mkdir(parents=True, exist_ok=True)
     stamp = SHARED / ".rtmbench-install-key"
+    try:
+        gpu, why = gpu_extra_choice()
+    except ValueError as exc:
+        session.error(str(exc))
+    session.log(why)
     with open(SHARED.parent / "shared.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two sessions at once: one installs, one waits
-        key = _install_key()
+        key = _install_key(gpu)
         if not stamp.exists() or stamp.read_text() != key:
             if not (_bin(SHARED) / "python").exists():
                 session.run(sys.executable, "-m", "venv", str(SHARED), external=True)
-            session.run(str(_bin(SHARED) / "python"), "-m", "pip", "install", "--quiet",
-                        "--disable-pip-version-check", *CONSTRAINTS, "-e",
-                        f"{ROOT}[{EXTRAS}]", external=True)
+            pip = (str(_bin(SHARED) / "python"), "-m", "pip", "install", "--quiet",
+                   "--disable-pip-version-check", *CONSTRAINTS)
+            session.run(*pip, "-e", f"{ROOT}[{extras(gpu)}]", external=True)
+            if gpu:
+                # onnxruntime (the onnx extra) and onnxruntime-gpu install the same package
+                # directory: with both, whichever came last half-wins. ONNX Runtime's advice:
+                # keep the GPU build only.
+                python = str(_bin(SHARED) / "python")
+                version = session.run(python, "-c", "import importlib.metadata as m; "
+                                      "print(m.version('onnxruntime-gpu'))", silent=True,
+                                      external=True).strip()
+                session.run(python, "-m", "pip", "uninstall", "--yes", "--quiet", "onnxruntime",
+                            external=True)
+                session.run(*pip, "--force-reinstall", "--no-deps",
+                            f"onnxruntime-gpu=={version}", external=True)
             stamp.write_text(key)
     return {"VIRTUAL_ENV": str(SHARED),
             "PATH": f"{_bin(SHARED)}{os.pathsep}{os.environ.get('PATH', '')}"}
