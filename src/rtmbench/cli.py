@@ -300,22 +300,33 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .data import check_coco_root, resolve_coco_root
-    from .measure.evaluation import evaluate, parse_shard
+    from .measure.evaluation import (
+        default_batch_size,
+        default_workers,
+        evaluate,
+        parse_shard,
+        resolve_eval_device,
+    )
     from .measure.scoring import format_metrics
     from .spec.zoo import load_zoo
 
     entry = load_zoo(args.zoo).get(args.size)
     coco = check_coco_root(resolve_coco_root(args.coco))  # before any download
     shard = parse_shard(args.shard) if args.shard else None
+    device = resolve_eval_device(args.device)  # a missing GPU too: before any download
     weights, checkpoint = _weights_of(args)
     cfg_name, test_cfg = entry.evaluation_test_cfg("file" if checkpoint else weights,
                                                    args.test_cfg)
     print(f"rtmbench evaluate: test settings {cfg_name!r}: {test_cfg}", file=sys.stderr)
+    batch = args.batch_size or default_batch_size(device)
+    workers = args.workers if args.workers is not None else default_workers(device)
+    print(f"rtmbench evaluate: on {device}, {args.precision}, batch {batch}, {workers} loader "
+          f"worker(s)", file=sys.stderr)
     model = _build(args, entry, default_random=False, say="rtmbench evaluate")
     out = Path(args.out) if args.out else Path("results") / "eval" / entry.name
     timings: dict | None = {} if args.timings else None
     result = evaluate(entry, coco, model=model, out_dir=out, limit=args.limit,
-                      batch_size=args.batch_size, workers=args.workers, device=args.device,
+                      batch_size=args.batch_size, workers=args.workers, device=device,
                       shard=shard, progress=not args.no_progress, backend=args.backend,
                       test_cfg=test_cfg, precision=args.precision, timings=timings)
     if timings is not None:
@@ -364,18 +375,20 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--random-weights", action="store_true",
                    help="evaluate a randomly initialised model (smoke test)")
     p.add_argument("--limit", type=int, default=None, help="first N images by id")
-    p.add_argument("--batch-size", type=int, default=8, help="images per forward pass")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="images per forward pass (default: 32 on cuda, 8 on cpu)")
     p.add_argument("--workers", type=int, default=None,
                    help="DataLoader decoding workers (default: cuda: usable cores - 2, at most "
                    "12; cpu: 2)")
     p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32",
-                   help="network precision; fp16 on --device cuda only")
+                   help="network precision (the published box AP is FP32); fp16 on cuda only")
     p.add_argument("--timings", action="store_true",
                    help="time each stage (CUDA-synchronised) and print the seconds to stderr")
     p.add_argument("--out", default=None, help="output directory (default results/eval/<model>); "
                    "rerunning into it resumes")
     p.add_argument("--shard", default=None, metavar="i/n", help="run shard i of n only")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--device", default="auto",
+                   help="auto (cuda where torch sees a GPU, else cpu), cpu, cuda or cuda:N")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_eval_options(p)
     p.set_defaults(handler=_cmd_evaluate)

@@ -116,8 +116,13 @@ def _zoo_claim(zoo: Zoo, model: str, metric: str, **match: str) -> dict[str, Any
 
 
 def _find(merged: Merged, **match: Any) -> Record | None:
-    return next((r for (k, _), r in merged.items()
-                 if all(getattr(k, f) == v for f, v in match.items())), None)
+    """The record that stands for the match: a measurement before a failure before a "not
+    run" (box AP units differ by device: a GPU machine's cuda measurement and a CPU machine's
+    cpu "not run" both match one cell), the first merged among equals."""
+    found = [r for (k, _), r in merged.items()
+             if all(getattr(k, f) == v for f, v in match.items())]
+    rank = {"verified": 0, "measured": 0, "failed": 1, "not run": 2}
+    return min(found, key=lambda r: rank.get(str(r.status), 3), default=None)
 
 
 def markdown_table(head: list[str], rows: list[list[str]]) -> str:

@@ -26,6 +26,7 @@ from ..spec.checks import (
     ComplexitySpec,
     LatencySpec,
     register_spec,
+    resolve_device,
     unregister_spec,
 )
 from ..spec.schema import Strict
@@ -112,6 +113,13 @@ def registered_checks() -> dict[str, type[Check]]:
 
 def get_check(name: str) -> Check:
     return _REGISTRY[name]()
+
+
+def machine_gpu() -> str | None:
+    """This machine's GPU as a run's hardware provenance names it (None without one)."""
+    from ..measure.environment import gpu_name
+
+    return gpu_name()
 
 
 def lazy_import(module: str, what: str) -> Any:
@@ -316,7 +324,8 @@ class BoxAPCheck(Check):
 
     def units(self, model: ResolvedModel, spec: BoxAPSpec) -> list[Unit]:
         ids = spec.weights if isinstance(spec.weights, list) else [spec.weights]
-        return [Unit(model, self.name, "torch", spec.device, spec.precision, variant=w)
+        device = resolve_device(spec.device, machine_gpu())  # the unit key: where it runs
+        return [Unit(model, self.name, "torch", device, spec.precision, variant=w)
                 for w in ids]
 
     def claims(self, unit: Unit, spec: BoxAPSpec, ctx: CheckContext) -> dict[str, Any]:
@@ -334,7 +343,7 @@ class BoxAPCheck(Check):
         return out | ({"box_ap": unit.model.claim_record(claim)} if claim else {})
 
     def run(self, unit: Unit, spec: BoxAPSpec, ctx: CheckContext) -> Outcome:
-        if spec.device == "cuda" and not ctx.hardware.get("gpu"):
+        if unit.device == "cuda" and not ctx.hardware.get("gpu"):
             raise DeviceMissing("needs a CUDA GPU; torch sees none on this machine")
         root, described = resolve_dataset(spec, ctx.work_dir)  # first: the likeliest reason
         evaluation = lazy_import("rtmbench.measure.evaluation", "box AP")
@@ -343,12 +352,15 @@ class BoxAPCheck(Check):
         built = build(unit.model, unit.variant, progress=ctx.progress)
         cfg_name, test_cfg = unit.model.evaluation_test_cfg(unit.variant)
         result = evaluation.evaluate(
-            unit.model, root, model=built.model.to(spec.device),
+            unit.model, root, model=built.model,
             out_dir=ctx.work_dir / f"box_ap-{unit.model.size}-{unit.variant or 'default'}",
             limit=spec.limit, batch_size=spec.batch_size, workers=spec.workers,
-            device=spec.device, progress=ctx.progress,
+            device=unit.device, progress=ctx.progress,
             test_cfg=test_cfg, precision=spec.precision)
         provenance = {"checkpoint": built.provenance, "dataset": described,
+                      "evaluation": {k: result.manifest.get(k) for k in
+                                     ("device", "batch_size", "precision", "network")
+                                     if k in result.manifest},
                       "test_cfg": {"name": cfg_name, **test_cfg.model_dump()},
                       "detections": str(result.detections_path)}
         metrics = {"num_images": result.num_images, **result.metrics}

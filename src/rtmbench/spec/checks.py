@@ -31,6 +31,18 @@ MAX_SYNTHETIC = 500
 Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS, allow_inf_nan=False)]
 Side = Annotated[int, Field(ge=MIN_SIDE, le=MAX_SIDE)]
 
+AUTO_DEVICE = "auto"  # cuda where the machine has a GPU, else cpu
+
+
+def resolve_device(device: str, gpu: str | None) -> str:
+    """The device a unit runs on: ``auto`` is cuda where the machine has a GPU (``gpu``: its
+    name, as the run's hardware provenance records it; None without one), else cpu; an explicit
+    device is kept. The runner plans with this machine's GPU; the gate re-plans a run with the
+    GPU the run recorded, so both name the same units."""
+    if device != AUTO_DEVICE:
+        return device
+    return "cuda" if gpu else "cpu"
+
 
 class ComplexitySpec(Strict):
     """Params and FLOPs at the zoo's input size; nothing to configure."""
@@ -99,9 +111,11 @@ class BoxAPSpec(Strict):
     limit: int | None = Field(default=None, gt=0, le=MAX_IMAGES)
     # zoo weights id(s): one unit each; None: the first available; or "random-init"
     weights: str | list[str] | None = None
-    device: Literal["cpu", "cuda"] = "cpu"
-    precision: Literal["fp32", "fp16"] = "fp32"  # fp16: CUDA only
-    batch_size: int = Field(default=8, gt=0, le=MAX_BATCH)
+    # auto: cuda where this machine has a GPU, else cpu (the unit key records which ran)
+    device: Literal["auto", "cpu", "cuda"] = AUTO_DEVICE
+    precision: Literal["fp32", "fp16"] = "fp32"  # fp16: CUDA only; the claims are FP32
+    # images per forward; None: suited to the device (rtmbench.measure.evaluation)
+    batch_size: int | None = Field(default=None, gt=0, le=MAX_BATCH)
     # data-loader worker processes; None: sized to the machine (rtmbench.measure.evaluation)
     workers: int | None = Field(default=None, ge=0, le=MAX_WORKERS)
     # Golden detections (a path relative to the suite file) the run's detections must agree
@@ -116,7 +130,8 @@ class BoxAPSpec(Strict):
             raise ValueError("give exactly one of 'dataset' (a COCO directory) or "
                              "'synthetic' (a number of generated images)")
         if self.precision == "fp16" and self.device != "cuda":
-            raise ValueError("precision fp16 needs device cuda (CPU evaluation runs in fp32)")
+            raise ValueError("precision fp16 needs device cuda (CPU evaluation runs in fp32; "
+                             "with device auto a CPU-only machine would run it in fp32)")
         return self
 
 
