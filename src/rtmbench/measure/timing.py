@@ -132,6 +132,15 @@ class LoadProbe:
         return max(0.0, others / (after[0] - before[0]))
 
 
+def other_cores_during(seconds: float, probe: LoadProbe | None = None) -> float | None:
+    """How many cores other processes kept busy, on average, over the next ``seconds`` (this
+    process idles meanwhile); None where the kernel does not say (no ``/proc/stat``)."""
+    probe = probe or LoadProbe()
+    before = probe.snapshot()
+    time.sleep(seconds)
+    return LoadProbe.other_cores(before, probe.snapshot())
+
+
 @dataclass
 class Measurement:
     samples_s: list[float]
@@ -264,5 +273,5 @@ def collect_environment() -> dict:
 
 
 __all__ = ["Timer", "CudaEventTimer", "FakeTimer", "LoadProbe", "Protocol", "Measurement",
-           "measure",
+           "measure", "other_cores_during",
            "statistics_of", "collect_environment", "asdict"]

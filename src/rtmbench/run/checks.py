@@ -208,20 +208,17 @@ class LatencyCheck(Check):
         if spec.accuracy is not None:
             images, described = accuracy_images(unit, spec, ctx)
             settings = self._test_settings(unit.model, spec.weights)
-        attempts = 0
-        while True:  # a contended measurement is taken again (spec.remeasure_contended)
-            attempts += 1
-            # every attempt checks its own artifact: a re-measure rebuilds it (a recompile, an
-            # autotuned engine), and the record's accuracy must be the timed artifact's
-            result = latency.measure_latency(
-                unit.model, unit.backend, unit.device, unit.precision, model=built.model,
-                input_hw=(height, width), batch=spec.batch, warmup_s=spec.warmup_s,
-                min_iterations=spec.min_iterations, min_duration_s=spec.min_duration_s,
-                reference=True, accuracy_images=images, test_settings=settings,
-                backend_options=options)
-            contended = result.status == "measured" and _contended(result)
-            if not contended or attempts > spec.remeasure_contended:
-                break
+        # a contended timing is taken again, the artifact kept unless its build is autotuned,
+        # within a time budget, and not at all while the machine stays busy (measure.latency)
+        remeasure = latency.Remeasure(attempts=spec.remeasure_contended,
+                                      budget_s=spec.remeasure_budget_s)
+        result = latency.measure_latency(
+            unit.model, unit.backend, unit.device, unit.precision, model=built.model,
+            input_hw=(height, width), batch=spec.batch, warmup_s=spec.warmup_s,
+            min_iterations=spec.min_iterations, min_duration_s=spec.min_duration_s,
+            reference=True, accuracy_images=images, test_settings=settings,
+            backend_options=options, remeasure=remeasure)
+        attempts = len((result.details.get("remeasure") or {}).get("attempts") or [None])
         provenance = {"environment": result.environment, "input_hw": [height, width],
                       "batch": spec.batch, "checkpoint": built.provenance,
                       "details": result.details, "attempts": attempts}

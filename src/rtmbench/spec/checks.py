@@ -95,9 +95,12 @@ class LatencySpec(LatencyProtocol):
     # that detect something: accuracy checks without a download) or a zoo weights id
     weights: str = RANDOM_INIT
     accuracy: AccuracySpec | None = None
-    # A measurement flagged as contended (other processes took the CPU) is taken again, up
-    # to this many more times; if every attempt is contended the record says so.
+    # A measurement flagged as contended (other processes took the CPU) is timed again, up
+    # to this many more times, within remeasure_budget_s seconds (default: as long as the
+    # first timing took), and not while the load persists; the record says so
+    # (rtmbench.measure.latency.Remeasure).
     remeasure_contended: int = Field(default=2, ge=0, le=10)
+    remeasure_budget_s: Seconds | None = None
     # torch-compile units only: inductor's mode; auto = reduce-overhead on CUDA, default on CPU
     compile_mode: Literal["auto", "default", "reduce-overhead", "max-autotune"] = "auto"
 

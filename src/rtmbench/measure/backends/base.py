@@ -70,6 +70,14 @@ class Backend(ABC):
                 include_transfer: bool = False, workdir: Path | None = None) -> Runner:
         """Build the engine for ``model`` and return a runner bound to ``example``."""
 
+    def autotuned(self, device: str, precision: str) -> bool:
+        """Whether :meth:`prepare` picks kernels by timing them (cuDNN's benchmark mode,
+        inductor's autotuning): such an artifact built while other processes took the machine
+        may be a worse one, so a contended measurement prepares it again before it is timed
+        again. A deterministic artifact (the same kernels whatever the load) is only timed
+        again. Default: deterministic."""
+        return False
+
 
 def cuda_unavailable_reason() -> str | None:
     """Why torch cannot use a CUDA GPU here, or ``None`` when it can."""

@@ -157,6 +157,11 @@ class CompileBackend(Backend):
         self.mode, self.layout, self.fold_bn = mode, layout, fold_bn
         self.freezing, self.check = freezing, check
 
+    def autotuned(self, device: str, precision: str) -> bool:
+        # max-autotune benchmarks candidate kernels; on CUDA inductor also tunes its Triton
+        # kernels' launch configurations by timing them. The CPU's default mode does neither.
+        return device == "cuda" or resolve_mode(self.mode, device) == "max-autotune"
+
     def unavailable(self, device: str, precision: str) -> str | None:
         if not hasattr(torch, "compile"):
             return f"torch {torch.__version__} has no torch.compile"

@@ -97,6 +97,11 @@ class OnnxRuntimeBackend(Backend):
         self.threads = threads or len(os.sched_getaffinity(0))
         self.provider, self.typing = provider, typing
 
+    def autotuned(self, device: str, precision: str) -> bool:
+        # the CUDA provider's cuDNN algorithm search and TensorRT's tactics are timed; the CPU
+        # provider's kernels are chosen by shape alone
+        return device == "cuda"
+
     def provider_for(self, device: str, precision: str) -> str | None:
         return self.provider or DEFAULT_PROVIDER.get((device, precision))
 

@@ -150,6 +150,10 @@ class TensorRTBackend(Backend):
         self.opset, self.typing = opset, typing
         self.buffers = buffers or CudaBuffers()
 
+    # autotuned() stays False: TensorRT times its tactics, but the engine is built once and
+    # cached (by ONNX, TensorRT version, GPU, precision and typing): the cached engine is the
+    # artifact users deploy, and a contended measurement times that same engine again.
+
     def unavailable(self, device: str, precision: str) -> str | None:
         if device != "cuda":
             return "TensorRT runs on CUDA GPUs only (use --device cuda)"

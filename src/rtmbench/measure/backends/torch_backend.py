@@ -40,6 +40,9 @@ class TorchBackend(Backend):
                     "a deployment path and would be timed in emulation")
         return None
 
+    def autotuned(self, device: str, precision: str) -> bool:
+        return device == "cuda"  # cudnn.benchmark times candidate kernels at prepare
+
     def _network(self, model: nn.Module, device: str, dtype: torch.dtype) -> nn.Module:
         net = fold_batchnorm(model) if self.fold_bn else copy.deepcopy(model)  # caller's stays
         return net.eval().to(device=device, dtype=dtype, memory_format=LAYOUTS[self.layout])
