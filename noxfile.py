@@ -163,13 +163,17 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def reproduce(session: nox.Session) -> None:
-    """Run suites/reproduce.yaml (every column of the seed table, all five sizes), then render
-    reports/results.md, the plots and the README table. `-- --resume ID` continues a run."""
+    """Run suites/reproduce.yaml (every column of the seed table, all five sizes; the plan's
+    summary first: units, missing prerequisites, estimated time), then render the report into
+    reports/local/. `-- --resume ID` continues a run; `-- --plan` only shows the plan."""
     env = shared_env(session)
     args = list(session.posargs) or ["--run-id", run_id("reproduce")]
     run(session, "rtmbench", "run", "reproduce", *args, env=env)
-    ref = args[args.index("--resume") + 1] if "--resume" in args else args[1]
-    run(session, "rtmbench", "report", ref, env=env)
+    if "--plan" in args:
+        return
+    ref = (args[args.index("--resume") + 1] if "--resume" in args
+           else args[args.index("--run-id") + 1] if "--run-id" in args else None)
+    run(session, "rtmbench", "report", *([ref] if ref else []), env=env)
 
 
 @nox.session

@@ -145,14 +145,30 @@ def _add_fetch(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from .errors import InputError
     from .run.runner import format_summary, run_suite
     from .spec.suite import load_suite
     from .spec.zoo import load_zoo
 
     zoo = load_zoo(args.zoo)
     suite = load_suite(args.suite, zoo)
+    if args.plan:
+        from .run.plan import format_plan
+        from .run.runner import plan_suite
+
+        shown = plan_suite(suite, resume=args.resume, results_dir=args.results_dir, zoo=zoo,
+                           run_id=args.run_id)
+        if args.json:
+            for item in shown.units:
+                print(json.dumps(item.to_dict(), sort_keys=True))
+        else:
+            print(format_plan(shown))
+        return 0
+    if args.json:
+        raise InputError("--json goes with --plan (a run's records are in its run file).")
     summary = run_suite(suite, run_id=args.run_id, resume=args.resume,
-                        results_dir=args.results_dir, zoo=zoo, progress=not args.no_progress)
+                        results_dir=args.results_dir, zoo=zoo, progress=not args.no_progress,
+                        show_plan=True)
     print(format_summary(summary))
     return 1 if summary.failed else 0
 
@@ -170,6 +186,10 @@ def _add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", metavar="ID", help="continue run ID, skipping recorded units")
     p.add_argument("--results-dir", help="where run files go (default: the suite's results_dir)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--plan", action="store_true",
+                   help="list every unit: where it runs, whether it will run or be 'not run' "
+                   "and why, its estimated time; run nothing")
+    p.add_argument("--json", action="store_true", help="with --plan: one JSON object per unit")
     p.set_defaults(handler=_cmd_run)
 
 

@@ -89,6 +89,11 @@ class Check:
         """The published figures this unit is compared with, as records store them."""
         return {}
 
+    def missing(self, unit: Unit, spec: Any, ctx: CheckContext) -> None:
+        """Raise the :class:`~rtmbench.errors.MissingPrerequisite` that :meth:`run` would raise
+        on this machine (no GPU, data set, package, weights), before any work: what the plan
+        (:mod:`.plan`) shows. Cheap and without side effects; ``run`` calls it first."""
+
     def run(self, unit: Unit, spec: Any, ctx: CheckContext) -> Outcome:
         raise NotImplementedError
 
@@ -120,6 +125,27 @@ def machine_gpu() -> str | None:
     from ..measure.environment import gpu_name
 
     return gpu_name()
+
+
+def weights_missing(model: ResolvedModel, weights: str | None) -> None:
+    """Raise what fetching ``weights`` would raise for a missing prerequisite, known without
+    fetching: weights the zoo says were never published, or, offline with no mirror and only
+    network sources, a file that is not in the cache."""
+    if weights in (RANDOM_INIT, WELL_CONDITIONED):
+        return
+    sources = lazy_import("rtmbench.sources", "checkpoints")
+    chosen = sources.choose_weights(model, weights)  # WeightsUnavailable
+    from ..spec.settings import load_settings
+
+    settings = load_settings()
+    remote_only = all(u.startswith(("http://", "https://")) for u in chosen.urls)
+    if (settings.offline and chosen.file and not settings.mirrors and remote_only
+            and not (settings.cache / chosen.file).is_file()):
+        raise sources.OfflineError(
+            f"RTMBENCH_OFFLINE=1 and {chosen.file} is not in the cache. On a connected "
+            f"machine, download {chosen.urls[0] if chosen.urls else chosen.file} and put it at "
+            f"{settings.cache / chosen.file} (or in a folder named by RTMBENCH_MIRROR), then "
+            f"run again.")
 
 
 def lazy_import(module: str, what: str) -> Any:
@@ -191,14 +217,22 @@ class LatencyCheck(Check):
         claim = latency_claim(unit.model, unit, ctx.hardware.get("gpu"))
         return {"latency": unit.model.claim_record(claim)} if claim else {}
 
+    def missing(self, unit: Unit, spec: LatencySpec, ctx: CheckContext) -> None:
+        backends = lazy_import("rtmbench.measure.backends", "latency")
+        backend = backends.get_backend(unit.backend, **self.backend_options(unit, spec))
+        if reason := backend.unavailable(unit.device, unit.precision):
+            raise backends.BackendUnavailable(reason)
+        weights_missing(unit.model, spec.weights)
+
     def run(self, unit: Unit, spec: LatencySpec, ctx: CheckContext) -> Outcome:
         latency = lazy_import("rtmbench.measure.latency", "latency")
         width, height = unit.input_size
         options = self.backend_options(unit, spec)
-        backend = lazy_import("rtmbench.measure.backends", "latency").get_backend(
-            unit.backend, **options)
-        if reason := backend.unavailable(unit.device, unit.precision):  # before any building
-            return Outcome("not run", reason=reason, provenance={
+        backends = lazy_import("rtmbench.measure.backends", "latency")
+        try:
+            self.missing(unit, spec, ctx)  # before any building
+        except backends.BackendUnavailable as exc:
+            return Outcome("not run", reason=str(exc), provenance={
                 "environment": latency.collect_environment(), "input_hw": [height, width],
                 "batch": spec.batch})
         from .model import build
@@ -339,10 +373,16 @@ class BoxAPCheck(Check):
         claim = unit.model.box_ap_claim(unit.variant)
         return out | ({"box_ap": unit.model.claim_record(claim)} if claim else {})
 
-    def run(self, unit: Unit, spec: BoxAPSpec, ctx: CheckContext) -> Outcome:
+    def missing(self, unit: Unit, spec: BoxAPSpec, ctx: CheckContext) -> None:
         if unit.device == "cuda" and not ctx.hardware.get("gpu"):
             raise DeviceMissing("needs a CUDA GPU; torch sees none on this machine")
-        root, described = resolve_dataset(spec, ctx.work_dir)  # first: the likeliest reason
+        if spec.synthetic is None:
+            resolve_dataset(spec, ctx.work_dir)  # the likeliest reason; generated sets exist
+        weights_missing(unit.model, unit.variant)
+
+    def run(self, unit: Unit, spec: BoxAPSpec, ctx: CheckContext) -> Outcome:
+        self.missing(unit, spec, ctx)
+        root, described = resolve_dataset(spec, ctx.work_dir)
         evaluation = lazy_import("rtmbench.measure.evaluation", "box AP")
         from .model import build
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import socket
 import sys
+import time
 import traceback
 from collections import Counter
 from dataclasses import dataclass, field
@@ -22,11 +23,12 @@ from tqdm import tqdm
 
 from ..errors import InputError, RtmbenchError
 from ..judge.judgement import run_time_verdict
-from ..measure.environment import run_provenance, utc_now
-from ..records import Record, RunWriter, Status, is_interrupted, read_run, run_path
+from ..measure.environment import hardware, run_provenance, utc_now
+from ..records import Record, RunWriter, Status, is_interrupted, list_runs, read_run, run_path
 from ..spec.suite import SuiteBase
 from ..spec.zoo import Zoo, load_zoo
 from .checks import CheckContext, Outcome, Unit, get_check
+from .plan import Plan, format_plan, make_plan
 
 
 def default_run_id(suite_name: str) -> str:
@@ -145,9 +147,43 @@ class RunSummary:
         return self.statuses["failed"]
 
 
+def _done(path: Path) -> set:
+    """The units a run file holds a record of (a unit the process died in is not done)."""
+    return {r.key for r in read_run(path).records if not is_interrupted(r)}
+
+
+def _earlier_records(results_dir: Path) -> list[Record]:
+    """Every readable record under ``results_dir``: what the plan learns durations from."""
+    records: list[Record] = []
+    for path in list_runs(results_dir) if results_dir.is_dir() else []:
+        try:
+            records += read_run(path).records
+        except InputError:  # an unreadable file teaches nothing; gate and report say why
+            continue
+    return records
+
+
+def plan_suite(suite: SuiteBase, *, resume: str | None = None,
+               results_dir: str | Path | None = None, zoo: Zoo | None = None,
+               run_id: str | None = None) -> Plan:
+    """What ``run_suite`` would do, unit by unit, and how long it should take; runs nothing
+    and writes nothing (:mod:`.plan`)."""
+    zoo = zoo or load_zoo()
+    results_dir = Path(results_dir or suite.results_dir)
+    units = plan(suite, zoo)
+    done = _done(run_path(results_dir, resume)) if resume and run_path(
+        results_dir, resume).is_file() else set()
+    todo = [(u, s) for u, s in units if u.key not in done]
+    work_dir = results_dir / (resume or run_id or default_run_id(suite.name))
+    ctx = CheckContext(suite, work_dir, hardware(), progress=False)
+    return make_plan(suite, todo, ctx, _earlier_records(results_dir), len(units) - len(todo))
+
+
 def run_suite(suite: SuiteBase, *, run_id: str | None = None, resume: str | None = None,
               results_dir: str | Path | None = None, zoo: Zoo | None = None,
-              progress: bool = True) -> RunSummary:
+              progress: bool = True, show_plan: bool = False) -> RunSummary:
+    """Run every unit of ``suite`` not yet recorded; ``show_plan`` prints the plan's summary
+    (:func:`plan_suite`) to stderr first."""
     if run_id and resume:
         raise InputError("give either --run-id (a new run) or --resume (an existing run), "
                             "not both.")
@@ -158,8 +194,7 @@ def run_suite(suite: SuiteBase, *, run_id: str | None = None, resume: str | None
     units = plan(suite, zoo)  # before any file is touched: a bad suite creates nothing
     with RunWriter(path, resume=resume is not None) as writer:
         # a unit the process died in (no record after its start) is measured again
-        done = {r.key for r in read_run(path).records
-                if not is_interrupted(r)} if resume else set()
+        done = _done(path) if resume else set()
         todo = [(u, s) for u, s in units if u.key not in done]
         summary = RunSummary(run_id, path, len(units), len(units) - len(todo))
         if not todo:
@@ -167,17 +202,25 @@ def run_suite(suite: SuiteBase, *, run_id: str | None = None, resume: str | None
         base = {**run_provenance(), "suite": {"name": suite.name,
                                               "path": str(suite.path) if suite.path else None}}
         ctx = CheckContext(suite, results_dir / run_id, base["hardware"], progress)
+        if show_plan:
+            shown = make_plan(suite, todo, CheckContext(suite, ctx.work_dir, base["hardware"],
+                                                        False),
+                              _earlier_records(results_dir), summary.resumed)
+            print(format_plan(shown, table=False), file=sys.stderr)
         bar = tqdm(total=len(units), initial=summary.resumed, desc=f"{suite.name}",
                    unit="check", file=sys.stderr, disable=not progress, dynamic_ncols=True)
         try:
             for unit, spec in todo:
                 bar.set_postfix_str(unit.label, refresh=True)
                 writer.started(unit.key)
+                started = time.monotonic()
                 try:
                     result = run_unit(unit, spec, ctx)
                 except KeyboardInterrupt:  # SIGTERM arrives as one too (cli)
                     writer.cancelled(unit.key)
                     raise
+                # wall seconds of the unit: what later plans on this machine estimate from
+                result.provenance["duration_s"] = round(time.monotonic() - started, 3)
                 record = _writable_record(run_id, unit, result, base, suite)
                 writer.append(record)
                 summary.statuses[str(record.status)] += 1
