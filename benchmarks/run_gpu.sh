@@ -1,26 +1,29 @@
 #!/usr/bin/env bash
-# Issue 11's device command: everything a lent GPU machine runs, in one call, from the
-# repository root, results under $OUT. Prepared and run on CPU here; see README "Performance".
+# Everything a GPU machine without registry access measures in one go, from the repository
+# root, results under $OUT (default ./gpu-out). Prepared and checked on CPU (DEVICE=cpu).
 #
-#   here, once:  benchmarks/fetch_gpu_wheels.sh          (fills .whl/, ~4.7 MB, git-ignored)
-#   device call: run(command="bash benchmarks/run_gpu.sh", carry=[".whl"], timeout_s=570)
+#   on a machine with network access, once:  benchmarks/fetch_gpu_wheels.sh   (fills .whl/)
+#   on the GPU machine, with .whl/ copied:   bash benchmarks/run_gpu.sh
 #
-# Steps, each under its own timeout, all inside DEADLINE_S (default 510 s) so that the call
-# ends well inside its 10 minutes and leaves device time for one short rerun:
+# Steps, each under its own timeout, all inside DEADLINE_S (default 540 s):
 #   1. install the carried wheels (--no-deps, into /tmp/site; nothing large, no network);
 #   2. benchmarks/bench_reproduce_gpu.py: IMAGES (default 1000) COCO-shaped images generated
 #      on the machine's cores, every size's evaluation (both weight sets' test settings, stage
-#      timing, the pre-issue-11 loop on 200 images of tiny and x), then latency (eager CUDA
-#      graph vs torch-compile, FP16 and FP32, same-run reference conv) as the budget allows;
-#      the full table projected to 5,000 images x 2 weight sets. JSON written as it goes;
+#      timing, the earlier evaluation loop on 200 images of tiny and x), then latency (eager
+#      CUDA graph vs torch-compile, FP16 and FP32, same-run reference conv) as the budget
+#      allows; the full table projected to 5,000 images x 2 weight sets. JSON written as it goes;
 #   3. the GPU tests of evaluation and torch-compile (pytest -m gpu, a selection);
-#   4. `rtmbench run gpu` with whatever time is left (records appended unit by unit).
+#   4. `rtmbench run benchmarks/suites/reproduce-generated.yaml`: the reproduce suite's units on
+#      those generated images with seeded well-conditioned weights (box AP planned on cuda by
+#      device auto, every latency backend, the accuracy of each timed artifact), its plan first,
+#      then its report (results.md);
+#   5. `rtmbench run gpu` with whatever time is left (records appended unit by unit).
 # Files back (at most 8): reproduce-gpu-<gpu>.json, run_gpu.log, pytest-gpu.log,
-# run-gpu.jsonl, nvidia-smi.txt, packages.txt.
+# reproduce-generated.jsonl, results-generated.md, run-gpu.jsonl, nvidia-smi.txt, packages.txt.
 #
-# Environment knobs: IMAGES, BENCH_BUDGET_S (default 300), DEADLINE_S (510), SIZES
-# ("tiny x s m l"), PYTEST_S (120), EXTRA_BENCH_ARGS, DEVICE (cuda; cpu runs the same steps
-# here as a check), PYTHON (python3), NO_WHEELS=1 (use the interpreter's own packages).
+# Environment knobs: IMAGES, BENCH_BUDGET_S (default 240), DEADLINE_S (540), SIZES
+# ("tiny x s m l"), PYTEST_S (90), REPRODUCE_S (150), EXTRA_BENCH_ARGS, DEVICE (cuda; cpu runs
+# the same steps as a check), PYTHON (python3), NO_WHEELS=1 (use the interpreter's packages).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu-out}
@@ -29,10 +32,11 @@ export PYTHONUNBUFFERED=1
 LOG="$OUT/run_gpu.log"
 exec > >(tee -a "$LOG") 2>&1
 IMAGES=${IMAGES:-1000}
-BENCH_BUDGET_S=${BENCH_BUDGET_S:-300}
-DEADLINE_S=${DEADLINE_S:-510}
+BENCH_BUDGET_S=${BENCH_BUDGET_S:-240}
+DEADLINE_S=${DEADLINE_S:-540}
 SIZES=${SIZES:-"tiny x s m l"}
-PYTEST_S=${PYTEST_S:-120}
+PYTEST_S=${PYTEST_S:-90}
+REPRODUCE_S=${REPRODUCE_S:-150}
 PY=${PYTHON:-python3}
 DEVICE=${DEVICE:-cuda}
 left() { echo $((DEADLINE_S - SECONDS)); }
@@ -65,7 +69,8 @@ step "2. benchmark (budget ${BENCH_BUDGET_S}s, ${IMAGES} images)"
 # shellcheck disable=SC2086  # SIZES and EXTRA_BENCH_ARGS are word lists
 timeout --signal=INT --kill-after=15 $((BENCH_BUDGET_S + 90)) \
     "$PY" benchmarks/bench_reproduce_gpu.py --device "$DEVICE" --images "$IMAGES" \
-    --sizes $SIZES --budget-s "$BENCH_BUDGET_S" --out "$OUT/" ${EXTRA_BENCH_ARGS:-}
+    --sizes $SIZES --budget-s "$BENCH_BUDGET_S" --out "$OUT/" --data /tmp/rtmbench-coco \
+    ${EXTRA_BENCH_ARGS:-}
 echo "benchmark exit code $?"
 
 step "3. GPU tests"
@@ -81,10 +86,25 @@ else
     echo "skipped: ${t}s left for it"
 fi
 
-step "4. rtmbench run gpu"
+step "4. the reproduce suite on the generated images (well-conditioned weights)"
+t=$(( $(left) - 90 < REPRODUCE_S ? $(left) - 90 : REPRODUCE_S ))
+if [ "$t" -gt 30 ] && [ -f /tmp/rtmbench-coco/annotations/instances_val2017.json ]; then
+    rm -rf /tmp/rtmbench-results
+    RTMBENCH_COCO=/tmp/rtmbench-coco timeout --signal=INT --kill-after=10 "$t" \
+        "$PY" -m rtmbench run benchmarks/suites/reproduce-generated.yaml \
+        --run-id reproduce-generated --results-dir /tmp/rtmbench-results --no-progress
+    echo "rtmbench run reproduce-generated exit code $? (continue with --resume)"
+    cp /tmp/rtmbench-results/reproduce-generated.jsonl "$OUT/" 2>/dev/null
+    "$PY" -m rtmbench report reproduce-generated --only --results-dir /tmp/rtmbench-results \
+        --out-dir /tmp/rtmbench-report --suite benchmarks/suites/reproduce-generated.yaml \
+        && cp /tmp/rtmbench-report/results.md "$OUT/results-generated.md"
+else
+    echo "skipped: ${t}s left for it, or no generated images (step 2 failed?)"
+fi
+
+step "5. rtmbench run gpu"
 t=$(( $(left) - 10 ))
 if [ "$t" -gt 30 ]; then
-    rm -rf /tmp/rtmbench-results
     timeout --signal=INT --kill-after=10 "$t" "$PY" -m rtmbench run gpu --run-id gpu \
         --results-dir /tmp/rtmbench-results --no-progress
     echo "rtmbench run gpu exit code $? (interrupted runs continue with --resume gpu)"
