@@ -36,7 +36,6 @@ def _shipped_suites() -> list[str]:
     from .spec.suite import shipped_suite_names
 
     return shipped_suite_names()
-NOT_RUN_EXIT = 3  # a missing prerequisite (no GPU, package, data set): nothing was measured
 
 
 def _cmd_complexity(args: argparse.Namespace) -> int:
@@ -557,7 +556,7 @@ def _check_protocol_flags(args: argparse.Namespace) -> None:
 
 
 def _cmd_latency(args: argparse.Namespace) -> int:
-    from .measure.latency import format_result, measure_latency
+    from .measure.latency import Remeasure, format_result, measure_latency
     from .spec.zoo import load_zoo
 
     entry = load_zoo(args.zoo).get(args.size)
@@ -576,19 +575,23 @@ def _cmd_latency(args: argparse.Namespace) -> int:
                              min_iterations=args.iterations, min_duration_s=args.min_duration,
                              include_transfer=args.include_transfer,
                              reference=not args.no_reference, backend_options=options,
-                             progress=not args.json)
+                             progress=not args.json, remeasure=Remeasure())
     claims = _latency_claims(result, entry)
     if args.json:
         print(json.dumps(result.to_dict() | {"claims": claims}, sort_keys=True))
     else:
         print(format_result(result))
         for c in claims:
+            explanation = c.get("explanation") or ""
+            verdict = explanation if explanation.startswith(c["verdict"]) else (
+                f"{c['verdict']}: {explanation}" if explanation else c["verdict"])
             print(f"  claim {c['value']} ms ({c.get('hardware')}, {c.get('backend')} "
-                  f"{c.get('precision')}, {c.get('source')}): {c['verdict']}"
-                  + (f" - {c['explanation']}" if c.get("explanation") else ""))
+                  f"{c.get('precision')}, {c.get('source')}): {verdict}")
     if result.status != "measured":
         print(f"rtmbench latency: not run: {result.reason}", file=sys.stderr)
-        return NOT_RUN_EXIT
+        from .errors import MissingPrerequisite
+
+        return MissingPrerequisite.exit_code
     return 0
 
 

@@ -329,6 +329,23 @@ def _reference_result(meas: Measurement, artifact: _Artifact) -> dict:
             "details": artifact.runner.details}
 
 
+def describe_details(details: dict) -> str:
+    """What a backend ran, for people: ``layout channels_last, bn_folded yes, ...`` (nested
+    values and the re-measure log are left to the JSON output and the record)."""
+    def shown(value) -> str:
+        if isinstance(value, bool):
+            return "yes" if value else "no"
+        if isinstance(value, float):
+            return f"{value:.3g}"
+        if isinstance(value, (list, tuple)):
+            return "/".join(str(v) for v in value)
+        return str(value)
+
+    parts = [f"{key.replace('_', ' ')} {shown(value)}" for key, value in details.items()
+             if key != "remeasure" and not isinstance(value, dict) and value is not None]
+    return ", ".join(parts) or "(nothing reported)"
+
+
 def format_result(result: LatencyResult) -> str:
     """A human-readable summary: statistics, achieved compute, environment."""
     head = (f"{result.model} {result.backend}/{result.device}/{result.precision} "
@@ -354,7 +371,13 @@ def format_result(result: LatencyResult) -> str:
         if "compile_s" in result.details:
             lines.append(f"  compiled in {result.details['compile_s']:.1f} s "
                          f"({result.details.get('mode')}); not part of the latency")
-        lines.append(f"  ran: {result.details}")
+        lines.append(f"  ran: {describe_details(result.details)}")
+        if "remeasure" in result.details:
+            tries = result.details["remeasure"]["attempts"]
+            lines.append(f"  timed {len(tries)} time(s): "
+                         + ", ".join("contended" if t["contention"] else "quiet" for t in tries)
+                         + (f"; stopped: {result.details['remeasure']['stopped']}"
+                            if result.details["remeasure"].get("stopped") else ""))
         if result.accuracy:
             a = result.accuracy
             lines.append(f"  accuracy vs PyTorch FP32 on {a['accuracy_images']} images: "
