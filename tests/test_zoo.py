@@ -118,3 +118,18 @@ def test_an_unencoded_pr_ref_is_refused_not_misread_as_revision_refs():
     assert parse_hf("hf://o/r@refs%2Fpr%2F1/x").revision == "refs/pr/1"
     with pytest.raises(ValueError, match=r"percent-encode its '/' \(@refs%2Fpr%2F1\)"):
         parse_hf("hf://o/r@refs/pr/1/x")
+
+
+def test_hf_dataset_repositories_parse_and_model_repositories_still_do():
+    from rtmbench.spec.hfref import parse_hf
+
+    ref = parse_hf("hf://datasets/someone/coco-2017@v1/zips/val2017.zip", "val2017.zip")
+    assert (ref.repo_type, ref.repo_id, ref.revision, ref.subdir) == (
+        "dataset", "someone/coco-2017", "v1", "zips")
+    assert ref.url("val2017.zip", "abc") == "hf://datasets/someone/coco-2017@abc/zips/val2017.zip"
+    model = parse_hf("hf://someone/rtmdet@main/mmyolo")
+    assert (model.repo_type, model.repo_id, model.subdir) == ("model", "someone/rtmdet", "mmyolo")
+    assert model.url("a.pth") == "hf://someone/rtmdet@main/mmyolo/a.pth"
+    for bad in ("hf://datasets/only-owner", "hf://datasets/o/../x", "hf://datasets//r"):
+        with pytest.raises(ValueError, match="hf://datasets/OWNER/REPO"):
+            parse_hf(bad)

@@ -70,7 +70,7 @@ class Defaults(Strict):
 # not absolute), and none of the names the cache keeps for itself.
 FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,254}")
 CACHE_SUFFIXES = (".part", ".lock", ".verified.json", ".source", ".tmp")
-CACHE_NAMES = ("hashes.json", "tensorrt")
+CACHE_NAMES = ("hashes.json", "tensorrt", "datasets")
 
 
 def file_name_problem(name: str) -> str | None:
@@ -78,8 +78,8 @@ def file_name_problem(name: str) -> str | None:
     if not FILE_NAME.fullmatch(name) or ".." in name:
         return (f"file {name!r} must be a plain file name (letters, digits, '.', '_', '+', '-'; "
                 f"no '/', '\\', '..' or absolute path): it names the file in the cache")
-    if name in CACHE_NAMES or name.endswith(CACHE_SUFFIXES):
-        return f"file {name!r} is a name the checkpoint cache uses for its own bookkeeping"
+    if name in CACHE_NAMES or name.endswith(CACHE_SUFFIXES) or ".part." in name:
+        return f"file {name!r} is a name the rtmbench cache uses for its own bookkeeping"
     return None
 
 
