@@ -384,14 +384,16 @@ def _fetch_into_cache(file: str, expected: str, urls: list[str], target: Path,
         f"could not fetch {file} from any source: "
         f"{sentences(failures) or 'no sources listed'}. Set {mirrors.variable} to a reachable "
         f"base URL, a local folder or an hf:// repository holding {file}, or put the file at "
-        f"{target} yourself (its sha256 must start with {expected[:8]}).{kept}{guide}")
+        f"{target} yourself (its sha256 must "
+        f"{'be' if len(expected) == 64 else 'start with'} {expected}).{kept}{guide}")
 
 
 def size_text(size: int | None) -> str:
     return f"{size:,} bytes, " if size else ""
 
 
-def _lock(root: Path, file: str, settings: FetchSettings) -> FileLock:
+def lock_for(root: Path, file: str, settings: FetchSettings) -> FileLock:
+    """The lock of ``<root>/<file>.lock``, held while ``file`` is fetched (or extracted)."""
     path = root / f"{file}.lock"
     refuse_link(path, "a lock file")
     lock = FileLock(str(path), timeout=settings.lock_timeout)
@@ -431,7 +433,7 @@ def fetch_file(file: str, sha256: str, urls: list[str], *, cache: Path | None = 
         return hit
     refuse_link(root / "hashes.json.lock", "a lock file")  # used after the download
     refuse_link(sidecar_path(target), "a verification record")  # written after it
-    lock = _lock(root, file, settings)
+    lock = lock_for(root, file, settings)
     try:
         if hit := _from_cache(target, expected):  # another process just finished it
             return hit
