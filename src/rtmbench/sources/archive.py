@@ -37,6 +37,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ..fileio import sha256_stream
 from ..spec.zoo import Archive, member_matches
 from .cache import CLOEXEC, NOFOLLOW, SPACE_ERRNOS, not_writable, open_nofollow
 from .errors import CacheNotWritable, DatasetArchiveError
@@ -124,16 +125,13 @@ def select(zf: zipfile.ZipFile, archive: Archive, where: str) -> list[zipfile.Zi
 def _verified_handle(path: Path, archive: Archive):
     """``path`` opened without following a link and hashed through that handle: the bytes
     extracted are the bytes verified."""
-    fd = open_nofollow(path, "a data set archive")
-    handle = os.fdopen(fd, "rb")
-    digest = hashlib.sha256()
-    while chunk := handle.read(COPY_CHUNK):
-        digest.update(chunk)
-    if digest.hexdigest() != archive.sha256:
+    handle = os.fdopen(open_nofollow(path, "a data set archive"), "rb")
+    actual, _ = sha256_stream(handle)
+    if actual != archive.sha256:
         handle.close()
         raise DatasetArchiveError(
-            f"{path} has sha256 {digest.hexdigest()}, but the zoo gives {archive.sha256}: it "
-            f"changed since it was verified. Nothing was extracted; delete it and fetch again.")
+            f"{path} has sha256 {actual}, but the zoo gives {archive.sha256}: it changed since "
+            f"it was verified. Nothing was extracted; delete it and fetch again.")
     handle.seek(0)
     return handle
 

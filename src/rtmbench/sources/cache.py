@@ -34,7 +34,6 @@ Files kept here besides the fetched ones:
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import stat
@@ -44,7 +43,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from ..fileio import CHUNK, write_json_atomic
+from ..fileio import sha256_stream, write_json_atomic
 from ..spec.settings import load_settings
 from .errors import CacheNotWritable, DownloadError, UnsafeCachePath
 
@@ -144,13 +143,8 @@ def open_nofollow(path: Path, what: str) -> int:
 
 def hash_cached(path: Path, what: str) -> tuple[str, int]:
     """(sha256, size) of the cache file ``path``, read without following a link."""
-    fd = open_nofollow(path, what)
-    digest, size = hashlib.sha256(), 0
-    with os.fdopen(fd, "rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-            size += len(chunk)
-    return digest.hexdigest(), size
+    with os.fdopen(open_nofollow(path, what), "rb") as f:
+        return sha256_stream(f)
 
 
 def read_json(path: Path, what: str) -> Any:

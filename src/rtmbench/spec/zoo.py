@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, StringConstraints, field_validator, model_validator
+from pydantic import AfterValidator, Field, StringConstraints, field_validator, model_validator
 
 from ..errors import InputError
 from .hfref import is_hf, parse_hf
@@ -87,31 +87,33 @@ def file_name_problem(name: str) -> str | None:
     return None
 
 
+def _plain_file_name(value: str) -> str:
+    if problem := file_name_problem(value):
+        raise ValueError(problem)
+    return value
+
+
+def _hf_entries_parse(value: list[str]) -> list[str]:
+    for entry in value:
+        if is_hf(entry):
+            parse_hf(entry)  # a ValueError names the entry and the expected form
+    return value
+
+
+FileName = Annotated[str, AfterValidator(_plain_file_name)]  # a name in the cache
+Urls = Annotated[list[str], AfterValidator(_hf_entries_parse)]  # tried in order
+
+
 class Weights(Strict):
     """One published checkpoint file; ``urls`` are tried in order (official first)."""
 
     id: str
     layout: Literal["mmdet", "mmyolo"]
-    file: str | None = None
+    file: FileName | None = None
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{8}([0-9a-f]{56})?$")
     size: int | None = Field(default=None, gt=0)  # bytes; caps the download exactly
-    urls: list[str] = []
+    urls: Urls = []
     unavailable: str | None = None
-
-    @field_validator("file")
-    @classmethod
-    def _plain_file_name(cls, value: str | None) -> str | None:
-        if value is not None and (problem := file_name_problem(value)):
-            raise ValueError(problem)
-        return value
-
-    @field_validator("urls")
-    @classmethod
-    def _hf_entries_parse(cls, value: list[str]) -> list[str]:
-        for entry in value:
-            if is_hf(entry):
-                parse_hf(entry)  # a ValueError names the entry and the expected form
-        return value
 
     @model_validator(mode="after")
     def _file_or_reason(self) -> Weights:
@@ -156,27 +158,12 @@ class Archive(Strict):
     by its full sha256, then only the members matching ``extract`` are extracted; a member
     listed in ``members`` must also have that sha256."""
 
-    file: str
+    file: FileName
     size: int = Field(gt=0)  # bytes; caps the download exactly
     sha256: Sha256
-    urls: list[str] = Field(min_length=1)
+    urls: Annotated[Urls, Field(min_length=1)]
     extract: list[str] = Field(min_length=1)
     members: dict[str, Sha256] = {}
-
-    @field_validator("file")
-    @classmethod
-    def _plain_file_name(cls, value: str) -> str:
-        if problem := file_name_problem(value):
-            raise ValueError(problem)
-        return value
-
-    @field_validator("urls")
-    @classmethod
-    def _hf_entries_parse(cls, value: list[str]) -> list[str]:
-        for entry in value:
-            if is_hf(entry):
-                parse_hf(entry)
-        return value
 
     @field_validator("extract")
     @classmethod
