@@ -334,6 +334,17 @@ def test_a_folder_without_the_marker_is_not_a_fetched_coco(cache, coco_archives,
     (target / COMPLETE_MARKER).write_text("{}")
     assert resolve_coco_root(None) == target
     assert resolve_dataset(spec, tmp_path) == (target, str(target))
+    # the latency check's accuracy images come from it too (real COCO: ground truth kept)
+    from rtmbench.run.checks import CheckContext, LatencySpec, Unit, accuracy_images
+    from rtmbench.spec.zoo import load_zoo
+
+    latency = LatencySpec(targets=[{"backends": ["torch"], "devices": ["cpu"],
+                                    "precisions": ["fp32"]}],
+                          accuracy={"images": 1, "dataset": "${RTMBENCH_COCO}"})
+    unit = Unit(load_zoo().get("tiny"), "latency", "torch", "cpu", "fp32",
+                input_size=(320, 320), batch=1)
+    images, described = accuracy_images(unit, latency, CheckContext(None, tmp_path, {}))
+    assert described == str(target) and images.ground_truth is not None
 
 
 # ---------------------------------------------------------------- exit codes, offline
