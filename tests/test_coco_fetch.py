@@ -403,3 +403,45 @@ def test_the_shipped_zoo_declares_coco_val2017_as_published():
                         "https://s3.amazonaws.com/images.cocodataset.org/zips/val2017.zip"]
     assert ann.urls[1] == ("https://s3.amazonaws.com/images.cocodataset.org/annotations/"
                            "annotations_trainval2017.zip")
+
+
+def test_a_full_disk_while_extracting_deletes_the_half_made_folder(cache, coco_archives,
+                                                                   coco_server, tmp_path,
+                                                                   monkeypatch, capsys):
+    import errno
+
+    import rtmbench.sources.archive as archive
+
+    real, written = archive._write_member, []
+
+    def filling(*args, **kwargs):
+        if written:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written.append(real(*args, **kwargs))
+        return written[-1]
+
+    monkeypatch.setattr(archive, "_write_member", filling)
+    zoo = write_zoo(tmp_path, coco_archives, served(coco_archives, coco_server))
+    assert fetch(zoo) == 2
+    err = capsys.readouterr().err
+    assert "is full (No space left on device)" in err and "was deleted" in err
+    assert str(cache / "datasets") in err and "--coco-dir" in err
+    assert written and nothing_extracted(cache)
+    monkeypatch.setattr(archive, "_write_member", real)  # space again: from the cached archives
+    assert fetch(zoo) == 0 and len(coco_server.requests) == 2
+
+
+def test_members_of_two_archives_may_not_collide(coco_archives, tmp_path):
+    from rtmbench.sources.archive import extract
+    from rtmbench.sources.errors import DatasetArchiveError
+    from rtmbench.spec.zoo import Archive
+
+    path = tmp_path / VAL
+    path.write_bytes(coco_archives.files[VAL])
+    spec = Archive(file=VAL, size=len(coco_archives.files[VAL]), sha256=coco_archives.sha(VAL),
+                   urls=["http://example.invalid/"], extract=["val2017/*.jpg"])
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    assert extract(path, spec, staging, progress=False).files == 3
+    with pytest.raises(DatasetArchiveError, match="collides with a file another archive"):
+        extract(path, spec, staging, progress=False)

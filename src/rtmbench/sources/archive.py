@@ -192,12 +192,16 @@ def extract(path: Path, archive: Archive, staging: Path, *, progress: bool = Tru
                       desc=f"extracting {path.name}", file=sys.stderr, disable=not progress,
                       dynamic_ncols=True) as bar:
                 for info in chosen:
-                    dest = _make_parents(staging, info.filename)
                     want = archive.members.get(info.filename)
                     try:
+                        dest = _make_parents(staging, info.filename)
                         got = _write_member(zf, info, dest, want, where, bar)
                     except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
                         raise _refuse(where, f"entry {info.filename!r} is damaged ({exc})"
+                                      ) from None
+                    except (FileExistsError, NotADirectoryError):
+                        raise _refuse(where, f"entry {info.filename!r} collides with a file "
+                                             f"another archive of the data set extracted"
                                       ) from None
                     if want:
                         hashes[info.filename] = got

@@ -40,7 +40,7 @@ from ..spec.datasets import COMPLETE_MARKER, dataset_dir, datasets_root, is_comp
 from ..spec.settings import load_settings
 from ..spec.zoo import Dataset
 from .archive import extract, write_error
-from .cache import SPACE_ERRNOS, ensure_cache, read_json, refuse_link
+from .cache import ensure_cache, read_json, refuse_link
 from .download import FetchSettings
 from .errors import (
     DatasetArchiveError,
@@ -187,11 +187,9 @@ def fetch_dataset(dataset: Dataset, name: str, *, target: str | Path | None = No
             write_json_atomic(staging / COMPLETE_MARKER,
                               _marker_record(name, dataset, members, files))
             _install(staging, target)
-        except OSError as exc:
+        except OSError as exc:  # a full disk, a folder turned read-only, an I/O error
             shutil.rmtree(staging, ignore_errors=True)
-            if exc.errno in SPACE_ERRNOS or isinstance(exc, PermissionError):
-                raise write_error(target.parent, exc, staging) from None
-            raise
+            raise write_error(target.parent, exc, staging) from None
         except BaseException:  # a refused archive, Ctrl-C, SIGTERM: nothing half-made stays
             shutil.rmtree(staging, ignore_errors=True)
             raise
