@@ -15,6 +15,32 @@ def _deterministic_threads():
     yield
 
 
+# What a developer's environment could lend a test: a cache holding fetched checkpoints or a
+# fetched COCO (box AP would then evaluate the real val2017 where a test expects "not run"),
+# a COCO root, mirrors. Every test starts without them; tests that need them set their own.
+HOST_SETTINGS = ("RTMBENCH_COCO", "RTMBENCH_COCO_MIRROR", "RTMBENCH_MIRROR", "RTMBENCH_ZOO",
+                 "RTMBENCH_OFFLINE")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache_for_the_session(tmp_path_factory):
+    """Session fixtures (smoke_run) run before any function fixture: isolate them too."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RTMBENCH_CACHE", str(tmp_path_factory.mktemp("rtmbench-cache")))
+        for var in HOST_SETTINGS:
+            patch.delenv(var, raising=False)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch, _private_cache_for_the_session):
+    """Each test gets an empty RTMBENCH_CACHE of its own (tests/fetch_fixtures.py's ``cache``
+    fixture overrides it with one it can name), and none of the host's COCO or mirrors."""
+    monkeypatch.setenv("RTMBENCH_CACHE", str(tmp_path_factory.mktemp("rtmbench-cache")))
+    for var in HOST_SETTINGS:
+        monkeypatch.delenv(var, raising=False)
+
+
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory):
     """The records the real checks write: the shipped smoke suite, run once per session.

@@ -34,6 +34,7 @@ from rtmbench.sources import (
     to_mmdet,
     to_mmyolo,
 )
+from rtmbench.sources.fetch import parts_of
 from rtmbench.spec.zoo import ResolvedModel, Weights, load_zoo
 from tests.fetch_fixtures import FAST, SRC, make_blob
 from tests.http_server import LoopbackServer
@@ -46,7 +47,7 @@ def _leftovers(root: Path) -> list[str]:
 
 # ---------------------------------------------------------------- fetching
 
-def test_good_download_then_cache_hit_without_rehash(cache, blob, server):
+def test_good_download_then_cache_hit_is_hashed_again(cache, blob, server):
     name, data, sha = blob
     url = f"{server.url}/official/{name}"
     got = fetch_file(name, sha[:8], [url], settings=FAST, progress=False)
@@ -56,17 +57,18 @@ def test_good_download_then_cache_hit_without_rehash(cache, blob, server):
     sidecar = json.loads((cache / f"{name}.verified.json").read_text())
     assert sidecar["sha256"] == sha and sidecar["size"] == len(data)
 
-    # Second call: no request, and no hashing (the sidecar is trusted while size/mtime hold).
+    # Second call: no request; the file is hashed again (trust comes from a hash, not from
+    # the sidecar), and the sidecar only lends its provenance (the URL) to matching bytes.
     import rtmbench.sources.fetch as fetch_mod
     calls = []
-    real = fetch_mod.sha256_file
-    fetch_mod.sha256_file = lambda p: calls.append(p) or real(p)
+    real = fetch_mod.hash_cached
+    fetch_mod.hash_cached = lambda p, what: calls.append(p) or real(p, what)
     try:
         again = fetch_file(name, sha[:8], [url], settings=FAST, progress=False)
     finally:
-        fetch_mod.sha256_file = real
+        fetch_mod.hash_cached = real
     assert again.source == "cache" and again.url == url and again.sha256 == sha
-    assert calls == [] and len(server.requests) == 1
+    assert calls == [cache / name] and len(server.requests) == 1
     assert again.provenance() == {"file": name, "url": url, "sha256": sha, "size": len(data),
                                   "source": "cache"}
 
@@ -87,7 +89,8 @@ def test_interrupted_run_resumes_on_next_call(cache, blob, server):
     no_retry = FetchSettings(read_timeout=2.0, retries=0)
     with pytest.raises(DownloadError, match="connection closed after 120000 of 300000 bytes"):
         fetch_file(name, sha[:8], [f"{server.url}/{name}"], settings=no_retry, progress=False)
-    assert (cache / f"{name}.part").stat().st_size == 120_000 and not (cache / name).exists()
+    (part,) = parts_of(cache / name)  # kept for resuming from the same source
+    assert part.stat().st_size == 120_000 and not (cache / name).exists()
     server.drop_after = None
     got = fetch_file(name, sha[:8], [f"{server.url}/{name}"], settings=no_retry, progress=False)
     assert server.requests_for(name)[-1]["Range"] == "bytes=120000-"

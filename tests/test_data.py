@@ -125,7 +125,8 @@ def test_malformed_annotation_file_error_names_the_file(tmp_path, coco):
 
 def test_missing_dataset_errors_say_what_is_expected(tmp_path, monkeypatch, coco):
     monkeypatch.delenv("RTMBENCH_COCO", raising=False)
-    with pytest.raises(DatasetError, match="--coco DIR or set RTMBENCH_COCO"):
+    with pytest.raises(DatasetError, match=r"RTMBENCH_COCO is not set and no COCO was fetched: "
+                                           r"run `rtmbench fetch --coco`.*--coco DIR"):
         resolve_coco_root(None)
     monkeypatch.setenv("RTMBENCH_COCO", str(coco))
     assert resolve_coco_root(None) == coco

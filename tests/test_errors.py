@@ -43,6 +43,8 @@ EXPECTED = {
     "rtmbench.sources.errors.SizeLimitError": "failed",     # a source serves too much: not ours
     "rtmbench.sources.errors.CacheNotWritable": "failed",   # the user's setup must be fixed
     "rtmbench.sources.errors.UnsafeCachePath": "failed",    # a planted link: never followed
+    "rtmbench.sources.errors.DatasetArchiveError": "failed",  # wrong hash, unsafe entry, caps
+    "rtmbench.sources.errors.DatasetUnavailable": "not run",  # no source delivered an archive
     "rtmbench.measure.export.ExportError": "failed",
     "rtmbench.measure.backends.base.BackendUnavailable": "not run",
     "rtmbench.measure.backends.base.BackendError": "failed",

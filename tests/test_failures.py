@@ -114,5 +114,6 @@ def test_missing_prerequisites_only_are_not_run_and_pass(tmp_path, capsys, monke
     suite = _suite(tmp_path, "{dataset: '${RTMBENCH_COCO}', weights: mmdet}")
     run_code, gate_code, records, out = _run_and_gate(tmp_path, capsys, zoo, suite)
     assert {r.status for r in records} == {"not run"}
-    assert "RTMBENCH_COCO is not set" in next(r for r in records if r.check == "box_ap").reason
+    reason = next(r for r in records if r.check == "box_ap").reason
+    assert "RTMBENCH_COCO is not set" in reason and "`rtmbench fetch --coco`" in reason
     assert run_code == 0 and gate_code == 0, out

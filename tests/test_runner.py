@@ -258,7 +258,8 @@ def test_missing_prerequisites_are_not_run_records_with_reasons(tmp_path, monkey
     run = read_run(run_suite(load_suite(path), run_id="p", progress=False).path)
     assert len(run.records) == 4 and all(r.status == "not run" for r in run.records)
     box = [r for r in run.records if r.check == "box_ap"]
-    assert all("RTMBENCH_COCO is not set" in r.reason for r in box)
+    assert all("RTMBENCH_COCO is not set" in r.reason and "`rtmbench fetch --coco`" in r.reason
+               for r in box)
     assert box[0].claim["box_ap"]["value"] == 40.9  # what was not checked stays visible
     lat = [r for r in run.records if r.check == "latency"]
     assert all(r.reason and r.claim["latency"]["backend"] == "tensorrt" for r in lat)

@@ -6,6 +6,7 @@ machine (proxy variables are set by each test, never inherited)."""
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
 import json
 import os
@@ -27,6 +28,7 @@ from rtmbench.sources.errors import (
     SizeLimitError,
     UnsafeCachePath,
 )
+from rtmbench.sources.fetch import part_for, parts_of
 from tests.fetch_fixtures import FAST
 from tests.http_server import LoopbackProxy, LoopbackServer
 
@@ -231,13 +233,15 @@ def _outside(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("planted", ["{name}.part", "{name}.lock", "{name}",
-                                     "hashes.json.lock"])
+                                     "hashes.json.lock", "hashes.json", "{name}.verified.json",
+                                     "{part}", "{part}.source"])
 def test_symlinks_planted_in_the_cache_are_never_followed(cache, blob, server, tmp_path,
                                                           planted):
     name, _, sha = blob
     victim = _outside(tmp_path)
     cache.mkdir(parents=True)
-    link = cache / planted.format(name=name)
+    part = part_for(cache / name, f"{server.url}/{name}").name
+    link = cache / planted.format(name=name, part=part)
     link.symlink_to(victim)
     with pytest.raises(UnsafeCachePath) as err:
         fetch_file(name, sha[:8], [f"{server.url}/{name}"], settings=FAST, progress=False)
@@ -266,17 +270,22 @@ def test_file_names_cannot_leave_the_cache(cache, server, file):
 
 # ---------------------------------------------------------------- 4. a part from another source
 
-def test_a_part_is_never_resumed_from_another_source(cache, blob, server, capsys):
+def test_a_part_is_never_resumed_from_another_source_and_survives_it(cache, blob, server):
     name, data, sha = blob
     with LoopbackServer({name: b"X" * len(data)}) as bad:  # serves other bytes, then hangs up
         bad.drop_after, bad.drop_times = 100_000, 5
-        with pytest.raises(DownloadError):
-            fetch_file(name, sha[:8], [f"{bad.url}/{name}"], settings=ONCE, progress=False)
-    assert (cache / f"{name}.part").stat().st_size == 100_000
-    # The good source starts from zero instead of appending to the bad source's bytes.
+        bad_url = f"{bad.url}/{name}"
+        with pytest.raises(DownloadError) as err:
+            fetch_file(name, sha[:8], [bad_url], settings=ONCE, progress=False)
+    (bad_part,) = parts_of(cache / name)
+    assert bad_part == part_for(cache / name, bad_url) and bad_part.stat().st_size == 100_000
+    assert (cache / f"{bad_part.name}.source").read_text() == bad_url
+    assert f"{bad_part.name} (100,000 bytes from {bad_url})" in str(err.value)
+    # The good source starts from zero in its own part instead of appending to the bad
+    # source's bytes; once the file is verified no part of it is left.
     got = fetch_file(name, sha[:8], [f"{server.url}/{name}"], settings=ONCE, progress=False)
     assert got.path.read_bytes() == data and "Range" not in server.requests[0][1]
-    assert not (cache / f"{name}.part.source").exists()
+    assert parts_of(cache / name) == [] and not list(cache.glob("*.source"))
 
 
 def test_within_one_fetch_the_next_source_starts_over_and_blame_stays_put(cache, blob,
@@ -315,8 +324,10 @@ def test_a_trickling_server_hits_the_overall_deadline(cache, blob, server, monke
     assert settings.deadline == 1.0
     with pytest.raises(DownloadError, match="RTMBENCH_DOWNLOAD_DEADLINE=1s") as err:
         fetch_file(name, sha[:8], [f"{server.url}/{name}"], settings=settings, progress=False)
-    kept = (cache / f"{name}.part").stat().st_size
+    (part,) = parts_of(cache / name)
+    kept = part.stat().st_size
     assert 0 < kept < 1000 and "resumes them from this source" in str(err.value)
+    assert ".." not in str(err.value)  # one full stop, not "deadline.."
     assert len(server.requests) == 1  # the deadline covers retries: no second attempt
 
 
@@ -371,7 +382,7 @@ def test_a_cache_under_a_regular_file_is_a_clear_error(tmp_path, blob, server, m
     monkeypatch.setenv("RTMBENCH_MIRROR", server.url)
     assert main(["fetch", "tiny", "--quiet"]) == 2
     out = capsys.readouterr().err
-    assert f"the checkpoint cache {root}" in out and "Traceback" not in out
+    assert f"the rtmbench cache {root}" in out and "Traceback" not in out
 
 
 def _read_only(folder: Path):
@@ -401,7 +412,7 @@ def test_a_read_only_cache_is_a_clear_error(tmp_path, blob, server, monkeypatch,
         monkeypatch.setenv("RTMBENCH_MIRROR", server.url)
         assert main(["fetch", "tiny", "--quiet"]) == 2
         out = capsys.readouterr().err
-        assert f"the checkpoint cache {root}" in out and "Traceback" not in out
+        assert f"the rtmbench cache {root}" in out and "Traceback" not in out
     finally:
         undo()
 
@@ -470,3 +481,201 @@ def test_unsetting_the_ca_bundle_gives_huggingface_hub_its_own_client_back(tmp_p
         assert _http._GLOBAL_CLIENT_FACTORY is _http.default_client_factory
     finally:
         hf._configure_client(FetchSettings(ca_bundle=None))
+
+
+# ---------------------------------------------------------------- 11. parts kept per source
+
+def test_a_mirrors_part_survives_the_next_source_and_resumes_from_its_own(cache, blob,
+                                                                          monkeypatch):
+    """A mirror's partial download is not lost when the next source is tried: each source
+    keeps its own part and resumes it; all are deleted once the file is verified."""
+    name, data, sha = blob
+    with LoopbackServer({name: data}) as mirror, LoopbackServer({name: data}) as origin:
+        mirror.drop_after, mirror.drop_times = 100_000, 1
+        origin.drop_after, origin.drop_times = 50_000, 1
+        monkeypatch.setenv("RTMBENCH_MIRROR", mirror.url)
+        origin_url = f"{origin.url}/{name}"
+        with pytest.raises(DownloadError) as err:
+            fetch_file(name, sha[:8], [origin_url], settings=ONCE, progress=False)
+        assert "resumes" not in str(err.value) or "kept" in str(err.value)
+        sizes = {p.name: p.stat().st_size for p in parts_of(cache / name)}
+        assert sizes == {part_for(cache / name, f"{mirror.url}/{name}").name: 100_000,
+                         part_for(cache / name, origin_url).name: 50_000}
+        got = fetch_file(name, sha[:8], [origin_url], settings=ONCE, progress=False)
+        assert got.source == "mirror" and got.path.read_bytes() == data
+        assert mirror.requests_for(name)[-1]["Range"] == "bytes=100000-"  # not from zero
+        assert len(origin.requests) == 1  # the mirror finished: the origin was not asked again
+    assert parts_of(cache / name) == [] and sorted(
+        p.name for p in cache.iterdir() if not p.name.endswith(".lock")) == [
+        name, f"{name}.verified.json", "hashes.json"]
+
+
+def test_a_part_left_by_an_older_rtmbench_is_resumed_from_the_source_it_names(cache, blob,
+                                                                             server):
+    name, data, sha = blob
+    url = f"{server.url}/{name}"
+    cache.mkdir(parents=True)
+    (cache / f"{name}.part").write_bytes(data[:120_000])
+    (cache / f"{name}.part.source").write_text(url)
+    got = fetch_file(name, sha[:8], [url], settings=ONCE, progress=False)
+    assert got.path.read_bytes() == data
+    assert server.requests_for(name)[0]["Range"] == "bytes=120000-"
+    assert not (cache / f"{name}.part").exists() and not (cache / f"{name}.part.source").exists()
+
+
+# ---------------------------------------------------------------- 12. trust comes from a hash
+
+def _tamper_in_place(path: Path) -> None:
+    """Change one byte, then restore the mtime, as someone covering their tracks would."""
+    st = path.stat()
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert path.stat().st_mtime_ns == st.st_mtime_ns and path.stat().st_size == st.st_size
+
+
+def test_a_byte_changed_in_place_with_its_mtime_restored_is_refused(cache, blob, server,
+                                                                    monkeypatch, capsys):
+    name, _, sha = blob
+    url = f"{server.url}/{name}"
+    fetch_file(name, sha[:8], [url], settings=FAST, progress=False)
+    _tamper_in_place(cache / name)
+    with pytest.raises(HashMismatchError, match="changed since it was verified") as err:
+        fetch_file(name, sha[:8], [url], settings=FAST, progress=False)
+    assert str(cache / name) in str(err.value) and len(server.requests) == 1
+
+
+def test_a_planted_sidecar_and_hashes_json_cannot_vouch_for_a_modified_file(cache, blob,
+                                                                          server):
+    name, data, sha = blob
+    url = f"{server.url}/{name}"
+    fetch_file(name, sha[:8], [url], settings=FAST, progress=False)
+    target = cache / name
+    _tamper_in_place(target)
+    st = target.stat()
+    forged = {"file": name, "sha256": sha, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+              "source": "origin", "url": url}
+    (cache / f"{name}.verified.json").write_text(json.dumps(forged))
+    (cache / "hashes.json").write_text(json.dumps({name: sha}))
+    with pytest.raises(HashMismatchError):
+        fetch_file(name, sha[:8], [url], settings=FAST, progress=False)
+
+
+def test_loading_hashes_the_bytes_it_loads_never_a_sidecar(cache, tmp_path):
+    """The sha256 a record carries is that of the bytes loaded; a fetched file changed in the
+    cache before it is loaded is refused."""
+    from rtmbench.run.model import network
+    from rtmbench.sources import load_checkpoint
+    from tests.test_checkpoints import _served_tiny, _tiny_state
+
+    name, data, sha = _served_tiny(tmp_path, _tiny_state())
+    path = cache / name
+    cache.mkdir(parents=True)
+    path.write_bytes(data)
+    forged = "f" * 64
+    st = path.stat()
+    (cache / f"{name}.verified.json").write_text(json.dumps(
+        {"file": name, "sha256": forged, "size": st.st_size, "mtime_ns": st.st_mtime_ns}))
+    info = load_checkpoint(network("tiny"), path)
+    assert info["sha256"] == sha
+    with pytest.raises(HashMismatchError, match="changed in the cache since"):
+        load_checkpoint(network("tiny"), path, sha256=forged)
+
+
+def test_a_symlinked_sidecar_of_a_cached_file_is_never_read(cache, blob, server, tmp_path):
+    name, data, sha = blob
+    url = f"{server.url}/{name}"
+    fetch_file(name, sha[:8], [url], settings=FAST, progress=False)
+    elsewhere = tmp_path / "forged.json"
+    elsewhere.write_text(json.dumps({"sha256": sha, "url": "https://forged.invalid/x"}))
+    sidecar = cache / f"{name}.verified.json"
+    sidecar.unlink()
+    sidecar.symlink_to(elsewhere)
+    with pytest.raises(UnsafeCachePath, match="symbolic link"):
+        fetch_file(name, sha[:8], [url], settings=FAST, progress=False)
+
+
+# ---------------------------------------------------------------- 13. a full disk
+
+class _FillingDisk:
+    """A file whose disk fills up after ``room`` bytes (writes then fail with ENOSPC)."""
+
+    def __init__(self, f, room: int) -> None:
+        self.f, self.room = f, room
+
+    def write(self, data) -> int:
+        if self.room <= 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        n = min(len(data), self.room)
+        self.room -= n
+        return self.f.write(bytes(data[:n]))
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.f.close()
+
+
+@pytest.mark.parametrize("where", ["http", "folder"])
+def test_a_full_disk_deletes_the_part_being_written_and_says_so(cache, blob, server, tmp_path,
+                                                                monkeypatch, where):
+    import builtins
+
+    import rtmbench.sources.download as download_module
+
+    name, data, sha = blob
+
+    def filling_open(file, mode="r", *args, **kwargs):
+        f = builtins.open(file, mode, *args, **kwargs)
+        return _FillingDisk(f, 70_000) if "w" in mode else f
+
+    monkeypatch.setattr(download_module, "open", filling_open, raising=False)
+    if where == "folder":
+        (tmp_path / "folder").mkdir()
+        (tmp_path / "folder" / name).write_bytes(data)
+        url = str(tmp_path / "folder")
+    else:
+        url = f"{server.url}/{name}"
+    with pytest.raises(CacheNotWritable) as err:
+        fetch_file(name, sha[:8], [url], settings=ONCE, progress=False)
+    message = str(err.value)
+    assert str(cache) in message and "RTMBENCH_CACHE" in message
+    assert "No space left on device" in message and "was deleted to free its space" in message
+    assert parts_of(cache / name) == [] and not list(cache.glob("*.source"))
+
+
+# ---------------------------------------------------------------- 14. where to turn
+
+@pytest.mark.parametrize("case", ["http", "folder", "hf", "offline"])
+def test_when_every_source_fails_the_message_points_to_mirrors_and_the_guide(
+        cache, blob, server, hub, tmp_path, monkeypatch, case):
+    name, _, sha = blob
+    urls = {"http": [f"{server.url}/missing/{name}"], "folder": [str(tmp_path / "empty")],
+            "hf": ["hf://someone/empty-repo"], "offline": [f"{server.url}/{name}"]}[case]
+    server.status = 404
+    hub.files.clear()
+    (tmp_path / "empty").mkdir()
+    if case == "offline":
+        monkeypatch.setenv("RTMBENCH_OFFLINE", "1")
+    with pytest.raises(DownloadError) as err:  # OfflineError is one
+        fetch_file(name, sha[:8], urls, settings=ONCE, progress=False)
+    message = str(err.value)
+    assert "RTMBENCH_MIRROR" in message
+    assert 'docs/reproducing.md, section "Checkpoints and mirrors"' in message
+    assert ".." not in message.replace("../", "")
+
+
+def test_an_hf_dataset_repository_is_fetched_as_a_dataset(cache, blob, hub, monkeypatch):
+    name, data, sha = blob
+    monkeypatch.setenv("RTMBENCH_MIRROR", "hf://datasets/someone/coco-2017@main/zips")
+    got = fetch_file(name, sha[:8], ["https://download.invalid/" + name], settings=FAST,
+                     progress=False)
+    assert got.url == f"hf://datasets/someone/coco-2017@{COMMIT}/zips/{name}"
+    assert got.path.read_bytes() == data
+    resolve = f"/datasets/someone/coco-2017/resolve/main/zips/{name}"
+    assert [(m, p) for m, p, _ in hub.log] == [("HEAD", resolve), ("GET", resolve)]

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from rtmbench.errors import InputError
@@ -118,3 +120,54 @@ def test_an_unencoded_pr_ref_is_refused_not_misread_as_revision_refs():
     assert parse_hf("hf://o/r@refs%2Fpr%2F1/x").revision == "refs/pr/1"
     with pytest.raises(ValueError, match=r"percent-encode its '/' \(@refs%2Fpr%2F1\)"):
         parse_hf("hf://o/r@refs/pr/1/x")
+
+
+def test_hf_dataset_repositories_parse_and_model_repositories_still_do():
+    from rtmbench.spec.hfref import parse_hf
+
+    ref = parse_hf("hf://datasets/someone/coco-2017@v1/zips/val2017.zip", "val2017.zip")
+    assert (ref.repo_type, ref.repo_id, ref.revision, ref.subdir) == (
+        "dataset", "someone/coco-2017", "v1", "zips")
+    assert ref.url("val2017.zip", "abc") == "hf://datasets/someone/coco-2017@abc/zips/val2017.zip"
+    model = parse_hf("hf://someone/rtmdet@main/mmyolo")
+    assert (model.repo_type, model.repo_id, model.subdir) == ("model", "someone/rtmdet", "mmyolo")
+    assert model.url("a.pth") == "hf://someone/rtmdet@main/mmyolo/a.pth"
+    for bad in ("hf://datasets/only-owner", "hf://datasets/o/../x", "hf://datasets//r"):
+        with pytest.raises(ValueError, match="hf://datasets/OWNER/REPO"):
+            parse_hf(bad)
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"file": "../val2017.zip"}, "plain file name"),
+    ({"file": "val2017.zip.part.0123456789ab"}, "bookkeeping"),
+    ({"sha256": "4f7e2ccb"}, "should match pattern"),
+    ({"size": 0}, "greater than 0"),
+    ({"urls": []}, "at least 1 item"),
+    ({"extract": ["../val2017/*.jpg"]}, "no '..'"),
+    ({"extract": ["/val2017/*.jpg"]}, "relative path"),
+    ({"extract": ["val2017\\*.jpg"]}, "relative path"),
+    ({"members": {"val2017/a.jpg": "e" * 64}, "extract": ["annotations/*.json"]},
+     "matches no 'extract' pattern"),
+    ({"members": {"val2017/*.jpg": "e" * 64}}, "member 'val2017/*.jpg'"),
+    ({"surprise": 1}, "Extra inputs are not permitted"),
+])
+def test_a_data_set_archive_is_validated_strictly(change, words):
+    from pydantic import ValidationError
+
+    from rtmbench.spec.zoo import Archive
+
+    good = {"file": "val2017.zip", "size": 10, "sha256": "e" * 64,
+            "urls": ["http://images.cocodataset.org/zips/val2017.zip"],
+            "extract": ["val2017/*.jpg"]}
+    Archive.model_validate(good)
+    with pytest.raises(ValidationError, match=re.escape(words)):
+        Archive.model_validate({**good, **change})
+
+
+def test_member_patterns_never_cross_a_folder():
+    from rtmbench.spec.zoo import member_matches
+
+    assert member_matches("val2017/000000000139.jpg", "val2017/*.jpg")
+    assert not member_matches("val2017/sub/x.jpg", "val2017/*.jpg")
+    assert not member_matches("annotations/instances_train2017.json",
+                              "annotations/instances_val2017.json")

@@ -97,13 +97,41 @@ def _add_complexity(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_complexity)
 
 
+def _fetch_coco(args: argparse.Namespace, zoo) -> None:
+    from .sources.datasets import fetch_dataset
+    from .spec.datasets import COCO_VAL2017, dataset_dir
+
+    dataset = zoo.dataset(COCO_VAL2017)
+    got = fetch_dataset(dataset, COCO_VAL2017, target=args.coco_dir, progress=not args.quiet)
+    if args.json:
+        print(json.dumps(got.to_dict(), sort_keys=True))
+        return
+    print(f"{got.name}: {dataset.title}")
+    for a in got.archives:
+        origin = f"{a.source}: {a.url}" if a.url else a.source
+        print(f"  {a.file}: sha256 {a.sha256}, {a.size:,} bytes from {origin}")
+    if got.source == "cache":
+        print(f"  already fetched and complete ({got.files:,} files); nothing to do")
+    else:
+        checked = "".join(f"; {m} sha256 {h}" for m, h in got.member_sha256.items())
+        print(f"  {got.files:,} files extracted{checked}")
+    if got.path == dataset_dir(COCO_VAL2017):
+        print("  rtmbench evaluate and the suites use it when RTMBENCH_COCO is not set")
+    else:
+        print(f"  to use it: export RTMBENCH_COCO={got.path}")
+    print(got.path)
+
+
 def _cmd_fetch(args: argparse.Namespace) -> int:
     from .run.model import build
     from .sources import fetch_weights
     from .spec.zoo import load_zoo
 
     zoo = load_zoo(args.zoo)
-    entries = [zoo.get(s) for s in (args.sizes or zoo.sizes)]
+    coco = args.coco or args.coco_dir is not None
+    if coco:
+        _fetch_coco(args, zoo)
+    entries = [zoo.get(s) for s in (args.sizes or ([] if coco else zoo.sizes))]
     for entry in entries:
         fetched = fetch_weights(entry, args.weights, progress=not args.quiet)
         record = {"model": entry.name, **fetched.provenance(), "path": str(fetched.path)}
@@ -122,14 +150,26 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def _add_fetch(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("fetch", help="download, verify and cache the zoo's checkpoints",
+    p = sub.add_parser("fetch", help="download, verify and cache the zoo's checkpoints (and "
+                       "COCO val2017 with --coco)",
                        description="Fetch checkpoints into RTMBENCH_CACHE (default "
                        "~/.cache/rtmbench), verified by sha256. Sources: RTMBENCH_MIRROR (base "
                        "URL, local folder or hf://OWNER/REPO[@REVISION][/SUBDIR]), then the zoo's "
-                       "urls. "
+                       "urls. --coco fetches COCO val2017 (the zoo's 'coco-val2017' archives, "
+                       "verified by sha256) into RTMBENCH_CACHE/datasets/coco-val2017, where "
+                       "evaluate and the suites find it when RTMBENCH_COCO is not set; sources: "
+                       "RTMBENCH_COCO_MIRROR (folders, base URLs, hf://datasets/OWNER/REPO...), "
+                       "then the official hosts. "
                        "HTTPS_PROXY/HTTP_PROXY/NO_PROXY and RTMBENCH_CA_BUNDLE apply. "
                        "RTMBENCH_OFFLINE=1 never connects.")
-    p.add_argument("sizes", nargs="*", metavar="SIZE", help="zoo sizes (default: all)")
+    p.add_argument("sizes", nargs="*", metavar="SIZE",
+                   help="zoo sizes (default: all; none with --coco)")
+    p.add_argument("--coco", action="store_true",
+                   help="fetch COCO val2017 (images and instances_val2017.json, ~1.07 GB of "
+                   "archives, ~0.8 GB extracted) and print its folder")
+    p.add_argument("--coco-dir", metavar="DIR", default=None,
+                   help="extract COCO into DIR (new or empty) instead of the cache; implies "
+                   "--coco (then set RTMBENCH_COCO=DIR to use it)")
     p.add_argument("--weights", metavar="ID", default=None,
                    help="which weights entry (default: the first available, e.g. mmyolo)")
     p.add_argument("--load", action="store_true",
@@ -137,7 +177,8 @@ def _add_fetch(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trust-checkpoint", action="store_true",
                    help="allow arbitrary pickled objects when loading (runs code: only for "
                    "files you trust); implies --load")
-    p.add_argument("--json", action="store_true", help="one JSON provenance record per size")
+    p.add_argument("--json", action="store_true", help="one JSON provenance record per size "
+                   "(and one for COCO)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=_cmd_fetch)
 
@@ -650,7 +691,7 @@ def build_parser() -> argparse.ArgumentParser:
         "input (a bad file, flag or setting);\n  3 not run: a missing prerequisite (no GPU, "
         "package, data set or obtainable weights); 130/143 interrupted.\n"
         "settings: RTMBENCH_CACHE, RTMBENCH_MIRROR, RTMBENCH_OFFLINE, RTMBENCH_COCO, "
-        "RTMBENCH_ZOO, ... (README: Reproducing on your machine).")
+        "RTMBENCH_COCO_MIRROR, RTMBENCH_ZOO, ... (README: Reproducing on your machine).")
     parser.add_argument("--zoo", default=None, help="zoo YAML (default: the shipped zoo)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                 parser_class=_Parser)

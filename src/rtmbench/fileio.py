@@ -17,17 +17,23 @@ import os
 import secrets
 import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 CHUNK = 1 << 20
 
 
+def sha256_stream(f: BinaryIO) -> tuple[str, int]:
+    """(sha256, number of bytes) of what is left to read in the binary file ``f``."""
+    digest, size = hashlib.sha256(), 0
+    while chunk := f.read(CHUNK):
+        digest.update(chunk)
+        size += len(chunk)
+    return digest.hexdigest(), size
+
+
 def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return sha256_stream(f)[0]
 
 
 NEW_FILE_FLAGS = (os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)

@@ -14,6 +14,7 @@ from ..errors import DatasetError
 _WHERE = {
     "ANNOTATIONS": "coco", "ENV_VAR": "coco", "IMAGES": "coco", "CocoDataset": "coco",
     "ImageRecord": "coco", "resolve_coco_root": "coco", "check_coco_root": "coco",
+    "default_coco_root": "coco", "missing_coco_reason": "coco",
     "PreparedImage": "pipeline", "TestPipeline": "pipeline", "rescale_size": "pipeline",
     "COCO_CATEGORIES": "synthetic", "make_synthetic_coco": "synthetic",
 }

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DatasetError, DatasetMissing
+from ..spec.datasets import COCO_VAL2017, FETCH_COCO, dataset_dir, fetched_dataset
 from ..spec.settings import load_settings
 
 ANNOTATIONS = Path("annotations") / "instances_val2017.json"
@@ -20,13 +21,27 @@ IMAGES = Path("val2017")
 ENV_VAR = "RTMBENCH_COCO"
 
 
+def default_coco_root() -> Path | None:
+    """The COCO root when none is given on the command line: ``$RTMBENCH_COCO``, else COCO
+    val2017 as ``rtmbench fetch --coco`` left it in the cache, if complete (its marker
+    present: a half-extracted set never counts), else None. The one rule for ``rtmbench
+    evaluate``, the box AP check and the latency accuracy check."""
+    return load_settings().coco or fetched_dataset(COCO_VAL2017)
+
+
+def missing_coco_reason() -> str:
+    """Why there is no COCO, and the two ways to get one."""
+    return (f"{ENV_VAR} is not set and no COCO was fetched: run `{FETCH_COCO}` (COCO val2017 "
+            f"into {dataset_dir(COCO_VAL2017)}, used from there), or point {ENV_VAR} (or "
+            f"--coco DIR) at a COCO 2017 directory holding {IMAGES}/ and {ANNOTATIONS}")
+
+
 def resolve_coco_root(flag: str | Path | None) -> Path:
-    """The COCO root from the flag, else ``$RTMBENCH_COCO``; a clear error when neither is set."""
-    value = flag or load_settings().coco
+    """The COCO root from the flag, else :func:`default_coco_root`; a DatasetMissing naming
+    ``rtmbench fetch --coco`` and RTMBENCH_COCO when there is none."""
+    value = flag or default_coco_root()
     if not value:
-        raise DatasetMissing(
-            f"no COCO dataset given: pass --coco DIR or set {ENV_VAR}=DIR, where DIR holds "
-            f"{ANNOTATIONS} and {IMAGES}/*.jpg (COCO val2017 from https://cocodataset.org).")
+        raise DatasetMissing(missing_coco_reason() + ".")
     return Path(value).expanduser()
 
 

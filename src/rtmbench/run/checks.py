@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import string
 from dataclasses import dataclass, field
 from itertools import product
 from pathlib import Path
@@ -328,9 +329,16 @@ def resolve_dataset(spec: BoxAPSpec, work_dir: Path) -> tuple[Path, str]:
             root = Path(data.make_synthetic_coco(root, spec.synthetic, seed=0))
             (root / ".complete").touch()
         return root, f"synthetic ({spec.synthetic} generated images)"
-    text = os.path.expandvars(spec.dataset)
+    from ..data.coco import ENV_VAR, default_coco_root, missing_coco_reason
+
+    values = {k: v for k, v in os.environ.items() if v}  # an empty variable is an unset one
+    if ENV_VAR in spec.dataset and (coco := default_coco_root()) is not None:
+        values[ENV_VAR] = str(coco)  # set, or fetched by `rtmbench fetch --coco`
+    text = string.Template(spec.dataset).safe_substitute(values)
     if "$" in text:
         var = text[text.index("$"):].split("/")[0].strip("${}")
+        if var == ENV_VAR:
+            raise DatasetMissing(missing_coco_reason())
         raise DatasetMissing(f"{var} is not set: point it at a COCO 2017 directory holding "
                              f"val2017/ and annotations/instances_val2017.json")
     root = Path(text).expanduser()

@@ -101,5 +101,6 @@ def build(model: ResolvedModel | str, weights: str | None = None, *,
     fetched = fetch_weights(entry, weights, progress=progress)
     weights_id = weights or entry.default_weights_id()
     layout = entry.weights_by_id(weights_id).layout  # declared, not guessed
-    info = load_checkpoint(net, fetched.path, layout=layout, trust=trust)
+    info = load_checkpoint(net, fetched.path, layout=layout, trust=trust,
+                           sha256=fetched.sha256)
     return Built(net.eval(), {**fetched.provenance(), **info, "weights": weights_id})

@@ -1,11 +1,15 @@
-"""Checkpoints from where users keep them: fetch (cache, hash, resume, mirrors, offline),
-safe load, MMYOLO -> MMDetection layout mapping."""
+"""Checkpoints and data sets from where users keep them: fetch (cache, hash, resume, mirrors,
+offline), safe load, MMYOLO -> MMDetection layout mapping; data set archives fetched the same
+way and extracted safely (``datasets``, ``archive``)."""
 
+from .datasets import FetchedDataset, fetch_dataset
 from .download import FetchSettings
 from .errors import (
     CacheNotWritable,
     CheckpointError,
     CheckpointMismatchError,
+    DatasetArchiveError,
+    DatasetUnavailable,
     DownloadError,
     HashMismatchError,
     OfflineError,
@@ -14,15 +18,17 @@ from .errors import (
     UnsafeCheckpointError,
     WeightsUnavailable,
 )
-from .fetch import FetchedCheckpoint, choose_weights, fetch_file, fetch_weights
+from .fetch import FetchedCheckpoint, FetchedFile, choose_weights, fetch_file, fetch_weights
 from .layouts import MMYOLO_TO_MMDET, detect_layout, to_mmdet, to_mmyolo
 from .load import load_checkpoint
 from .safe_load import read_state_dict
 
 __all__ = [
-    "CacheNotWritable", "CheckpointError", "CheckpointMismatchError", "DownloadError",
-    "FetchSettings", "FetchedCheckpoint", "HashMismatchError", "MMYOLO_TO_MMDET", "OfflineError",
+    "CacheNotWritable", "CheckpointError", "CheckpointMismatchError", "DatasetArchiveError",
+    "DatasetUnavailable", "DownloadError", "FetchSettings", "FetchedCheckpoint", "FetchedDataset",
+    "FetchedFile", "HashMismatchError", "MMYOLO_TO_MMDET", "OfflineError",
     "SizeLimitError", "UnsafeCachePath", "UnsafeCheckpointError", "WeightsUnavailable",
-    "choose_weights", "detect_layout", "fetch_file", "fetch_weights", "load_checkpoint",
+    "choose_weights", "detect_layout", "fetch_dataset", "fetch_file", "fetch_weights",
+    "load_checkpoint",
     "read_state_dict", "to_mmdet", "to_mmyolo",
 ]

@@ -23,8 +23,8 @@ import httpx2
 from tqdm import tqdm
 
 from ..spec.settings import load_settings
-from .cache import not_writable, open_part, refuse_link
-from .errors import DownloadError, SizeLimitError
+from .cache import SPACE_ERRNOS, not_writable, open_part, refuse_link
+from .errors import CacheNotWritable, DownloadError, SizeLimitError
 
 MAX_REDIRECTS = 5
 PERMANENT_STATUSES = {400, 401, 403, 404, 405, 410, 451}
@@ -75,14 +75,20 @@ class Limits:
         what = (f"the zoo's size of the file ({self.cap:,} bytes)" if self.exact else
                 f"RTMBENCH_MAX_DOWNLOAD_BYTES={self.cap}")
         verb = "announces" if announced else "sent more than"
-        fix = ("it serves another file: use another source (RTMBENCH_MIRROR)" if self.exact else
+        fix = ("it serves another file: use another source" if self.exact else
                "if the file really is that large, raise RTMBENCH_MAX_DOWNLOAD_BYTES; otherwise "
-               "the source serves another file: use another one (RTMBENCH_MIRROR)")
+               "the source serves another file: use another one")
         return SizeLimitError(f"{where} {verb} {got:,} bytes, more than {what}; the transfer "
                               f"was stopped and its bytes deleted. {fix}.")
 
     def expired(self) -> bool:
         return time.monotonic() > self.deadline
+
+    def deadline_passed(self, where: str, detail: str = "") -> DownloadError:
+        """The source took longer than the deadline; ``detail``: what was received."""
+        return DownloadError(f"{where}: not finished within RTMBENCH_DOWNLOAD_DEADLINE="
+                             f"{self.seconds:g}s{f' ({detail})' if detail else ''}; use a faster "
+                             f"source or raise the deadline")
 
 
 class _Transient(Exception):
@@ -123,11 +129,30 @@ def http_client(settings: FetchSettings) -> httpx2.Client:
         headers={"User-Agent": "rtmbench", "Accept-Encoding": "identity"})
 
 
-def _write(out, chunk: bytes, part: Path) -> None:
+def write_failed(target: Path, exc: OSError, what: str, written: int) -> CacheNotWritable:
+    """A write into the cache failed: on a full disk (or quota) the caller has deleted what it
+    was writing, and the message says so; else the cache is not writable."""
+    if exc.errno not in SPACE_ERRNOS:
+        return not_writable(target.parent, exc)
+    return CacheNotWritable(
+        f"the disk holding {target.parent} is full ({exc.strerror or exc}) after {written:,} "
+        f"bytes: {what} {target.name} was deleted to free its space. Free some space there "
+        f"(df -h '{target.parent}'), or point RTMBENCH_CACHE at a disk with room, then fetch "
+        f"again.")
+
+
+def _write(out, chunk: bytes, part: Path, written: int) -> None:
+    """All of ``chunk`` into the unbuffered ``out``; a full disk deletes ``part`` (a partial
+    download must not keep the disk full), any write error is CacheNotWritable."""
+    view = memoryview(chunk)
     try:
-        out.write(chunk)
+        while view:
+            view = view[out.write(view):]
     except OSError as exc:  # a full disk, a cache turned read-only: not the source's fault
-        raise not_writable(part.parent, exc) from None
+        if exc.errno in SPACE_ERRNOS:
+            out.close()
+            part.unlink(missing_ok=True)
+        raise write_failed(part, exc, "the partial download", written) from None
 
 
 def _part_size(part: Path) -> int:
@@ -177,7 +202,7 @@ def _attempt(client: httpx2.Client, url: str, part: Path, limits: Limits,
             raise limits.too_large(url, total, announced=True)
         fd = open_part(part, append=bool(offset))
         received = offset
-        with open(fd, "wb", closefd=True) as out, tqdm(
+        with open(fd, "wb", buffering=0, closefd=True) as out, tqdm(
                 total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
                 desc=desc, file=sys.stderr, disable=not progress, dynamic_ncols=True) as bar:
             try:
@@ -189,7 +214,7 @@ def _attempt(client: httpx2.Client, url: str, part: Path, limits: Limits,
                         out.close()
                         part.unlink(missing_ok=True)
                         raise limits.too_large(url, received, announced=False)
-                    _write(out, chunk, part)
+                    _write(out, chunk, part, received - len(chunk))
                     bar.update(len(chunk))
                     if limits.expired():
                         raise _DeadlinePassed()
@@ -274,10 +299,7 @@ def download(url: str, part: Path, settings: FetchSettings, *, desc: str,
     have = part.stat().st_size if part.exists() else 0
     kept = ", kept: the next run resumes them from this source" if have else ""
     last = f"; before that: {problem}" if attempt else ""
-    raise DownloadError(
-        f"{url}: not finished within RTMBENCH_DOWNLOAD_DEADLINE={limits.seconds:g}s "
-        f"({have:,} bytes received{kept}{last}). Use a faster source (RTMBENCH_MIRROR) or "
-        f"raise the deadline.")
+    raise limits.deadline_passed(url, f"{have:,} bytes received{kept}{last}")
 
 
 def copy_local(source: Path, part: Path, *, desc: str, progress: bool = True,
@@ -295,7 +317,7 @@ def copy_local(source: Path, part: Path, *, desc: str, progress: bool = True,
             raise limits.too_large(str(source), total, announced=True)
         fd = open_part(part, append=False)
         copied = 0
-        with open(fd, "wb", closefd=True) as out, tqdm(
+        with open(fd, "wb", buffering=0, closefd=True) as out, tqdm(
                 total=total, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
                 file=sys.stderr, disable=not progress, dynamic_ncols=True) as bar:
             while chunk := src.read(COPY_CHUNK):
@@ -304,5 +326,5 @@ def copy_local(source: Path, part: Path, *, desc: str, progress: bool = True,
                     out.close()
                     part.unlink(missing_ok=True)
                     raise limits.too_large(str(source), copied, announced=False)
-                _write(out, chunk, part)
+                _write(out, chunk, part, copied - len(chunk))
                 bar.update(len(chunk))

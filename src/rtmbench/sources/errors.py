@@ -1,15 +1,17 @@
-"""What can go wrong with a checkpoint, each as an error a user can act on.
+"""What can go wrong with a fetched file (a checkpoint, a data set's archive), each as an
+error a user can act on.
 
-Each class says what a check records when it escapes (see :mod:`rtmbench.errors`): weights no
-source can deliver are a missing prerequisite ("not run"); a file that arrives but is not the
-published one, is unsafe to unpickle or does not fit the model is a failure.
+Each class says what a check records when it escapes (see :mod:`rtmbench.errors`): weights or
+data no source can deliver are a missing prerequisite ("not run"); a file that arrives but is
+not the published one, is unsafe to unpickle or to extract, or does not fit the model is a
+failure.
 """
 
 from __future__ import annotations
 
 from typing import ClassVar
 
-from ..errors import MissingPrerequisite, Outcome, RtmbenchError
+from ..errors import DatasetError, DatasetMissing, MissingPrerequisite, Outcome, RtmbenchError
 
 
 class CheckpointError(RtmbenchError):
@@ -82,3 +84,20 @@ class UnsafeCachePath(CheckpointError):
     someone must look at the cache."""
 
     outcome: ClassVar[Outcome] = "failed"
+
+
+class DatasetArchiveError(DatasetError):
+    """A data set's archive arrived but cannot be used: its sha256 (or an extracted member's)
+    is not the zoo's, a source sent more than its size, an entry is unsafe (an absolute path,
+    '..', a link, a device), or it passes the extraction caps (member count, extracted size,
+    compression ratio). Nothing of it is extracted. "failed" (exit 1)."""
+
+    outcome: ClassVar[Outcome] = "failed"
+    exit_code: ClassVar[int] = 1
+
+
+class DatasetUnavailable(DatasetMissing):
+    """No source could deliver a data set's archive (unreachable, offline and not at hand):
+    "not run" (exit 3); the message says which files to put where."""
+
+    outcome: ClassVar[Outcome] = "not run"

@@ -1,16 +1,32 @@
-"""Fetch a zoo checkpoint into the cache, verified by sha256, from the first source that works.
+"""Fetch a file into the cache, verified by sha256, from the first source that works: the zoo's
+checkpoints (:func:`fetch_weights`) and the archives of its data sets
+(:mod:`rtmbench.sources.datasets`) alike.
 
-Sources, in order: ``RTMBENCH_MIRROR`` (a base URL, a local folder or an ``hf://`` repository
-holding the same file names; several may be given, comma-separated), then the zoo entry's
-``urls`` (file URLs, base URLs, local folders, ``hf://`` repositories). The hash makes any
-source trustworthy. ``RTMBENCH_OFFLINE=1`` skips every network source (an ``hf://`` source then
-only looks in huggingface_hub's cache).
+Sources, in order: the mirrors (``RTMBENCH_MIRROR`` for checkpoints, ``RTMBENCH_COCO_MIRROR``
+for COCO: base URLs, local folders or ``hf://`` repositories holding the same file names;
+several may be given, comma-separated), then the zoo entry's ``urls`` (file URLs, base URLs,
+local folders, ``hf://`` repositories). The hash makes any source trustworthy, and a file
+already in the cache is hashed again before it is used (:mod:`rtmbench.sources.cache`).
+``RTMBENCH_OFFLINE=1`` skips every network source (an ``hf://`` source then only looks in
+huggingface_hub's cache).
 
-The cache never follows a link: ``<file>.part``, ``<file>.lock`` and ``<file>`` must be regular
-files (or absent), the part is opened with ``O_NOFOLLOW``, and a zoo file name is a plain name
-(:func:`rtmbench.spec.zoo.file_name_problem`), so nothing is written outside the cache.
-A part remembers its source in ``<file>.part.source``: it is only ever resumed from that
-source, and bytes that fail verification are blamed on the source that sent them.
+The cache never follows a link: ``<file>``, its parts, their source markers and ``<file>.lock``
+must be regular files (or absent), parts are opened with ``O_NOFOLLOW``, and a zoo file name is
+a plain name (:func:`rtmbench.spec.zoo.file_name_problem`), so nothing is written outside the
+cache.
+
+**Partial downloads are kept per source.** An HTTP(S) source writes ``<file>.part.<tag>``
+(``<tag>``: the first 12 hex digits of the sha256 of the source's URL) and names itself in
+``<file>.part.<tag>.source`` before the first byte. A part is only ever resumed from the source
+that wrote it, and it survives until that source finishes the file, the file is verified from
+any source (then every part of it is deleted), or the user deletes it; bytes that fail
+verification are deleted and blamed on the source that sent them. A part from a local folder
+or huggingface_hub's cache is a copy that cannot be resumed, so it is deleted when the copy
+fails. Disk use: each part is cut off at the file's size cap (the zoo's ``size``, else
+``RTMBENCH_MAX_DOWNLOAD_BYTES``), so one file's parts take at most (number of HTTP sources
+tried) x that cap, and nothing once the file is verified; a write that finds the disk full
+deletes the part it was writing. A part left by older versions (``<file>.part`` with
+``<file>.part.source``) is adopted by the source it names.
 
 Lock files (``<file>.lock``, ``hashes.json.lock``) stay in the cache on purpose: they are
 ``flock`` locks, which the kernel releases when the holding process ends, however it ends, so
@@ -22,8 +38,11 @@ no fetch runs (a waiting process would lock the deleted file while a new one loc
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
+import re
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,18 +51,21 @@ from urllib.parse import unquote, urlsplit
 from filelock import FileLock, Timeout
 
 from ..errors import InputError
-from ..fileio import sha256_file, write_bytes_atomic
+from ..fileio import write_bytes_atomic
 from ..spec.hfref import is_hf, parse_hf
 from ..spec.settings import load_settings
 from ..spec.zoo import file_name_problem
 from .cache import (
     cache_dir,
     ensure_cache,
+    hash_cached,
     known_full_hash,
     not_writable,
+    open_nofollow,
     record_verification,
-    recorded_verification,
+    recorded_provenance,
     refuse_link,
+    sidecar_path,
 )
 from .download import FetchSettings, copy_local, download
 from .errors import (
@@ -58,9 +80,12 @@ from .errors import (
 if TYPE_CHECKING:
     from ..spec.zoo import ResolvedModel, Weights
 
-PART_SOURCE_SUFFIX = ".part.source"
+PART_TAG_DIGITS = 12
+SOURCE_SUFFIX = ".source"
+LEGACY_PART, LEGACY_SOURCE = ".part", ".part.source"  # one part per file, before per-source
 CACHE_WRITE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.ENOTDIR,
                       getattr(errno, "EDQUOT", errno.ENOSPC)}
+CHECKPOINT_GUIDE = 'docs/reproducing.md, section "Checkpoints and mirrors"'
 
 
 @dataclass(frozen=True)
@@ -76,6 +101,29 @@ class FetchedCheckpoint:
     def provenance(self) -> dict[str, Any]:
         return {"file": self.file, "url": self.url, "sha256": self.sha256, "size": self.size,
                 "source": self.source}
+
+
+FetchedFile = FetchedCheckpoint  # what fetch_file gives for any file, checkpoint or archive
+
+
+@dataclass(frozen=True)
+class Mirrors:
+    """Where a kind of file is mirrored: the variable that lists the mirrors (read now unless
+    ``entries`` are given), what the files are, and the guide that explains mirrors."""
+
+    variable: str = "RTMBENCH_MIRROR"
+    entries: tuple[str, ...] | None = None
+    guide: str = CHECKPOINT_GUIDE
+
+    def listed(self) -> list[str]:
+        if self.entries is not None:
+            return list(self.entries)
+        settings = load_settings()
+        return settings.coco_mirrors if self.variable == "RTMBENCH_COCO_MIRROR" \
+            else settings.mirrors
+
+
+CHECKPOINT_MIRRORS = Mirrors()
 
 
 @dataclass(frozen=True)
@@ -96,7 +144,13 @@ def offline() -> bool:
     return load_settings().offline
 
 
-def _locate(entry: str, file: str, kind: str) -> Source:
+def sentences(items: Sequence[str]) -> str:
+    """Messages joined with '; ', without the full stops some of them end with (a list of
+    them is one sentence: no '..' where the caller's own text follows)."""
+    return "; ".join(item.rstrip().rstrip(".") for item in items)
+
+
+def _locate(entry: str, file: str, kind: str, variable: str) -> Source:
     """One ``urls``/mirror entry -> where ``file`` is: a file URL stays, a base URL, a folder or
     an hf:// repository (folder) gets the file name appended."""
     entry = entry.strip()
@@ -104,7 +158,7 @@ def _locate(entry: str, file: str, kind: str) -> Source:
         try:
             ref = parse_hf(entry, file)
         except ValueError as exc:
-            raise InputError(f"source {entry!r} (RTMBENCH_MIRROR or the zoo's urls): "
+            raise InputError(f"source {entry!r} ({variable} or the zoo's urls): "
                              f"{exc}.") from None
         return Source(kind, ref.url(file))
     if entry.startswith(("http://", "https://")):
@@ -117,10 +171,10 @@ def _locate(entry: str, file: str, kind: str) -> Source:
     return Source("local" if kind == "origin" else kind, str(path))
 
 
-def sources_for(file: str, urls: list[str]) -> list[Source]:
-    mirrors = load_settings().mirrors
-    found = [_locate(m, file, "mirror") for m in mirrors]
-    found += [_locate(u, file, "origin") for u in urls]
+def sources_for(file: str, urls: list[str], mirrors: Mirrors = CHECKPOINT_MIRRORS
+                ) -> list[Source]:
+    found = [_locate(m, file, "mirror", mirrors.variable) for m in mirrors.listed()]
+    found += [_locate(u, file, "origin", mirrors.variable) for u in urls]
     return list(dict.fromkeys(found))  # drop repeats, keep order
 
 
@@ -131,41 +185,80 @@ def _expected_hash(root: Path, file: str, zoo_sha256: str) -> str:
 
 
 def _from_cache(target: Path, expected: str) -> FetchedCheckpoint | None:
-    refuse_link(target, "a cached checkpoint")
-    if not target.is_file():
+    """The cached file, hashed now (never taken on a sidecar's word), or None if absent."""
+    try:
+        actual, size = hash_cached(target, "a cached file")
+    except FileNotFoundError:
         return None
-    record = recorded_verification(target)
-    if record is None:  # copied in by hand, or touched since: hash it once and remember
-        actual = sha256_file(target)
-        if not actual.startswith(expected):
-            raise HashMismatchError(
-                f"the cached file {target} has sha256 {actual}, but {expected} is expected: it "
-                f"is not the published checkpoint (or it is damaged). Delete it and fetch again.")
-        record = record_verification(target, actual, source="cache", url=None)
-    elif not record["sha256"].startswith(expected):
+    if not actual.startswith(expected):
         raise HashMismatchError(
-            f"the cached file {target} was verified as sha256 {record['sha256']}, but the zoo now "
-            f"expects {expected}; delete {target} and fetch again.")
-    return FetchedCheckpoint(target, target.name, record["sha256"], record["size"], "cache",
-                             record.get("url"))
+            f"the cached file {target} has sha256 {actual}, but {expected} is expected: it "
+            f"is not the published file (it was damaged or changed since it was verified). "
+            f"Delete it and fetch again.")
+    record = recorded_provenance(target, actual)
+    if record is None:  # copied in by hand, or its sidecar is stale: describe it afresh
+        record = record_verification(target, actual, source="cache", url=None, size=size)
+    return FetchedCheckpoint(target, target.name, actual, size, "cache", record.get("url"))
 
 
-def _part_source(part: Path) -> Path:
-    return part.with_name(part.name.removesuffix(".part") + PART_SOURCE_SUFFIX)
+# ---------------------------------------------------------------- partial downloads
+
+def part_for(target: Path, location: str) -> Path:
+    """The partial download of ``target`` from the source at ``location``."""
+    tag = hashlib.sha256(location.encode("utf-8")).hexdigest()[:PART_TAG_DIGITS]
+    return target.with_name(f"{target.name}.part.{tag}")
+
+
+def _marker(part: Path) -> Path:
+    return part.with_name(part.name + SOURCE_SUFFIX)
+
+
+def parts_of(target: Path) -> list[Path]:
+    """Every per-source part of ``target`` in the cache."""
+    pattern = re.compile(re.escape(target.name) + rf"\.part\.[0-9a-f]{{{PART_TAG_DIGITS}}}")
+    try:
+        names = os.listdir(target.parent)
+    except OSError:
+        return []
+    return sorted(target.parent / n for n in names if pattern.fullmatch(n))
+
+
+def _owner(marker: Path) -> str | None:
+    """The source a part's marker names (read without following a link), or None."""
+    try:
+        fd = open_nofollow(marker, "a partial download's source")
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        text = f.read(8192).decode("utf-8", "replace").strip()
+    return text or None
+
+
+def _adopt_legacy_part(target: Path) -> None:
+    """``<file>.part`` from an older rtmbench becomes the part of the source its marker names
+    (so that source resumes it); without a marker its source is unknown and it is deleted."""
+    legacy, marker = (target.with_name(target.name + s) for s in (LEGACY_PART, LEGACY_SOURCE))
+    refuse_link(legacy, "a partial download")
+    refuse_link(marker, "a partial download's source")
+    if legacy.exists():
+        owner = _owner(marker)
+        if owner and not (part := part_for(target, owner)).exists():
+            refuse_link(part, "a partial download")
+            write_bytes_atomic(_marker(part), owner.encode("utf-8"))
+            os.replace(legacy, part)
+        legacy.unlink(missing_ok=True)
+    marker.unlink(missing_ok=True)
 
 
 def _claim_part(part: Path, src: Source) -> None:
-    """Make ``part`` this source's: a part another source (or an unknown one) left is deleted,
-    never resumed from here; then the part's source is written down before any byte."""
+    """Make ``part`` this source's: a part there whose marker names another source (a tag
+    collision, an unknown origin) is deleted, never resumed from here; then the part's source
+    is written down before any byte."""
+    marker = _marker(part)
     refuse_link(part, "a partial download")
-    marker = _part_source(part)
+    refuse_link(marker, "a partial download's source")
     if part.exists():
-        try:
-            owner = marker.read_text(encoding="utf-8").strip() if not marker.is_symlink() \
-                else None
-        except OSError:
-            owner = None
-        if owner == src.location:
+        if _owner(marker) == src.location:
             return
         part.unlink()
     write_bytes_atomic(marker, src.location.encode("utf-8"))
@@ -173,22 +266,36 @@ def _claim_part(part: Path, src: Source) -> None:
 
 def _forget_part(part: Path) -> None:
     part.unlink(missing_ok=True)
-    _part_source(part).unlink(missing_ok=True)
+    _marker(part).unlink(missing_ok=True)
 
 
-def _transfer(src: Source, part: Path, settings: FetchSettings, progress: bool,
+def _kept_parts(target: Path) -> str:
+    """The parts kept for resuming, with their sources, for the final message."""
+    kept = []
+    for part in parts_of(target):
+        try:
+            size = os.stat(part, follow_symlinks=False).st_size
+        except OSError:
+            continue
+        kept.append(f"{part.name} ({size:,} bytes from {_owner(_marker(part)) or '?'})")
+    return (f" Partial downloads kept for resuming (each from its own source; delete them to "
+            f"start over): {', '.join(kept)}.") if kept else ""
+
+
+# ---------------------------------------------------------------- fetching
+
+def _transfer(src: Source, part: Path, file: str, settings: FetchSettings, progress: bool,
               size: int | None, no_network: bool, force: bool) -> tuple[str, bool]:
     """Bytes of ``src`` into ``part``: (the URL they really came from, whether they were
     served from huggingface_hub's cache rather than downloaded now)."""
-    desc = part.name.removesuffix(".part")
     if src.hub:
         from .hf import fetch_hf
 
-        got = fetch_hf(parse_hf(src.location, desc), desc, part, settings, offline=no_network,
+        got = fetch_hf(parse_hf(src.location, file), file, part, settings, offline=no_network,
                        force=force, progress=progress, size=size)
         return got.url, got.downloaded == 0
     if src.remote:
-        download(src.location, part, settings, desc=desc, progress=progress, size=size)
+        download(src.location, part, settings, desc=file, progress=progress, size=size)
         return src.location, False
     path = Path(src.location)
     if not path.is_file():
@@ -197,22 +304,37 @@ def _transfer(src: Source, part: Path, settings: FetchSettings, progress: bool,
     return src.location, False
 
 
+def _verify_into_place(part: Path, target: Path, expected: str) -> tuple[str, int] | str:
+    """Move ``part`` to ``target`` if its sha256 starts with ``expected``: (sha256, size);
+    else its sha256 (and it is deleted)."""
+    actual, size = hash_cached(part, "a partial download")
+    if not actual.startswith(expected):
+        _forget_part(part)  # never keep bytes that failed verification
+        return actual
+    os.replace(part, target)
+    for other in parts_of(target):  # verified: no part of this file is needed any more
+        _forget_part(other)
+    _marker(part).unlink(missing_ok=True)
+    return actual, size
+
+
 def _fetch_into_cache(file: str, expected: str, urls: list[str], target: Path,
-                      settings: FetchSettings, progress: bool,
-                      size: int | None) -> FetchedCheckpoint:
-    part = target.with_name(file + ".part")
+                      settings: FetchSettings, progress: bool, size: int | None,
+                      mirrors: Mirrors) -> FetchedCheckpoint:
     no_network = offline()
     failures: list[str] = []
     mismatches: list[str] = []
     oversize: list[str] = []
-    for src in sources_for(file, urls):
+    _adopt_legacy_part(target)
+    for src in sources_for(file, urls, mirrors):
         if no_network and src.remote:
             continue
+        part = part_for(target, src.location)
         force = False
         while True:
             _claim_part(part, src)
             try:
-                url, from_hub_cache = _transfer(src, part, settings, progress, size,
+                url, from_hub_cache = _transfer(src, part, file, settings, progress, size,
                                                 no_network, force)
             except SizeLimitError as exc:
                 _forget_part(part)
@@ -220,47 +342,58 @@ def _fetch_into_cache(file: str, expected: str, urls: list[str], target: Path,
                 break
             except DownloadError as exc:
                 failures.append(str(exc))
-                if not part.exists():  # nothing to resume: no marker either
-                    _forget_part(part)
+                if not src.remote or not part.exists() or not part.stat().st_size:
+                    _forget_part(part)  # nothing this source can resume
                 break
-            actual = sha256_file(part)
-            if actual.startswith(expected):
-                os.replace(part, target)
-                _part_source(part).unlink(missing_ok=True)
-                record = record_verification(target, actual, source=src.kind, url=url)
-                return FetchedCheckpoint(target, file, actual, record["size"], src.kind, url)
-            _forget_part(part)  # never keep bytes that failed verification
+            except BaseException:
+                if not part.exists():  # deleted (a full disk, an oversize body): no marker
+                    _marker(part).unlink(missing_ok=True)
+                raise
+            verified = _verify_into_place(part, target, expected)
+            if isinstance(verified, tuple):
+                actual, got_size = verified
+                record_verification(target, actual, source=src.kind, url=url, size=got_size)
+                return FetchedCheckpoint(target, file, actual, got_size, src.kind, url)
             if from_hub_cache and not force and not no_network:
                 # huggingface_hub's cached copy is damaged or replaced: download it again.
-                print(f"rtmbench: {url} from huggingface_hub's cache has sha256 {actual}, not "
+                print(f"rtmbench: {url} from huggingface_hub's cache has sha256 {verified}, not "
                       f"{expected}; downloading it again.", file=sys.stderr)
                 force = True
                 continue
             where = f"{url} (huggingface_hub's cache)" if from_hub_cache else url
-            mismatches.append(f"{where} gave sha256 {actual}, expected {expected}")
+            mismatches.append(f"{where} gave sha256 {verified}, expected {expected}")
             break
-    others = f". Other sources failed: {'; '.join(failures)}" if failures else "."
+    others = f" Other sources failed: {sentences(failures)}." if failures else ""
+    guide = f" See {mirrors.guide}."
     if mismatches:
         raise HashMismatchError(
-            f"{file}: {'; '.join(mismatches + oversize)}. The file was deleted; nothing was "
+            f"{file}: {sentences(mismatches + oversize)}. The file was deleted; nothing was "
             f"cached. The source serves a different or damaged file: use another mirror "
-            f"(RTMBENCH_MIRROR){others}")
+            f"({mirrors.variable}).{others}{guide}")
     if oversize:
-        raise SizeLimitError(f"{file}: {'; '.join(oversize)} Nothing was cached{others}")
+        raise SizeLimitError(f"{file}: {sentences(oversize)}. Nothing was cached.{others}"
+                             f"{guide}")
+    kept = _kept_parts(target)
     if no_network:
         raise OfflineError(
             f"RTMBENCH_OFFLINE=1 and {file} is not in the cache. On a connected machine, "
-            f"download {urls[0] if urls else file} and put it at {target} (or in a folder named by "
-            f"RTMBENCH_MIRROR), then run again"
-            + (f". Local sources tried: {'; '.join(failures)}" if failures else "."))
+            f"download {urls[0] if urls else file} ({size_text(size)}sha256 {expected}) and "
+            f"put it at {target}, or in a folder named by {mirrors.variable}, then run again."
+            + (f" Local sources tried: {sentences(failures)}." if failures else "") + guide)
     raise DownloadError(
-        f"could not fetch {file} from any source: {'; '.join(failures) or 'no sources listed'}. "
-        f"Set RTMBENCH_MIRROR to a reachable base URL, a local folder or an hf://OWNER/REPO "
-        f"holding {file}, or put the file at {target} yourself (its sha256 must start with "
-        f"{expected[:8]}).")
+        f"could not fetch {file} from any source: "
+        f"{sentences(failures) or 'no sources listed'}. Set {mirrors.variable} to a reachable "
+        f"base URL, a local folder or an hf:// repository holding {file}, or put the file at "
+        f"{target} yourself (its sha256 must "
+        f"{'be' if len(expected) == 64 else 'start with'} {expected}).{kept}{guide}")
 
 
-def _lock(root: Path, file: str, settings: FetchSettings) -> FileLock:
+def size_text(size: int | None) -> str:
+    return f"{size:,} bytes, " if size else ""
+
+
+def lock_for(root: Path, file: str, settings: FetchSettings) -> FileLock:
+    """The lock of ``<root>/<file>.lock``, held while ``file`` is fetched (or extracted)."""
     path = root / f"{file}.lock"
     refuse_link(path, "a lock file")
     lock = FileLock(str(path), timeout=settings.lock_timeout)
@@ -285,24 +418,28 @@ def _lock(root: Path, file: str, settings: FetchSettings) -> FileLock:
 
 def fetch_file(file: str, sha256: str, urls: list[str], *, cache: Path | None = None,
                progress: bool = True, settings: FetchSettings | None = None,
-               size: int | None = None) -> FetchedCheckpoint:
+               size: int | None = None, mirrors: Mirrors = CHECKPOINT_MIRRORS
+               ) -> FetchedCheckpoint:
     """The verified local copy of ``file`` (sha256 starting with ``sha256``, ``size`` bytes if
-    given), fetched if needed."""
+    given) in ``cache`` (default: the rtmbench cache), fetched if needed from ``mirrors``,
+    then ``urls``. A cached copy is hashed again before it is returned."""
     if problem := file_name_problem(file):
         raise CheckpointError(f"refusing to fetch: {problem}.")
     root = ensure_cache(cache) if cache else cache_dir()
     settings = settings or FetchSettings.from_env()
     target = root / file
     expected = _expected_hash(root, file, sha256)
-    if hit := _from_cache(target, expected):  # the common case: no lock, no hashing
+    if hit := _from_cache(target, expected):  # the common case: no lock, one hash
         return hit
     refuse_link(root / "hashes.json.lock", "a lock file")  # used after the download
-    lock = _lock(root, file, settings)
+    refuse_link(sidecar_path(target), "a verification record")  # written after it
+    lock = lock_for(root, file, settings)
     try:
         if hit := _from_cache(target, expected):  # another process just finished it
             return hit
         try:
-            return _fetch_into_cache(file, expected, urls, target, settings, progress, size)
+            return _fetch_into_cache(file, expected, urls, target, settings, progress, size,
+                                     mirrors)
         except OSError as exc:  # writing in the cache (reading a source is a DownloadError)
             if exc.errno in CACHE_WRITE_ERRNOS:
                 raise not_writable(root, exc) from None

@@ -1,6 +1,7 @@
-"""``hf://OWNER/REPO[@REVISION][/SUBDIR]`` sources: a checkpoint from a Hugging Face Hub
-repository, through huggingface_hub (which does the Hub's protocol, ``HF_TOKEN`` for private
-or gated repositories, proxies, and retries/resume within a download).
+"""``hf://OWNER/REPO[@REVISION][/SUBDIR]`` sources: a file from a Hugging Face Hub model
+repository (``hf://datasets/OWNER/REPO...``: a dataset repository), through huggingface_hub
+(which does the Hub's protocol, ``HF_TOKEN`` for private or gated repositories, proxies, and
+retries/resume within a download).
 
 huggingface_hub keeps its own cache (``HF_HUB_CACHE``, default ``~/.cache/huggingface/hub``).
 rtmbench never trusts it: the file is copied from there into ``<cache>/<file>.part`` and
@@ -64,10 +65,7 @@ def _guarded_bar(limits: Limits, where: str, progress: bool, counter: list[int])
             if self.n + (n or 0) > limits.cap:
                 raise _Abort(limits.too_large(where, int(self.n + (n or 0)), announced=False))
             if limits.expired():
-                raise _Abort(DownloadError(
-                    f"{where}: not finished within RTMBENCH_DOWNLOAD_DEADLINE="
-                    f"{limits.seconds:g}s. Use a faster source (RTMBENCH_MIRROR) or raise the "
-                    f"deadline."))
+                raise _Abort(limits.deadline_passed(where))
             return super().update(n)
 
     return GuardedBar
@@ -149,7 +147,7 @@ def download_hf(ref: HfRef, file: str, settings: FetchSettings, *, offline: bool
     where = ref.url(file)
     if offline or s.hf_offline:  # a lookup in huggingface_hub's cache: no request at all
         found = try_to_load_from_cache(ref.repo_id, ref.path_of(file), cache_dir=s.hf_cache,
-                                       revision=ref.revision)
+                                       revision=ref.revision, repo_type=ref.repo_type)
         if not isinstance(found, str):
             raise DownloadError(f"{where}: not in huggingface_hub's cache"
                                 f"{f' ({s.hf_cache})' if s.hf_cache else ''}, and offline "
@@ -161,7 +159,7 @@ def download_hf(ref: HfRef, file: str, settings: FetchSettings, *, offline: bool
     try:
         path = hf_hub_download(
             ref.repo_id, ref.path_of(file), revision=ref.revision, endpoint=s.hf_endpoint,
-            cache_dir=s.hf_cache, force_download=force,
+            cache_dir=s.hf_cache, force_download=force, repo_type=ref.repo_type,
             etag_timeout=max(settings.connect_timeout, settings.read_timeout),
             tqdm_class=_guarded_bar(limits, where, progress, counter))
     except _Abort as abort:

@@ -7,10 +7,9 @@ from typing import Any
 
 import torch
 
-from .cache import file_sha256
-from .errors import CheckpointError, CheckpointMismatchError
+from .errors import CheckpointError, CheckpointMismatchError, HashMismatchError
 from .layouts import LAYOUTS, detect_layout, to_mmdet
-from .safe_load import read_state_dict
+from .safe_load import read_checkpoint
 
 SHOW = 5  # how many keys of each kind an error lists
 
@@ -46,15 +45,23 @@ def _differences(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> str 
 
 
 def load_checkpoint(model: torch.nn.Module, path: str | Path, *, layout: str = "auto",
-                    trust: bool = False) -> dict[str, Any]:
+                    trust: bool = False, sha256: str | None = None) -> dict[str, Any]:
     """Load ``path`` into ``model`` strictly; MMYOLO names are mapped to ours.
 
-    Returns ``{"layout", "sha256", "meta"}``. A checkpoint of another size or architecture
-    raises CheckpointMismatchError listing the first missing/unexpected keys and shape
-    mismatches; an unsafe pickle raises UnsafeCheckpointError unless ``trust``.
+    Returns ``{"layout", "sha256", "meta"}``, ``sha256`` being that of the bytes loaded (hashed
+    as they are read, never taken from a sidecar); when ``sha256`` is given (a fetched file's
+    hash) they must match it, else HashMismatchError: the file changed since it was fetched.
+    A checkpoint of another size or architecture raises CheckpointMismatchError listing the
+    first missing/unexpected keys and shape mismatches; an unsafe pickle raises
+    UnsafeCheckpointError unless ``trust``.
     """
     path = Path(path)
-    raw, meta = read_state_dict(path, trust=trust)
+    raw, meta, actual = read_checkpoint(path, trust=trust)
+    if sha256 is not None and not actual.startswith(sha256):
+        raise HashMismatchError(
+            f"{path} has sha256 {actual} as it is loaded, but {sha256} was verified when it "
+            f"was fetched: the file was changed in the cache since. Nothing was loaded; delete "
+            f"it, fetch again, and check who can write to {path.parent}.")
     keys = list(raw)
     chosen = _resolve_layout(keys, layout, path)
     state = to_mmdet(raw, chosen)
@@ -65,4 +72,4 @@ def load_checkpoint(model: torch.nn.Module, path: str | Path, *, layout: str = "
             f"that the checkpoint is for this model size (the zoo lists each size's files) "
             f"and, if you forced a layout, that it is the right one.")
     model.load_state_dict(state, strict=True)
-    return {"layout": chosen, "sha256": file_sha256(path), "meta": meta}
+    return {"layout": chosen, "sha256": actual, "meta": meta}

@@ -2,10 +2,13 @@
 
 | variable | meaning | default |
 |---|---|---|
-| ``RTMBENCH_CACHE`` | checkpoints (TensorRT engines in ``tensorrt/``) | ``~/.cache/rtmbench`` |
-| ``RTMBENCH_MIRROR`` | comma-separated sources tried before the zoo's urls | none |
+| ``RTMBENCH_CACHE`` | checkpoints (TensorRT engines in ``tensorrt/``, data sets in \
+``datasets/``) | ``~/.cache/rtmbench`` |
+| ``RTMBENCH_MIRROR`` | comma-separated checkpoint sources tried before the zoo's urls | none |
 | ``RTMBENCH_OFFLINE`` | ``1``: never open a network connection | off |
-| ``RTMBENCH_COCO`` | COCO 2017 root (``val2017/``, ``annotations/``) | none |
+| ``RTMBENCH_COCO`` | COCO 2017 root (``val2017/``, ``annotations/``) | the fetched one |
+| ``RTMBENCH_COCO_MIRROR`` | comma-separated sources of COCO's archives (folders, base \
+URLs, ``hf://datasets/OWNER/REPO[@REV][/SUBDIR]``) tried before the official hosts | none |
 | ``RTMBENCH_ZOO`` | another zoo YAML | the shipped zoo |
 | ``RTMBENCH_CONNECT_TIMEOUT`` | seconds to open a connection | 10 |
 | ``RTMBENCH_READ_TIMEOUT`` | seconds without a byte before a server counts as stalled | 30 |
@@ -45,6 +48,7 @@ class Settings(BaseSettings):
 
     cache: Path = Field(default_factory=lambda: Path.home() / ".cache" / "rtmbench")
     mirror: str = ""
+    coco_mirror: str = ""
     offline: bool = False
     coco: Path | None = None
     zoo: Path | None = None
@@ -92,6 +96,10 @@ class Settings(BaseSettings):
     @property
     def mirrors(self) -> list[str]:
         return [m.strip() for m in self.mirror.split(",") if m.strip()]
+
+    @property
+    def coco_mirrors(self) -> list[str]:
+        return [m.strip() for m in self.coco_mirror.split(",") if m.strip()]
 
     @property
     def hf_offline(self) -> bool:

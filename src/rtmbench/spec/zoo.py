@@ -1,18 +1,22 @@
 """The model zoo: ``zoo/rtmdet.yaml`` parsed into a validated schema.
 
 Every published figure is a ``Claim`` with its source, conditions and counting convention;
-code never carries a claimed number.
+code never carries a claimed number. The data sets the figures are measured on (COCO val2017)
+are declared beside the models, archive by archive (file name, size, sha256, sources, which
+members to extract and their hashes), so that ``rtmbench fetch --coco`` gets them like a
+checkpoint and a test zoo can declare made-up ones.
 """
 
 from __future__ import annotations
 
 import re
 from decimal import Decimal
+from fnmatch import fnmatchcase
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, StringConstraints, field_validator, model_validator
 
 from ..errors import InputError
 from .hfref import is_hf, parse_hf
@@ -70,7 +74,7 @@ class Defaults(Strict):
 # not absolute), and none of the names the cache keeps for itself.
 FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,254}")
 CACHE_SUFFIXES = (".part", ".lock", ".verified.json", ".source", ".tmp")
-CACHE_NAMES = ("hashes.json", "tensorrt")
+CACHE_NAMES = ("hashes.json", "tensorrt", "datasets")
 
 
 def file_name_problem(name: str) -> str | None:
@@ -78,9 +82,26 @@ def file_name_problem(name: str) -> str | None:
     if not FILE_NAME.fullmatch(name) or ".." in name:
         return (f"file {name!r} must be a plain file name (letters, digits, '.', '_', '+', '-'; "
                 f"no '/', '\\', '..' or absolute path): it names the file in the cache")
-    if name in CACHE_NAMES or name.endswith(CACHE_SUFFIXES):
-        return f"file {name!r} is a name the checkpoint cache uses for its own bookkeeping"
+    if name in CACHE_NAMES or name.endswith(CACHE_SUFFIXES) or ".part." in name:
+        return f"file {name!r} is a name the rtmbench cache uses for its own bookkeeping"
     return None
+
+
+def _plain_file_name(value: str) -> str:
+    if problem := file_name_problem(value):
+        raise ValueError(problem)
+    return value
+
+
+def _hf_entries_parse(value: list[str]) -> list[str]:
+    for entry in value:
+        if is_hf(entry):
+            parse_hf(entry)  # a ValueError names the entry and the expected form
+    return value
+
+
+FileName = Annotated[str, AfterValidator(_plain_file_name)]  # a name in the cache
+Urls = Annotated[list[str], AfterValidator(_hf_entries_parse)]  # tried in order
 
 
 class Weights(Strict):
@@ -88,26 +109,11 @@ class Weights(Strict):
 
     id: str
     layout: Literal["mmdet", "mmyolo"]
-    file: str | None = None
+    file: FileName | None = None
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{8}([0-9a-f]{56})?$")
     size: int | None = Field(default=None, gt=0)  # bytes; caps the download exactly
-    urls: list[str] = []
+    urls: Urls = []
     unavailable: str | None = None
-
-    @field_validator("file")
-    @classmethod
-    def _plain_file_name(cls, value: str | None) -> str | None:
-        if value is not None and (problem := file_name_problem(value)):
-            raise ValueError(problem)
-        return value
-
-    @field_validator("urls")
-    @classmethod
-    def _hf_entries_parse(cls, value: list[str]) -> list[str]:
-        for entry in value:
-            if is_hf(entry):
-                parse_hf(entry)  # a ValueError names the entry and the expected form
-        return value
 
     @model_validator(mode="after")
     def _file_or_reason(self) -> Weights:
@@ -117,6 +123,81 @@ class Weights(Strict):
             raise ValueError("a weights entry with 'unavailable' cannot also name a file")
         if self.file and not self.file.removesuffix(".pth").endswith(self.sha256[:8]):
             raise ValueError(f"file name {self.file} does not end in its sha256 prefix")
+        return self
+
+
+Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+# A member of an archive, or a pattern of members ('*' and '?' within one folder level):
+# relative, '/'-separated plain names; never absolute, never '..', never a backslash.
+_MEMBER_SEGMENT = re.compile(r"[A-Za-z0-9_*?][A-Za-z0-9._+*?-]{0,254}")
+
+
+def member_path_problem(path: str, *, pattern: bool = False) -> str | None:
+    """Why ``path`` cannot name (or, with ``pattern``, select) archive members to extract."""
+    what = "pattern" if pattern else "member"
+    segments = path.split("/")
+    bad = [s for s in segments if not _MEMBER_SEGMENT.fullmatch(s) or s.strip(".") == ""
+           or (not pattern and any(c in s for c in "*?"))]
+    if not path or bad:
+        wild = ", and * or ? within a name" if pattern else ""
+        return (f"{what} {path!r} must be a relative path of plain names separated by '/' "
+                f"(letters, digits, '.', '_', '+', '-'{wild}; no '..', no leading '/', no "
+                f"backslash)")
+    return None
+
+
+def member_matches(name: str, pattern: str) -> bool:
+    """``name`` (an archive member) is selected by ``pattern``: as many levels, each matched
+    with fnmatch's rules ('*' never crosses a '/')."""
+    names, parts = name.split("/"), pattern.split("/")
+    return len(names) == len(parts) and all(fnmatchcase(n, p) for n, p in zip(names, parts))
+
+
+class Archive(Strict):
+    """One archive of a data set: fetched like a checkpoint (mirrors, then ``urls``), verified
+    by its full sha256, then only the members matching ``extract`` are extracted; a member
+    listed in ``members`` must also have that sha256."""
+
+    file: FileName
+    size: int = Field(gt=0)  # bytes; caps the download exactly
+    sha256: Sha256
+    urls: Annotated[Urls, Field(min_length=1)]
+    extract: list[str] = Field(min_length=1)
+    members: dict[str, Sha256] = {}
+
+    @field_validator("extract")
+    @classmethod
+    def _patterns(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            if problem := member_path_problem(pattern, pattern=True):
+                raise ValueError(problem)
+        return value
+
+    @model_validator(mode="after")
+    def _members_are_extracted(self) -> Archive:
+        for name in self.members:
+            if problem := member_path_problem(name):
+                raise ValueError(problem)
+            if not any(member_matches(name, p) for p in self.extract):
+                raise ValueError(f"member {name!r} has a sha256 but matches no 'extract' "
+                                 f"pattern ({', '.join(self.extract)}): it would never be "
+                                 f"extracted nor checked")
+        return self
+
+
+class Dataset(Strict):
+    """A data set as its publisher distributes it: the archives, in the order they are
+    fetched; extracted together into one folder."""
+
+    title: str
+    url: str  # where it is published
+    archives: list[Archive] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _distinct_files(self) -> Dataset:
+        files = [a.file for a in self.archives]
+        if len(files) != len(set(files)):
+            raise ValueError(f"archive file names repeat ({', '.join(files)})")
         return self
 
 
@@ -191,7 +272,17 @@ class Zoo(Strict):
     sources: dict[str, Source]
     defaults: Defaults
     models: list[ModelEntry]
+    datasets: dict[str, Dataset] = {}
     path: Path | None = None
+
+    @field_validator("datasets")
+    @classmethod
+    def _dataset_names(cls, value: dict[str, Dataset]) -> dict[str, Dataset]:
+        for name in value:
+            if not FILE_NAME.fullmatch(name) or ".." in name:
+                raise ValueError(f"data set name {name!r} must be a plain name (letters, "
+                                 f"digits, '.', '_', '+', '-'): it names its folder")
+        return value
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Zoo:
@@ -218,6 +309,14 @@ class Zoo(Strict):
     @property
     def sizes(self) -> list[str]:
         return [m.size for m in self.models]
+
+    def dataset(self, name: str) -> Dataset:
+        if name not in self.datasets:
+            where = f" {self.path}" if self.path else ""
+            raise InputError(f"the zoo{where} declares no data set {name!r} (under 'datasets:'; "
+                             f"declared: {', '.join(self.datasets) or 'none'}); use a zoo that "
+                             f"does, e.g. the shipped one (unset RTMBENCH_ZOO, no --zoo).")
+        return self.datasets[name]
 
     def get(self, key: str) -> ResolvedModel:
         for m in self.models:
