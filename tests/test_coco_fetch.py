@@ -216,7 +216,7 @@ def test_a_wrong_or_truncated_archive_is_refused_and_nothing_extracted(
         cache, coco_archives, coco_server, tmp_path, capsys):
     zoo = write_zoo(tmp_path, coco_archives, served(coco_archives, coco_server))
     coco_server.wrong_body = coco_archives.files[VAL][:-1000]  # a truncated file, served whole
-    assert fetch(zoo) == 1
+    assert fetch(zoo) == 2  # as for a checkpoint: a bad file
     err = capsys.readouterr().err
     assert "val2017.zip" in err and coco_archives.sha(VAL) in err and "RTMBENCH_COCO_MIRROR" in err
     assert nothing_extracted(cache) and not (cache / "datasets" / VAL).exists()
@@ -226,7 +226,7 @@ def test_a_member_whose_hash_differs_from_the_zoos_is_refused(cache, coco_archiv
                                                              coco_server, tmp_path, capsys):
     zoo = write_zoo(tmp_path, coco_archives, served(coco_archives, coco_server),
                     member_sha="e" * 64)
-    assert fetch(zoo) == 1
+    assert fetch(zoo) == 2  # as for a checkpoint: a bad file
     assert f"member {INSTANCES} has sha256" in capsys.readouterr().err
     assert nothing_extracted(cache)
 
@@ -268,7 +268,7 @@ def test_an_unsafe_archive_is_refused_and_nothing_is_written(cache, coco_archive
         (folder / name).write_bytes(data)
     monkeypatch.chdir(tmp_path)
     zoo = write_zoo(tmp_path, evil, {VAL: [str(folder)], ANN: [str(folder)]})
-    assert fetch(zoo) == 1
+    assert fetch(zoo) == 2  # as for a checkpoint: a bad file
     err = capsys.readouterr().err
     assert words in err and "Nothing was extracted" in err
     assert nothing_extracted(cache)
@@ -279,7 +279,7 @@ def test_too_many_members_are_refused(cache, coco_archives, coco_server, tmp_pat
                                       monkeypatch, capsys):
     monkeypatch.setattr("rtmbench.sources.archive.MAX_MEMBERS", 3)
     zoo = write_zoo(tmp_path, coco_archives, served(coco_archives, coco_server))
-    assert fetch(zoo) == 1
+    assert fetch(zoo) == 2  # as for a checkpoint: a bad file
     assert "entries, more than 3" in capsys.readouterr().err and nothing_extracted(cache)
 
 

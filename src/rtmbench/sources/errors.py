@@ -90,10 +90,11 @@ class DatasetArchiveError(DatasetError):
     """A data set's archive arrived but cannot be used: its sha256 (or an extracted member's)
     is not the zoo's, a source sent more than its size, an entry is unsafe (an absolute path,
     '..', a link, a device), or it passes the extraction caps (member count, extracted size,
-    compression ratio). Nothing of it is extracted. "failed" (exit 1)."""
+    compression ratio). Nothing of it is extracted. "failed"; ``rtmbench fetch`` exits 2, as
+    for a checkpoint whose hash does not match (a bad file)."""
 
     outcome: ClassVar[Outcome] = "failed"
-    exit_code: ClassVar[int] = 1
+    exit_code: ClassVar[int] = 2
 
 
 class DatasetUnavailable(DatasetMissing):
