@@ -1,5 +1,5 @@
-"""Sessions: reproduce (the main job), gate (CI's regression gate), report, tests, parity
-(against MMDetection), lint, dev.
+"""Sessions: reproduce (the main job), fetch (COCO and the checkpoints, for the full table),
+gate (CI's regression gate), report, tests, parity (against MMDetection), lint, dev.
 
 Every session but parity runs in ONE shared environment, `.nox/shared` (torch alone is several
 GB: one install instead of one per session). It is built on first use and rebuilt only when
@@ -180,6 +180,16 @@ def reproduce(session: nox.Session) -> None:
     ref = (args[args.index("--resume") + 1] if "--resume" in args
            else args[args.index("--run-id") + 1] if "--run-id" in args else None)
     run(session, "rtmbench", "report", *([ref] if ref else []), env=env)
+
+
+@nox.session
+def fetch(session: nox.Session) -> None:
+    """Fetch what the full table needs, verified by sha256: COCO val2017 and every published
+    checkpoint (RTMBENCH_MIRROR and RTMBENCH_COCO_MIRROR name mirrors; `-- ARGS` go to both
+    fetches, e.g. `-- --quiet`)."""
+    env = shared_env(session)
+    run(session, "rtmbench", "fetch", "--coco", *session.posargs, env=env)
+    run(session, "rtmbench", "fetch", "--weights", "all", *session.posargs, env=env)
 
 
 @nox.session

@@ -452,3 +452,14 @@ def test_server_without_range_support_restarts_from_zero(cache, blob, server):
     heads = server.requests_for(name)
     assert len(heads) == 2 and heads[1]["Range"] == "bytes=100000-"  # asked, got a 200
     assert got.path.read_bytes() == data
+
+
+def test_cli_fetch_all_weights_skips_the_unpublished_ones(cache, monkeypatch, capsys):
+    """`fetch --weights all`: every published checkpoint of a size, and a word on each that
+    was never published (x has no MMYOLO checkpoint); offline, the first missing file stops
+    it as "not run" (exit 3), naming the file."""
+    monkeypatch.setenv("RTMBENCH_OFFLINE", "1")
+    assert main(["fetch", "x", "--weights", "all", "--quiet"]) == 3
+    err = capsys.readouterr().err
+    assert "rtmdet-x: no mmyolo weights were published" in err
+    assert "rtmdet_x_8xb32-300e_coco_20220715_230555-cc79b9ae.pth" in err  # the mmdet file

@@ -132,11 +132,23 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
     if coco:
         _fetch_coco(args, zoo)
     entries = [zoo.get(s) for s in (args.sizes or ([] if coco else zoo.sizes))]
+    wanted = []
     for entry in entries:
-        fetched = fetch_weights(entry, args.weights, progress=not args.quiet)
-        record = {"model": entry.name, **fetched.provenance(), "path": str(fetched.path)}
+        if args.weights != "all":
+            wanted.append((entry, args.weights))
+            continue
+        for w in entry.weights:  # every published checkpoint of the size
+            if w.unavailable:
+                print(f"{entry.name}: no {w.id} weights were published ({w.unavailable}); "
+                      f"skipped.", file=sys.stderr)
+            else:
+                wanted.append((entry, w.id))
+    for entry, weights in wanted:
+        fetched = fetch_weights(entry, weights, progress=not args.quiet)
+        record = {"model": entry.name, "weights": weights or entry.default_weights_id(),
+                  **fetched.provenance(), "path": str(fetched.path)}
         if args.load or args.trust_checkpoint:
-            built = build(entry, args.weights, trust=args.trust_checkpoint, progress=False)
+            built = build(entry, weights, trust=args.trust_checkpoint, progress=False)
             record["loaded"] = {"layout": built.provenance["layout"], "strict": True}
         if args.json:
             print(json.dumps(record, sort_keys=True))
@@ -171,7 +183,8 @@ def _add_fetch(sub: argparse._SubParsersAction) -> None:
                    help="extract COCO into DIR (new or empty) instead of the cache; implies "
                    "--coco (then set RTMBENCH_COCO=DIR to use it)")
     p.add_argument("--weights", metavar="ID", default=None,
-                   help="which weights entry (default: the first available, e.g. mmyolo)")
+                   help="which weights entry: mmyolo, mmdet, or all (every published one); "
+                   "default: the first available, e.g. mmyolo")
     p.add_argument("--load", action="store_true",
                    help="also load each checkpoint strictly into its model (safe unpickling)")
     p.add_argument("--trust-checkpoint", action="store_true",
