@@ -184,8 +184,10 @@ def _add_gate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("gate", help="fail (exit 1) on a regression against claims or a baseline")
     p.add_argument("run", metavar="RUN", help="run id (under --results-dir) or .jsonl file")
     p.add_argument("--baseline", metavar="FILE", help="baseline run (.jsonl) to compare with")
-    p.add_argument("--suite", default="gate", help="suite whose tolerances apply "
-                   "(default: gate)")
+    p.add_argument("--suite", default=None, help="suite whose planned units the run must "
+                   "have (a planned unit without a record is red) and whose tolerances apply "
+                   "(default: the plan of the suite the run records, the tolerances of the "
+                   "shipped suite gate)")
     p.add_argument("--results-dir", default="results", help="where run ids are looked up")
     p.set_defaults(handler=_cmd_gate)
 

@@ -1,14 +1,21 @@
 """The regression gate: a run against the published claims and against a baseline run.
 
-Exit codes: 0 nothing regressed, 1 a regression, a miss or a failed unit, 2 unusable input (a
-run or baseline that cannot be read, has a corrupt line, or a suite that does not parse).
+Exit codes: 0 nothing regressed, 1 a regression, a miss, a failed or a missing unit, 2 unusable
+input (a run or baseline that cannot be read, has a corrupt line, or a suite that cannot be
+found or does not parse).
 
-Every unit of the run becomes one row per metric, judged by :mod:`.judgement` with the gate
-suite's tolerances: a failed unit always fails the gate; a unit the baseline measured on the
-same hardware and this run did not is a regression (lost coverage), and so is a unit of the
-baseline that is absent from the run. Latency is gated only against a same-hardware baseline,
-as the ratio to the reference timed in the same run; a contended measurement is not gated, and
-the row says so.
+Every unit of the run becomes one row per metric, judged by :mod:`.judgement` with the
+tolerances of ``--suite`` (default: the shipped ``gate`` suite's): a failed unit always fails
+the gate; a unit the baseline measured on the same hardware and this run did not is a
+regression (lost coverage), and so is a unit of the baseline that is absent from the run.
+Latency is gated only against a same-hardware baseline, as the ratio to the reference timed in
+the same run; a contended measurement is not gated, and the row says so.
+
+A run is also judged against the units its suite plans (:mod:`.completeness`): a planned unit
+without a record (the run was stopped or killed before it) is a red row. The plan is
+``--suite``'s when given, else the suite the run records; so ``--suite`` sets both the plan and
+the tolerances, and without it the run's own suite gives the plan and the ``gate`` suite the
+tolerances (``nox -s gate`` runs the smoke suite and gates it with ``--suite smoke``).
 """
 
 from __future__ import annotations
@@ -21,7 +28,10 @@ from ..errors import RtmbenchError
 from ..records import Record, Run, UnitKey, load_usable_run
 from ..spec.suite import SuiteBase, load_suite
 from ..spec.zoo import load_zoo
+from .completeness import Plan, plan_for
 from .judgement import Judgement, Mark, judge_absent, judge_unit, primary_ap
+
+DEFAULT_TOLERANCES_SUITE = "gate"
 
 
 @dataclass
@@ -100,14 +110,25 @@ def rows_for_unit(key: UnitKey, record: Record, judgements: list[Judgement]) -> 
     return rows
 
 
-def compare(run: Run, baseline: Run | None, suite: SuiteBase) -> list[Row]:
+def missing_row(key: UnitKey, text: str, base: Record | None = None) -> Row:
+    """The red row of a planned unit the run has no record of."""
+    return Row(key.model, key.label.removeprefix(key.model + " "),
+               baseline=str(base.status) if base is not None else "—", measured="missing",
+               verdict=f"REGRESSION: {text}", regression=True)
+
+
+def compare(run: Run, baseline: Run | None, suite: SuiteBase,
+            plan: Plan | None = None) -> list[Row]:
     base = baseline.latest_by_key() if baseline else {}
     rows: list[Row] = []
     current = run.latest_by_key()
     for key, rec in current.items():
         rows.extend(rows_for_unit(key, rec, judge_unit(rec, base.get(key), suite)))
+    missing = plan.missing(run) if plan is not None else []
+    for key in missing:
+        rows.append(missing_row(key, plan.missing_text(run), base.get(key)))
     for key, old in base.items():
-        if key not in current:
+        if key not in current and key not in missing:
             j = judge_absent(old)
             rows.append(Row(old.model, key.label.removeprefix(old.model + " "),
                             baseline=str(old.status), measured="absent",
@@ -126,25 +147,48 @@ def format_rows(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def run_gate(run: str, *, baseline: str | None = None, suite: str = "gate",
+def plan_summary(plan: Plan, run: Run, tolerances: SuiteBase, given: bool) -> list[str]:
+    """What the run was judged against: the plan's suite and what it lacks; where the
+    tolerances came from."""
+    missing = plan.missing(run)
+    lines = [f"Plan: {plan.source}: {len(plan.keys)} unit(s), "
+             + (f"{len(missing)} MISSING (no record"
+                + (f": the run ended before them; `rtmbench run "
+                   f"{plan.suite.path or plan.suite.name} --resume {run.run_id}` measures them"
+                   if plan.looks_cut(run) else "") + "): "
+                + "; ".join(k.label for k in missing) if missing else "every one recorded")
+             + "."]
+    unplanned = plan.unplanned(run)
+    if unplanned:
+        lines.append(f"{len(unplanned)} recorded unit(s) the plan does not name (judged all "
+                     f"the same): " + "; ".join(k.label for k in unplanned) + ".")
+    lines.append(f"Tolerances: suite {tolerances.name}"
+                 + (" (as given)." if given else " (the default; --suite SUITE sets both the "
+                    "plan and the tolerances)."))
+    return lines
+
+
+def run_gate(run: str, *, baseline: str | None = None, suite: str | None = None,
              results_dir: str | Path = "results", zoo_path: str | None = None) -> int:
     try:
         current = load_usable_run(run, results_dir, "run")
         base = load_usable_run(baseline, results_dir, "baseline") if baseline else None
-        tolerances = load_suite(suite, load_zoo(zoo_path))
+        zoo = load_zoo(zoo_path)
+        tolerances = load_suite(suite or DEFAULT_TOLERANCES_SUITE, zoo)
+        plan = plan_for(current, zoo, suite, tolerances if suite else None)
     except RtmbenchError as exc:
         print(f"rtmbench gate: unusable input: {exc}", file=sys.stderr)
         return 2
     for r in (current, base):
         if r is not None and r.problems:
             print(f"rtmbench gate: note: {r.describe_problems()}", file=sys.stderr)
-    rows = compare(current, base, tolerances)
+    rows = compare(current, base, tolerances, plan)
     print(format_rows(rows))
     bad = [r for r in rows if r.regression]
     unreliable = [r for r in rows if r.unreliable and not r.regression]
     against = f" and baseline {base.path}" if base else " (no baseline given)"
-    print(f"\n{len(rows) - len(bad)}/{len(rows)} rows pass against the claims{against}; "
-          f"tolerances from suite {tolerances.name}.")
+    print(f"\n{len(rows) - len(bad)}/{len(rows)} rows pass against the claims{against}.")
+    print("\n".join(plan_summary(plan, current, tolerances, suite is not None)))
     if unreliable:
         print(f"{len(unreliable)} row(s) UNRELIABLE, not gated (re-measure on a quiet machine): "
               + "; ".join(f"{r.model} {r.metric}" for r in unreliable))

@@ -403,6 +403,12 @@ def _latency_baseline(rec: Record, base: Record, tolerances: Tolerances) -> Judg
         return Judgement("latency", Mark.NOT_COMPARABLE,
                          "baseline from different hardware; not gated", against="baseline",
                          measured=shown)
+    if not isinstance(ratio, (int, float)) and isinstance(old, (int, float)):
+        # what the baseline could be compared on is gone: lost coverage, not a pass
+        return Judgement("latency", Mark.REGRESSION,
+                         "the baseline has a ratio to the reference and this run has none (was "
+                         "the reference convolution not timed?): the latency can no longer be "
+                         "gated", against="baseline", reference=f"{old:.4f}", measured=shown)
     if not isinstance(ratio, (int, float)) or not isinstance(old, (int, float)):
         # same hardware, yet nothing to compare: shown as unreliable, never as a plain "ok"
         return Judgement("latency", Mark.UNRELIABLE,

@@ -37,7 +37,7 @@ from pydantic import ValidationError
 
 from ..errors import InputError
 from ..fileio import append_durable
-from .model import Record, SchemaError, UnitKey, parse_record
+from .model import SCHEMA_VERSION, Record, SchemaError, UnitKey, parse_record
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 TORN_EVENT = "torn-line"
@@ -201,6 +201,29 @@ def _interrupted(key: UnitKey, line: int, run_id: str) -> Record:
                   provenance={"interrupted": {"started_line": line}})
 
 
+def newer_schema_line(path: Path) -> tuple[int, int] | None:
+    """(line, schema_version) of the first record a newer rtmbench wrote, or None."""
+    for number, line in enumerate(path.read_bytes().split(b"\n"), start=1):
+        try:
+            data = _loads(line)
+        except (ValueError, UnicodeDecodeError):
+            continue
+        version = data.get("schema_version") if isinstance(data, dict) else None
+        if isinstance(version, int) and not isinstance(version, bool) and \
+                version > SCHEMA_VERSION:
+            return number, version
+    return None
+
+
+def _refuse_newer_schema(path: Path) -> None:
+    if found := newer_schema_line(path):
+        line, version = found
+        raise InputError(f"cannot resume run file {path}: line {line} has schema_version "
+                         f"{version}, written by a newer rtmbench (this one writes "
+                         f"{SCHEMA_VERSION}); appending would mix versions in one file. Resume "
+                         f"it with that newer rtmbench, or start a new run (--run-id).")
+
+
 class RunWriter:
     """Appends records to one run file; each line is on disk before ``append`` returns.
 
@@ -229,6 +252,8 @@ class RunWriter:
             if resume and not path.exists():
                 raise InputError(f"cannot resume: no run file {path}; start a new run without "
                                  f"--resume, or check the run id and the suite's results_dir.")
+            if resume:
+                _refuse_newer_schema(path)  # before anything is written to it
             append_durable(path, b"")  # the run exists from now on, empty until a unit ends
             self._repair_torn_tail()
         except BaseException:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import importlib
 import os
 from dataclasses import dataclass, field
-from itertools import product
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -26,6 +25,7 @@ from ..spec.checks import (
     ComplexitySpec,
     LatencySpec,
     register_spec,
+    unit_fields,
     unregister_spec,
 )
 from ..spec.schema import Strict
@@ -82,7 +82,9 @@ class Check:
     Spec: ClassVar[type[Strict]]
 
     def units(self, model: ResolvedModel, spec: Any) -> list[Unit]:
-        return [Unit(model, self.name)]
+        """The units of ``model``: what its spec's ``unit_fields`` says (a check declares its
+        units on its spec, where the gate reads them too; it does not override this)."""
+        return [Unit(model, self.name, **f) for f in unit_fields(spec, model)]
 
     def claims(self, unit: Unit, spec: Any, ctx: CheckContext) -> dict[str, Any]:
         """The published figures this unit is compared with, as records store them."""
@@ -96,6 +98,11 @@ _REGISTRY: dict[str, type[Check]] = {}
 
 
 def register_check(cls: type[Check]) -> type[Check]:
+    if cls.units is not Check.units:
+        raise TypeError(f"check {cls.name!r} overrides Check.units: declare its units on its "
+                        f"spec instead ({cls.Spec.__name__}.unit_fields, see "
+                        f"rtmbench.spec.checks.CheckSpec), so that the gate, which never "
+                        f"imports the checks, expects the same units the runner runs")
     _REGISTRY[cls.name] = cls
     register_spec(cls.name, cls.Spec)
     return cls
@@ -156,18 +163,6 @@ def latency_claim(model: ResolvedModel, unit: Unit, gpu: str | None) -> Claim | 
 class LatencyCheck(Check):
     name = "latency"
     Spec = LatencySpec
-
-    def units(self, model: ResolvedModel, spec: LatencySpec) -> list[Unit]:
-        size = tuple(spec.input_size or model.input_size)
-        seen: dict[tuple, Unit] = {}
-        for t in spec.targets:
-            for b, d, p in product(t.backends, t.devices, t.precisions):
-                variants = [f"{v}-ep" for v in t.providers] if (
-                    b == "onnxruntime" and t.providers) else [None]
-                for v in variants:
-                    seen.setdefault((b, d, p, v), Unit(model, self.name, b, d, p, variant=v,
-                                                       input_size=size, batch=spec.batch))
-        return list(seen.values())
 
     @staticmethod
     def backend_options(unit: Unit, spec: LatencySpec) -> dict[str, Any]:
@@ -313,11 +308,6 @@ def golden_path(spec: BoxAPSpec, ctx: CheckContext) -> Path:
 class BoxAPCheck(Check):
     name = "box_ap"
     Spec = BoxAPSpec
-
-    def units(self, model: ResolvedModel, spec: BoxAPSpec) -> list[Unit]:
-        ids = spec.weights if isinstance(spec.weights, list) else [spec.weights]
-        return [Unit(model, self.name, "torch", spec.device, spec.precision, variant=w)
-                for w in ids]
 
     def claims(self, unit: Unit, spec: BoxAPSpec, ctx: CheckContext) -> dict[str, Any]:
         """The published AP of the weights a unit evaluates (none for generated data), and

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from ..errors import InputError, RtmbenchError
 from ..judge.judgement import run_time_verdict
 from ..measure.environment import run_provenance, utc_now
-from ..records import Record, RunWriter, Status, is_interrupted, read_run, run_path
+from ..records import Record, RunWriter, Status, is_interrupted, plan_units, read_run, run_path
 from ..spec.suite import SuiteBase
 from ..spec.zoo import Zoo, load_zoo
 from .checks import CheckContext, Outcome, Unit, get_check
@@ -36,14 +36,10 @@ def default_run_id(suite_name: str) -> str:
 
 
 def plan(suite: SuiteBase, zoo: Zoo) -> list[tuple[Unit, Any]]:
-    """Units in the order they run: check by check (cheap complexity first), model by model."""
-    models = suite.resolved_models(zoo)
-    planned: dict[Any, tuple[Unit, Any]] = {}
-    for name, spec in suite.enabled_checks():
-        for model in models:
-            for unit in get_check(name).units(model, spec):
-                planned.setdefault(unit.key, (unit, spec))  # a unit named twice runs once
-    return list(planned.values())
+    """Units in the order they run: check by check (cheap complexity first), model by model;
+    a unit named twice runs once. Built from :func:`rtmbench.records.plan_units`, the
+    expansion the gate checks a run against, so the two cannot disagree."""
+    return [(Unit(p.model, **p.fields), p.spec) for p in plan_units(suite, zoo)]
 
 
 @dataclass
@@ -172,8 +168,10 @@ def run_suite(suite: SuiteBase, *, run_id: str | None = None, resume: str | None
         try:
             for unit, spec in todo:
                 bar.set_postfix_str(unit.label, refresh=True)
-                writer.started(unit.key)
                 try:
+                    # inside the try: a Ctrl-C or SIGTERM while the start line is being written
+                    # (its fsync) is a cancelled unit, not one the process died in
+                    writer.started(unit.key)
                     result = run_unit(unit, spec, ctx)
                 except KeyboardInterrupt:  # SIGTERM arrives as one too (cli)
                     writer.cancelled(unit.key)
