@@ -37,6 +37,7 @@ from pydantic import ValidationError
 
 from ..errors import InputError
 from ..fileio import append_durable
+from .fingerprint import Fingerprint, fingerprint_of, stored_fingerprint
 from .model import SCHEMA_VERSION, Record, SchemaError, UnitKey, parse_record
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -110,6 +111,36 @@ class Run:
 
     def describe_problems(self) -> str:
         return "; ".join(p.describe(self.path) for p in self.problems)
+
+    @property
+    def fingerprint(self) -> Fingerprint:
+        """The machine the run was made on: the fingerprint its records store, else computed
+        from their provenance (a latency record's ``environment`` completes the others')."""
+        real = [r for r in self.records if not is_interrupted(r)]
+        for r in real:
+            if (stored := stored_fingerprint(r.provenance)) is not None:
+                return stored
+        provenance = dict(real[0].provenance) if real else {}
+        for name in ("environment", "gpu_conditions"):
+            found = next((r.provenance[name] for r in real if r.provenance.get(name)), None)
+            if found is not None:
+                provenance[name] = found
+        return fingerprint_of(provenance)
+
+    @property
+    def start(self) -> str:
+        """The date of its first record (ISO 8601, UTC), '' when none is recorded."""
+        dates = [d for r in self.records if isinstance(d := r.provenance.get("date"), str)]
+        return min(dates, default="")
+
+    @property
+    def commit(self) -> str | None:
+        """The git commit its records say the code was at, if any."""
+        for r in self.records:
+            git = r.provenance.get("git")
+            if isinstance(git, dict) and isinstance(git.get("commit"), str):
+                return git["commit"]
+        return None
 
 
 def _describe_validation(exc: ValidationError) -> str:

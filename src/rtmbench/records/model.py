@@ -19,7 +19,8 @@ Schema history (:func:`migrate` reads every older version):
 - 2: ``schema_version``; ``input_size`` (width, height) and ``batch`` in the unit key;
   latency claims carry ``input_size`` and ``batch``. Later additions, all optional (older
   records stay valid): latency ``agreement_ap``, ``min_agreement_ap``, ``output_max_*_error``,
-  ``throttled``, ``throttle_reasons``.
+  ``throttled``, ``throttle_reasons``; ``provenance.fingerprint`` (the machine, computed from
+  the provenance for records without it: :mod:`.fingerprint`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .fingerprint import Fingerprint, check_stored, fingerprint_of
 
 SCHEMA_VERSION = 2
 
@@ -262,6 +265,9 @@ class Record(BaseModel):
         for name in ("metrics", "claim", "provenance"):
             if where := _first_non_finite(getattr(self, name)):
                 raise ValueError(f"{name}.{where} is not a finite number")
+        if "fingerprint" in self.provenance and (
+                why := check_stored(self.provenance["fingerprint"])):
+            raise ValueError(f"provenance.fingerprint: {why}")
         for metric, claim in self.claim.items():
             try:
                 ClaimFields.model_validate(claim)
@@ -306,6 +312,12 @@ class Record(BaseModel):
     @property
     def hardware(self) -> dict[str, Any] | None:
         return self.provenance.get("hardware")
+
+    @property
+    def fingerprint(self) -> Fingerprint:
+        """The machine it was measured on (:mod:`.fingerprint`): stored, or computed from
+        the provenance of a record written before fingerprints were stored."""
+        return fingerprint_of(self.provenance)
 
     def to_json(self) -> str:
         import json

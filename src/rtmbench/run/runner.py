@@ -23,7 +23,9 @@ from tqdm import tqdm
 from ..errors import InputError, RtmbenchError
 from ..judge.judgement import run_time_verdict
 from ..measure.environment import run_provenance, utc_now
+from ..measure.timing import collect_environment
 from ..records import Record, RunWriter, Status, is_interrupted, plan_units, read_run, run_path
+from ..records.fingerprint import stored_form as fingerprint_stored_form
 from ..spec.suite import SuiteBase
 from ..spec.zoo import Zoo, load_zoo
 from .checks import CheckContext, Outcome, Unit, get_check
@@ -162,6 +164,9 @@ def run_suite(suite: SuiteBase, *, run_id: str | None = None, resume: str | None
             return summary
         base = {**run_provenance(), "suite": {"name": suite.name,
                                               "path": str(suite.path) if suite.path else None}}
+        # the machine, as gate --history and the reports group runs (records.fingerprint)
+        base["fingerprint"] = fingerprint_stored_form({**base,
+                                                       "environment": collect_environment()})
         ctx = CheckContext(suite, results_dir / run_id, base["hardware"], progress)
         bar = tqdm(total=len(units), initial=summary.resumed, desc=f"{suite.name}",
                    unit="check", file=sys.stderr, disable=not progress, dynamic_ncols=True)
