@@ -334,7 +334,8 @@ def environment_rows(runs: list[Run]) -> list[list[str]]:
             run.run_id, (first.get("suite") or {}).get("name", "—"),
             f"{dates[0]} … {dates[-1]}" if dates else "—",
             (git.get("commit") or "unknown")[:12] + (" (dirty)" if git.get("dirty") else ""),
-            f"{hw.get('cpu', '?')} ({hw.get('cores', '?')} cores), GPU: {hw.get('gpu') or 'none'}",
+            f"{hw.get('cpu', '?')} ({hw.get('cores', '?')} cores), GPU: {hw.get('gpu') or 'none'}"
+            f"; machine `{run.fingerprint.id}`",
             ", ".join(f"{k} {pk[k]}" for k in ("python", "torch", "onnxruntime", "tensorrt",
                                               "pycocotools") if k in pk),
             str(len(run.records))])
