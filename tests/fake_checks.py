@@ -18,7 +18,7 @@ class FakeSpec(CheckSpec):
     not_run_backend: str | None = None
     fail_backend: str | None = None
 
-    def unit_fields(self, model) -> list[dict]:
+    def unit_fields(self, model, gpu=None) -> list[dict]:
         return [{"backend": b, "device": "cpu", "precision": "fp32"} for b in self.backends]
 
 

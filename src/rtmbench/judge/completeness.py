@@ -116,10 +116,11 @@ def plan_for(run: Run, zoo: Zoo, given: str | None = None,
     Raises InputError when that suite cannot be found or loaded."""
     names = sorted({name for name, _ in recorded_suites(run)})
     recorded = names[0] if len(names) == 1 else None
+    gpu = run.fingerprint.as_dict().get("gpu")  # units that depend on the machine's GPU
     if given is not None:
         suite = given_suite if given_suite is not None else _load(given, zoo, run)
         path = suite.path or given
-        return Plan(suite, plan_keys(suite, zoo), f"suite {suite.name} ({path}, as given)",
-                    recorded)
+        return Plan(suite, plan_keys(suite, zoo, gpu), f"suite {suite.name} ({path}, as "
+                    f"given)", recorded)
     suite, source, recorded = _load_recorded(run, zoo)
-    return Plan(suite, plan_keys(suite, zoo), source, recorded)
+    return Plan(suite, plan_keys(suite, zoo, gpu), source, recorded)

@@ -37,18 +37,19 @@ class PlannedUnit:
         return data
 
 
-def plan_units(suite: SuiteBase, zoo: Zoo) -> list[PlannedUnit]:
-    """Every unit ``suite`` plans on ``zoo``'s models, in run order, each once."""
+def plan_units(suite: SuiteBase, zoo: Zoo, gpu: str | None = None) -> list[PlannedUnit]:
+    """Every unit ``suite`` plans on ``zoo``'s models, in run order, each once, on a machine
+    whose GPU is ``gpu`` (None: none; for specs whose units depend on it)."""
     models = suite.resolved_models(zoo)
     planned: dict[UnitKey, PlannedUnit] = {}
     for check, spec in suite.enabled_checks():
         for model in models:
-            for fields in unit_fields(spec, model):
+            for fields in unit_fields(spec, model, gpu):
                 key = UnitKey(model=model.name, check=check, **fields)
                 planned.setdefault(key, PlannedUnit(key, model, spec))
     return list(planned.values())
 
 
-def plan_keys(suite: SuiteBase, zoo: Zoo) -> list[UnitKey]:
+def plan_keys(suite: SuiteBase, zoo: Zoo, gpu: str | None = None) -> list[UnitKey]:
     """The keys of :func:`plan_units`: what a complete run of ``suite`` has records of."""
-    return [p.key for p in plan_units(suite, zoo)]
+    return [p.key for p in plan_units(suite, zoo, gpu)]

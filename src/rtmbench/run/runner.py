@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from ..errors import InputError, RtmbenchError
 from ..judge.judgement import run_time_verdict
-from ..measure.environment import run_provenance, utc_now
+from ..measure.environment import gpu_name, run_provenance, utc_now
 from ..measure.timing import collect_environment
 from ..records import Record, RunWriter, Status, is_interrupted, plan_units, read_run, run_path
 from ..records.fingerprint import stored_form as fingerprint_stored_form
@@ -39,9 +39,11 @@ def default_run_id(suite_name: str) -> str:
 
 def plan(suite: SuiteBase, zoo: Zoo) -> list[tuple[Unit, Any]]:
     """Units in the order they run: check by check (cheap complexity first), model by model;
-    a unit named twice runs once. Built from :func:`rtmbench.records.plan_units`, the
-    expansion the gate checks a run against, so the two cannot disagree."""
-    return [(Unit(p.model, **p.fields), p.spec) for p in plan_units(suite, zoo)]
+    a unit named twice runs once. Built from :func:`rtmbench.records.plan_units` on this
+    machine (its GPU, as the run records it), the expansion the gate checks a run against,
+    so the two cannot disagree."""
+    return [(Unit(p.model, **p.fields), p.spec)
+            for p in plan_units(suite, zoo, gpu_name())]
 
 
 @dataclass

@@ -47,16 +47,19 @@ UNIT_FIELDS = ("backend", "device", "precision", "variant", "input_size", "batch
 class CheckSpec(Strict):
     """A check's suite options, and the units they make of one model."""
 
-    def unit_fields(self, model: ResolvedModel) -> list[dict[str, Any]]:
+    def unit_fields(self, model: ResolvedModel, gpu: str | None = None) -> list[dict[str, Any]]:
         """One dict per unit, in run order, with any of :data:`UNIT_FIELDS` (a missing one
-        is None). Default: one unit per model."""
+        is None). ``gpu``: the name of the machine's GPU (None without one), for a spec whose
+        units depend on it; the runner gives this machine's, the gate the one the run
+        recorded. Default: one unit per model."""
         return [{}]
 
 
-def unit_fields(spec: Any, model: ResolvedModel) -> list[dict[str, Any]]:
-    """The units ``spec`` makes of ``model``, every field present (None where unset)."""
+def unit_fields(spec: Any, model: ResolvedModel, gpu: str | None = None) -> list[dict[str, Any]]:
+    """The units ``spec`` makes of ``model`` on a machine with ``gpu`` (None: none), every
+    field present (None where unset)."""
     method = getattr(spec, "unit_fields", None)
-    found = method(model) if callable(method) else [{}]
+    found = method(model, gpu) if callable(method) else [{}]
     out = []
     for fields in found:
         unknown = set(fields) - set(UNIT_FIELDS)
@@ -124,7 +127,7 @@ class LatencySpec(LatencyProtocol, CheckSpec):
     # torch-compile units only: inductor's mode; auto = reduce-overhead on CUDA, default on CPU
     compile_mode: Literal["auto", "default", "reduce-overhead", "max-autotune"] = "auto"
 
-    def unit_fields(self, model: ResolvedModel) -> list[dict[str, Any]]:
+    def unit_fields(self, model: ResolvedModel, gpu: str | None = None) -> list[dict[str, Any]]:
         """Every backend x device x precision of every target (x provider for ONNX Runtime
         with ``providers``), once, at the suite's input size (default: the zoo's)."""
         size = tuple(self.input_size or model.input_size)
@@ -169,7 +172,7 @@ class BoxAPSpec(CheckSpec):
             raise ValueError("precision fp16 needs device cuda (CPU evaluation runs in fp32)")
         return self
 
-    def unit_fields(self, model: ResolvedModel) -> list[dict[str, Any]]:
+    def unit_fields(self, model: ResolvedModel, gpu: str | None = None) -> list[dict[str, Any]]:
         """One unit per weights id (None: the model's first available weights)."""
         ids = self.weights if isinstance(self.weights, list) else [self.weights]
         return [{"backend": "torch", "device": self.device, "precision": self.precision,
