@@ -9,9 +9,11 @@ from pathlib import Path
 from rtmbench.records import Record, RunWriter
 
 HW = {"cpu": "Test CPU 9000", "cores": 2, "gpu": None}
+# exactly the units records() makes: the gate judges a run against its suite's plan
+SUITE = Path(__file__).resolve().parent / "suites" / "factory.yaml"
 PROV = {"hardware": HW, "git": {"commit": "0" * 40, "dirty": False},
-        "packages": {"python": "3.11", "torch": "2.x"}, "suite": {"name": "t"},
-        "date": "2026-01-01T00:00:00Z"}
+        "packages": {"python": "3.11", "torch": "2.x"},
+        "suite": {"name": "factory", "path": str(SUITE)}, "date": "2026-01-01T00:00:00Z"}
 
 
 def records(run: str = "r", *, ap: float = 0.409, flops: int = 8_089_000_000,

@@ -17,7 +17,7 @@ from rtmbench.measure.evaluation import (
     default_workers,
     resolve_eval_device,
 )
-from rtmbench.run import checks
+from rtmbench.run import runner
 from rtmbench.run.checks import CheckContext
 from rtmbench.run.runner import plan, run_unit
 from rtmbench.spec.checks import BoxAPSpec, resolve_device
@@ -28,14 +28,21 @@ from rtmbench.spec.zoo import load_zoo
 @pytest.fixture
 def fake_gpu(monkeypatch):
     """A machine whose torch and hardware provenance see a GPU (nothing runs on it)."""
-    monkeypatch.setattr(checks, "machine_gpu", lambda: "NVIDIA H200 (simulated)")
+    monkeypatch.setattr(runner, "gpu_name", lambda: "NVIDIA H200 (simulated)")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
 
 
 @pytest.fixture
 def no_gpu(monkeypatch):
-    monkeypatch.setattr(checks, "machine_gpu", lambda: None)
+    monkeypatch.setattr(runner, "gpu_name", lambda: None)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
+def _one_box_ap_suite(tmp_path):
+    path = tmp_path / "one.yaml"
+    path.write_text("name: one\nmodels: [tiny]\nchecks:\n  box_ap: {synthetic: 4, "
+                    "weights: random-init}\n")
+    return load_suite(path)
 
 
 def _box_ap_devices(suite: str) -> set[str]:
@@ -111,7 +118,7 @@ def test_the_box_ap_unit_runs_where_it_was_planned(fake_gpu, monkeypatch, tmp_pa
     monkeypatch.setattr(evaluation, "evaluate", fake_evaluate)
     suite = load_suite("reproduce")
     spec = BoxAPSpec(synthetic=4, weights="random-init")
-    (unit,) = checks.get_check("box_ap").units(load_zoo().get("tiny"), spec)
+    ((unit, _),) = [(u, s) for u, s in plan(_one_box_ap_suite(tmp_path), load_zoo())]
     assert unit.key.device == "cuda"
     result = run_unit(unit, spec, CheckContext(suite, tmp_path, {"gpu": "NVIDIA H200"}, False))
     assert str(result.status) == "measured", result.reason
@@ -123,7 +130,7 @@ def test_the_box_ap_unit_runs_where_it_was_planned(fake_gpu, monkeypatch, tmp_pa
 
 def test_a_planned_gpu_unit_on_a_machine_without_one_is_not_run(fake_gpu, tmp_path):
     spec = BoxAPSpec(synthetic=4, weights="random-init")
-    (unit,) = checks.get_check("box_ap").units(load_zoo().get("tiny"), spec)
+    ((unit, _),) = [(u, s) for u, s in plan(_one_box_ap_suite(tmp_path), load_zoo())]
     result = run_unit(unit, spec, CheckContext(load_suite("reproduce"), tmp_path, {"gpu": None},
                                                False))
     assert str(result.status) == "not run" and "CUDA GPU" in result.reason

@@ -100,10 +100,10 @@ def test_gate_on_a_corrupt_run_or_baseline_is_unusable_input(tmp_path, capsys):
     lines = base.read_text().splitlines()
     lines[1] = lines[1].replace('"num_images": 500', '"num_images": "five hundred"')
     broken.write_text("\n".join(lines) + "\n")
-    assert main(["gate", str(run), "--baseline", str(broken), "--suite", "gate"]) == 2
+    assert main(["gate", str(run), "--baseline", str(broken)]) == 2
     err = capsys.readouterr().err
     assert "broken.jsonl:2" in err and "num_images" in err
-    assert main(["gate", str(broken), "--baseline", str(base), "--suite", "gate"]) == 2
+    assert main(["gate", str(broken), "--baseline", str(base)]) == 2
 
 
 def test_a_nan_never_passes_the_gate(tmp_path, capsys):
@@ -111,7 +111,7 @@ def test_a_nan_never_passes_the_gate(tmp_path, capsys):
     run = tmp_path / "nan.jsonl"
     text = write_run(tmp_path / "new.jsonl", records("new")).read_text()
     run.write_text(text.replace('"ratio_to_reference": 2.0', '"ratio_to_reference": NaN'))
-    assert main(["gate", str(run), "--baseline", str(base), "--suite", "gate"]) == 2
+    assert main(["gate", str(run), "--baseline", str(base)]) == 2
     assert "not a finite number" in capsys.readouterr().err
 
 

@@ -48,6 +48,7 @@ def test_seed_table_and_one_latency_table_per_machine(workspace):
     assert "| model | torch/cpu/fp32 |\n|---|---|\n| rtmdet-tiny | 80.00 ⚪ |" in md
     assert "Not measured on this machine (no GPU): tensorrt/cuda/fp16 [1]." in md
     assert "Test CPU 9000 (2 cores), GPU: none" in md  # the environment of the run
+    assert f"machine `{records('r1')[0].fingerprint.id}`" in md  # its fingerprint
     assert "## Gate verdict" in md and "rows pass" in md
 
 

@@ -201,10 +201,12 @@ def test_killed_subprocess_resumes_and_a_torn_line_is_ignored(tmp_path):
         f.write(b'{"run": "k", "model": "rtmdet-s", "che')
     partial = read_run(path)
     assert 2 <= len(partial.records) < 6 and partial.skipped_lines
-    # the unit the process died in: failed (the gate is red on the cut run), not absent
+    # the unit the process died in: failed (the gate is red on the cut run), not absent. The
+    # kill may also land between two units (the record written, the next not begun): then
+    # nothing reads as failed and the gate finds the rest missing (tests/test_cut_runs.py)
     interrupted = [r for r in partial.records if "interrupted" in r.provenance]
-    assert len(interrupted) == 1 and interrupted[0].status == "failed"
-    assert "--resume k" in interrupted[0].reason
+    assert len(interrupted) <= 1
+    assert all(r.status == "failed" and "--resume k" in r.reason for r in interrupted)
     done = {r.key for r in partial.records if r not in interrupted}
     summary = run_suite(load_suite(suite_path), resume="k", progress=False)
     final = read_run(path)

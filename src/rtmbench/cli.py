@@ -250,16 +250,32 @@ def _cmd_gate(args: argparse.Namespace) -> int:
     from .judge.gate import run_gate
 
     return run_gate(args.run, baseline=args.baseline, suite=args.suite,
-                    results_dir=args.results_dir, zoo_path=args.zoo)
+                    results_dir=args.results_dir, zoo_path=args.zoo, history=args.history,
+                    history_runs=args.history_runs)
+
+
+DEFAULT_HISTORY_RUNS = 20  # rtmbench.judge.history.DEFAULT_RUNS (checked by the tests)
 
 
 def _add_gate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("gate", help="fail (exit 1) on a regression against claims or a baseline")
     p.add_argument("run", metavar="RUN", help="run id (under --results-dir) or .jsonl file")
     p.add_argument("--baseline", metavar="FILE", help="baseline run (.jsonl) to compare with")
-    p.add_argument("--suite", default="gate", help="suite whose tolerances apply "
-                   "(default: gate)")
+    p.add_argument("--suite", default=None, help="suite whose planned units the run must "
+                   "have (a planned unit without a record is red) and whose tolerances apply "
+                   "(default: the plan of the suite the run records, the tolerances of the "
+                   "shipped suite gate)")
     p.add_argument("--results-dir", default="results", help="where run ids are looked up")
+    p.add_argument("--history", metavar="DIR", default=None, help="a directory of run files "
+                   "(e.g. results/): judge each unit against the last runs of this machine "
+                   "(same fingerprint; failed, contended and interrupted records left out): "
+                   "latency against the best level of those runs by the latency tolerance and "
+                   "a Mann-Whitney U test at its alpha (both from --suite), box AP within its "
+                   "tolerance, params and FLOPs exactly; a unit without such runs falls back "
+                   "to --baseline, and the output says so; steps in the history are named")
+    p.add_argument("--history-runs", metavar="N", type=int, default=DEFAULT_HISTORY_RUNS,
+                   help="how many of this machine's latest usable runs each unit is judged "
+                   "against (with --history; a slowdown stays visible this many runs)")
     p.set_defaults(handler=_cmd_gate)
 
 
@@ -267,6 +283,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from .judge.report import LOCAL_OUT, load_runs, write_report
 
     publish = args.publish
+    if args.history is not None:
+        return _history_report(args)
     out_dir = args.out_dir or ("reports" if publish else str(LOCAL_OUT))
     readme = None if args.no_readme else (args.readme or ("README.md" if publish else None))
     runs = load_runs(args.runs, args.results_dir, committed=not args.only)
@@ -278,6 +296,22 @@ def _cmd_report(args: argparse.Namespace) -> int:
         print(f"rtmbench report: runs {', '.join(r.run_id for r in runs)} in "
               f"{out_dir}/results.md; README.md and reports/ are unchanged (--publish writes "
               f"them).", file=sys.stderr)
+    return 0
+
+
+def _history_report(args: argparse.Namespace) -> int:
+    from .errors import InputError
+    from .judge.history_report import write_history_report
+    from .judge.report import LOCAL_OUT
+    from .spec.suite import load_suite
+    from .spec.zoo import load_zoo
+
+    if args.runs or args.publish or args.only or args.readme:
+        raise InputError("--history DIR draws the runs in DIR: give no RUN, --publish, --only "
+                         "or --readme with it.")
+    alpha = load_suite(args.suite, load_zoo(args.zoo)).tolerance("latency").alpha
+    for path in write_history_report(args.history, args.out_dir or str(LOCAL_OUT), alpha):
+        print(path)
     return 0
 
 
@@ -301,7 +335,12 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
                    "(default: none, or README.md with --publish)")
     p.add_argument("--no-readme", action="store_true", help="never touch a README")
     p.add_argument("--suite", default="reproduce", help="suite whose tolerances judge the "
-                   "claims (default: reproduce)")
+                   "claims (default: reproduce); with --history, whose latency alpha makes a "
+                   "step significant")
+    p.add_argument("--history", metavar="DIR", default=None, help="instead: one plot per "
+                   "machine and metric of the runs in DIR over time (commit order, steps "
+                   "marked, failed and contended runs apart) and history.md, into --out-dir "
+                   "(default reports/local)")
     p.set_defaults(handler=_cmd_report)
 
 def _cmd_score(args: argparse.Namespace) -> int:

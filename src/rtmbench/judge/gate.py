@@ -1,14 +1,21 @@
 """The regression gate: a run against the published claims and against a baseline run.
 
-Exit codes: 0 nothing regressed, 1 a regression, a miss or a failed unit, 2 unusable input (a
-run or baseline that cannot be read, has a corrupt line, or a suite that does not parse).
+Exit codes: 0 nothing regressed, 1 a regression, a miss, a failed or a missing unit, 2 unusable
+input (a run or baseline that cannot be read, has a corrupt line, or a suite that cannot be
+found or does not parse).
 
-Every unit of the run becomes one row per metric, judged by :mod:`.judgement` with the gate
-suite's tolerances: a failed unit always fails the gate; a unit the baseline measured on the
-same hardware and this run did not is a regression (lost coverage), and so is a unit of the
-baseline that is absent from the run. Latency is gated only against a same-hardware baseline,
-as the ratio to the reference timed in the same run; a contended measurement is not gated, and
-the row says so.
+Every unit of the run becomes one row per metric, judged by :mod:`.judgement` with the
+tolerances of ``--suite`` (default: the shipped ``gate`` suite's): a failed unit always fails
+the gate; a unit the baseline measured on the same hardware and this run did not is a
+regression (lost coverage), and so is a unit of the baseline that is absent from the run.
+Latency is gated only against a same-hardware baseline, as the ratio to the reference timed in
+the same run; a contended measurement is not gated, and the row says so.
+
+A run is also judged against the units its suite plans (:mod:`.completeness`): a planned unit
+without a record (the run was stopped or killed before it) is a red row. The plan is
+``--suite``'s when given, else the suite the run records; so ``--suite`` sets both the plan and
+the tolerances, and without it the run's own suite gives the plan and the ``gate`` suite the
+tolerances (``nox -s gate`` runs the smoke suite and gates it with ``--suite smoke``).
 """
 
 from __future__ import annotations
@@ -17,11 +24,15 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import RtmbenchError
+from ..errors import InputError, RtmbenchError
 from ..records import Record, Run, UnitKey, load_usable_run
 from ..spec.suite import SuiteBase, load_suite
 from ..spec.zoo import load_zoo
+from .completeness import Plan, plan_for
+from .history import DEFAULT_RUNS, History, NamedStep, find_steps, judge_unit_history, read_history
 from .judgement import Judgement, Mark, judge_absent, judge_unit, primary_ap
+
+DEFAULT_TOLERANCES_SUITE = "gate"
 
 
 @dataclass
@@ -91,7 +102,7 @@ def rows_for_unit(key: UnitKey, record: Record, judgements: list[Judgement]) -> 
             ratio = record.metrics.get("ratio_to_reference")
             row.measured = ((f"{ratio:.4f}" if isinstance(ratio, (int, float)) else "no ratio")
                             + (f" ({median:.2f} ms)" if isinstance(median, (int, float)) else ""))
-            if not any(j.against == "baseline" for j in js):
+            if not any(j.against in ("baseline", "history") for j in js):
                 js = js + [Judgement("latency", Mark.NOT_COMPARABLE,
                                      "no baseline measurement; not gated", against="baseline")]
         texts = [j.text for j in ([worst] + [j for j in js if j is not worst])]
@@ -100,19 +111,80 @@ def rows_for_unit(key: UnitKey, record: Record, judgements: list[Judgement]) -> 
     return rows
 
 
-def compare(run: Run, baseline: Run | None, suite: SuiteBase) -> list[Row]:
+def missing_row(key: UnitKey, text: str, base: Record | None = None) -> Row:
+    """The red row of a planned unit the run has no record of."""
+    return Row(key.model, key.label.removeprefix(key.model + " "),
+               baseline=str(base.status) if base is not None else "—", measured="missing",
+               verdict=f"REGRESSION: {text}", regression=True)
+
+
+def compare(run: Run, baseline: Run | None, suite: SuiteBase,
+            plan: Plan | None = None) -> list[Row]:
     base = baseline.latest_by_key() if baseline else {}
     rows: list[Row] = []
     current = run.latest_by_key()
     for key, rec in current.items():
         rows.extend(rows_for_unit(key, rec, judge_unit(rec, base.get(key), suite)))
+    missing = plan.missing(run) if plan is not None else []
+    for key in missing:
+        rows.append(missing_row(key, plan.missing_text(run), base.get(key)))
     for key, old in base.items():
-        if key not in current:
+        if key not in current and key not in missing:
             j = judge_absent(old)
             rows.append(Row(old.model, key.label.removeprefix(old.model + " "),
                             baseline=str(old.status), measured="absent",
                             verdict=f"REGRESSION: {j.text}", regression=True))
     return rows
+
+
+def compare_history(run: Run, history: History, baseline: Run | None, suite: SuiteBase,
+                    plan: Plan | None, size: int) -> tuple[list[Row], list[NamedStep],
+                                                            list[Run]]:
+    """``gate --history``: each unit against the last ``size`` runs of this machine in the
+    history (:mod:`.history`), the baseline where a unit has none; the steps in those runs;
+    the runs of this machine used."""
+    base = baseline.latest_by_key() if baseline else {}
+    name = str(baseline.path) if baseline else None
+    runs = history.of_machine(run.fingerprint, until=run.start, exclude=run.path)
+    alpha = getattr(suite.tolerance("latency"), "alpha", 0.01)
+    rows: list[Row] = []
+    found: list[NamedStep] = []
+    current = run.latest_by_key()
+    for key, rec in current.items():
+        rows.extend(rows_for_unit(key, rec, judge_unit_history(rec, runs, base.get(key), suite,
+                                                               size, name)))
+        found += find_steps(key, runs, size, alpha, footing=rec)
+    missing = plan.missing(run) if plan is not None else []
+    rows += [missing_row(key, plan.missing_text(run), base.get(key)) for key in missing]
+    for key, old in base.items():
+        if key not in current and key not in missing:
+            j = judge_absent(old)
+            rows.append(Row(old.model, key.label.removeprefix(old.model + " "),
+                            baseline=str(old.status), measured="absent",
+                            verdict=f"REGRESSION: {j.text}", regression=True))
+    return rows, found, runs
+
+
+def history_summary(run: Run, history: History, used: list[Run], found: list[NamedStep],
+                    rows: list[Row], size: int) -> list[str]:
+    others = [r for r in history.runs if r.fingerprint != run.fingerprint]
+    machines = len({r.fingerprint for r in others})
+    lines = [f"History: {history.directory}: {len(history.runs)} run(s); {len(used)} of this "
+             f"machine ({run.fingerprint.id}: {run.fingerprint.label}) up to this run's start, "
+             f"each unit judged against its last {size} usable ones"
+             + (f"; {len(others)} run(s) of {machines} other machine(s), never compared"
+                if others else "") + "."]
+    without = [r for r in rows if "no comparable history" in r.verdict]
+    if without:
+        lines.append(f"{len(without)} row(s) without comparable history (against the baseline "
+                     f"where it has the unit, else not gated on history): "
+                     + "; ".join(f"{r.model} {r.metric}" for r in without) + ".")
+    if found:
+        lines.append("Steps in this machine's history:")
+        lines += [f"  {s.describe()}" for s in found]
+    else:
+        lines.append("No significant step in this machine's history.")
+    return lines
 
 
 def format_rows(rows: list[Row]) -> str:
@@ -126,25 +198,61 @@ def format_rows(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def run_gate(run: str, *, baseline: str | None = None, suite: str = "gate",
-             results_dir: str | Path = "results", zoo_path: str | None = None) -> int:
+def plan_summary(plan: Plan, run: Run, tolerances: SuiteBase, given: bool) -> list[str]:
+    """What the run was judged against: the plan's suite and what it lacks; where the
+    tolerances came from."""
+    missing = plan.missing(run)
+    lines = [f"Plan: {plan.source}: {len(plan.keys)} unit(s), "
+             + (f"{len(missing)} MISSING (no record"
+                + (f": the run ended before them; `rtmbench run "
+                   f"{plan.suite.path or plan.suite.name} --resume {run.run_id}` measures them"
+                   if plan.looks_cut(run) else "") + "): "
+                + "; ".join(k.label for k in missing) if missing else "every one recorded")
+             + "."]
+    unplanned = plan.unplanned(run)
+    if unplanned:
+        lines.append(f"{len(unplanned)} recorded unit(s) the plan does not name (judged all "
+                     f"the same): " + "; ".join(k.label for k in unplanned) + ".")
+    lines.append(f"Tolerances: suite {tolerances.name}"
+                 + (" (as given)." if given else " (the default; --suite SUITE sets both the "
+                    "plan and the tolerances)."))
+    return lines
+
+
+def run_gate(run: str, *, baseline: str | None = None, suite: str | None = None,
+             results_dir: str | Path = "results", zoo_path: str | None = None,
+             history: str | Path | None = None, history_runs: int = DEFAULT_RUNS) -> int:
     try:
+        if history_runs < 1:
+            raise InputError(f"--history-runs {history_runs}: give at least 1 run.")
         current = load_usable_run(run, results_dir, "run")
         base = load_usable_run(baseline, results_dir, "baseline") if baseline else None
-        tolerances = load_suite(suite, load_zoo(zoo_path))
+        zoo = load_zoo(zoo_path)
+        tolerances = load_suite(suite or DEFAULT_TOLERANCES_SUITE, zoo)
+        plan = plan_for(current, zoo, suite, tolerances if suite else None)
+        past = read_history(history) if history is not None else None
     except RtmbenchError as exc:
         print(f"rtmbench gate: unusable input: {exc}", file=sys.stderr)
         return 2
     for r in (current, base):
         if r is not None and r.problems:
             print(f"rtmbench gate: note: {r.describe_problems()}", file=sys.stderr)
-    rows = compare(current, base, tolerances)
+    if past is not None:
+        rows, found, used = compare_history(current, past, base, tolerances, plan,
+                                            history_runs)
+    else:
+        rows = compare(current, base, tolerances, plan)
     print(format_rows(rows))
     bad = [r for r in rows if r.regression]
     unreliable = [r for r in rows if r.unreliable and not r.regression]
     against = f" and baseline {base.path}" if base else " (no baseline given)"
-    print(f"\n{len(rows) - len(bad)}/{len(rows)} rows pass against the claims{against}; "
-          f"tolerances from suite {tolerances.name}.")
+    if past is not None:
+        against = f" and the history in {past.directory}" + (
+            f" (baseline {base.path} where a unit has no history)" if base else "")
+    print(f"\n{len(rows) - len(bad)}/{len(rows)} rows pass against the claims{against}.")
+    print("\n".join(plan_summary(plan, current, tolerances, suite is not None)))
+    if past is not None:
+        print("\n".join(history_summary(current, past, used, found, rows, history_runs)))
     if unreliable:
         print(f"{len(unreliable)} row(s) UNRELIABLE, not gated (re-measure on a quiet machine): "
               + "; ".join(f"{r.model} {r.metric}" for r in unreliable))

@@ -19,8 +19,9 @@ Equal footing:
 - box AP: the claim's AP convention, on all of val2017 (a subset is not comparable); a
   baseline only on the same data set, image count and weights;
 - latency: a claim only where GPU, backend, precision, batch and input size all match its
-  conditions; a baseline only from the same hardware, compared as the ratio to the reference
-  convolution timed in the same run (never raw milliseconds of two runs).
+  conditions; a baseline only from the same machine (the same fingerprint: hardware, usable
+  cores, threads, driver and the timing packages' versions), compared as the ratio to the
+  reference convolution timed in the same run (never raw milliseconds of two runs).
 """
 
 from __future__ import annotations
@@ -100,7 +101,10 @@ def same_gpu(claimed: str | None, gpu: str | None) -> bool:
 
 
 def same_hardware(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
-    """Latency is only comparable between runs on the same CPU model, core count and GPU."""
+    """The same CPU model, core count and GPU: a unit measured in a baseline on such a machine
+    and not run now lost coverage. (Latency itself is compared only between records of one
+    machine fingerprint, :mod:`rtmbench.records.fingerprint`, which also names the timing
+    packages' versions.)"""
     if not a or not b:
         return False
     return all(a.get(k) == b.get(k) for k in ("cpu", "cores", "gpu"))
@@ -399,10 +403,16 @@ def _box_ap_baseline(rec: Record, base: Record, tolerances: Tolerances) -> Judge
 def _latency_baseline(rec: Record, base: Record, tolerances: Tolerances) -> Judgement:
     ratio, old = rec.metrics.get("ratio_to_reference"), base.metrics.get("ratio_to_reference")
     shown = f"{ratio:.4f}" if isinstance(ratio, (int, float)) else "no ratio"
-    if not same_hardware(rec.hardware, base.hardware):
+    if (ours := rec.fingerprint) != (theirs := base.fingerprint):
         return Judgement("latency", Mark.NOT_COMPARABLE,
-                         "baseline from different hardware; not gated", against="baseline",
-                         measured=shown)
+                         f"baseline from another machine ({'; '.join(theirs.differences(ours))})"
+                         f"; not gated", against="baseline", measured=shown)
+    if not isinstance(ratio, (int, float)) and isinstance(old, (int, float)):
+        # what the baseline could be compared on is gone: lost coverage, not a pass
+        return Judgement("latency", Mark.REGRESSION,
+                         "the baseline has a ratio to the reference and this run has none (was "
+                         "the reference convolution not timed?): the latency can no longer be "
+                         "gated", against="baseline", reference=f"{old:.4f}", measured=shown)
     if not isinstance(ratio, (int, float)) or not isinstance(old, (int, float)):
         # same hardware, yet nothing to compare: shown as unreliable, never as a plain "ok"
         return Judgement("latency", Mark.UNRELIABLE,
@@ -433,7 +443,7 @@ def _latency_baseline(rec: Record, base: Record, tolerances: Tolerances) -> Judg
         why = (f"slower beyond {tol.describe()} ({delta}) but not significant (Mann-Whitney U, "
                f"{shown_p} ≥ {alpha:g}): noise, not gated")
     else:
-        why = f"within {tol.describe()} of baseline (same hardware, {shown_p})"
+        why = f"within {tol.describe()} of baseline (same machine, {shown_p})"
     return Judgement("latency", Mark.OK, why, against="baseline", reference=f"{old:.4f}",
                      measured=shown, delta=delta)
 
@@ -461,9 +471,14 @@ def slower_p_value(record: Record, base: Record) -> float | None:
 def least_p_value(record: Record, base: Record) -> float:
     """The smallest one-sided Mann-Whitney U p-value the two records' sample counts allow
     (every sample of one above every sample of the other): 1 / C(n1 + n2, n1)."""
+    return least_p_value_of(len(normalised_samples(record) or []),
+                            len(normalised_samples(base) or []))
+
+
+def least_p_value_of(n1: int, n2: int) -> float:
+    """The smallest one-sided Mann-Whitney U p-value samples of n1 and n2 values allow."""
     from math import comb
 
-    n1, n2 = len(normalised_samples(record) or []), len(normalised_samples(base) or [])
     return 1.0 / comb(n1 + n2, n1) if n1 and n2 else 1.0
 
 

@@ -1,7 +1,8 @@
 """Typed, versioned records and the append-only run files that hold them.
 
 Below both ``run`` (which writes records) and ``judge`` (which reads them): it imports nothing of
-ours but ``errors`` and ``fileio``.
+ours but ``errors``, ``fileio`` and the specs (``plan``: which units a suite plans, for the
+runner and the gate alike).
 """
 
 from .io import (
@@ -31,8 +32,10 @@ from .model import (
     migrate,
     parse_record,
 )
+from .plan import PlannedUnit, plan_keys, plan_units
 
 __all__ = ["FLOPS_CONVENTIONS", "METRICS", "SCHEMA_VERSION", "BoxAPMetrics", "ComplexityMetrics",
-           "LatencyMetrics", "LineProblem", "Record", "Run", "RunWriter", "SchemaError", "Status",
-           "UnitKey", "check_run_id", "is_interrupted", "latest_run", "list_runs",
-           "load_usable_run", "migrate", "parse_record", "read_run", "resolve_run", "run_path"]
+           "LatencyMetrics", "LineProblem", "PlannedUnit", "Record", "Run", "RunWriter",
+           "SchemaError", "Status", "UnitKey", "check_run_id", "is_interrupted", "latest_run",
+           "list_runs", "load_usable_run", "migrate", "parse_record", "plan_keys", "plan_units",
+           "read_run", "resolve_run", "run_path"]

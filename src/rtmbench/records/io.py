@@ -37,7 +37,8 @@ from pydantic import ValidationError
 
 from ..errors import InputError
 from ..fileio import append_durable
-from .model import Record, SchemaError, UnitKey, parse_record
+from .fingerprint import Fingerprint, fingerprint_of, stored_fingerprint
+from .model import SCHEMA_VERSION, Record, SchemaError, UnitKey, parse_record
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 TORN_EVENT = "torn-line"
@@ -110,6 +111,36 @@ class Run:
 
     def describe_problems(self) -> str:
         return "; ".join(p.describe(self.path) for p in self.problems)
+
+    @property
+    def fingerprint(self) -> Fingerprint:
+        """The machine the run was made on: the fingerprint its records store, else computed
+        from their provenance (a latency record's ``environment`` completes the others')."""
+        real = [r for r in self.records if not is_interrupted(r)]
+        for r in real:
+            if (stored := stored_fingerprint(r.provenance)) is not None:
+                return stored
+        provenance = dict(real[0].provenance) if real else {}
+        for name in ("environment", "gpu_conditions"):
+            found = next((r.provenance[name] for r in real if r.provenance.get(name)), None)
+            if found is not None:
+                provenance[name] = found
+        return fingerprint_of(provenance)
+
+    @property
+    def start(self) -> str:
+        """The date of its first record (ISO 8601, UTC), '' when none is recorded."""
+        dates = [d for r in self.records if isinstance(d := r.provenance.get("date"), str)]
+        return min(dates, default="")
+
+    @property
+    def commit(self) -> str | None:
+        """The git commit its records say the code was at, if any."""
+        for r in self.records:
+            git = r.provenance.get("git")
+            if isinstance(git, dict) and isinstance(git.get("commit"), str):
+                return git["commit"]
+        return None
 
 
 def _describe_validation(exc: ValidationError) -> str:
@@ -201,6 +232,29 @@ def _interrupted(key: UnitKey, line: int, run_id: str) -> Record:
                   provenance={"interrupted": {"started_line": line}})
 
 
+def newer_schema_line(path: Path) -> tuple[int, int] | None:
+    """(line, schema_version) of the first record a newer rtmbench wrote, or None."""
+    for number, line in enumerate(path.read_bytes().split(b"\n"), start=1):
+        try:
+            data = _loads(line)
+        except (ValueError, UnicodeDecodeError):
+            continue
+        version = data.get("schema_version") if isinstance(data, dict) else None
+        if isinstance(version, int) and not isinstance(version, bool) and \
+                version > SCHEMA_VERSION:
+            return number, version
+    return None
+
+
+def _refuse_newer_schema(path: Path) -> None:
+    if found := newer_schema_line(path):
+        line, version = found
+        raise InputError(f"cannot resume run file {path}: line {line} has schema_version "
+                         f"{version}, written by a newer rtmbench (this one writes "
+                         f"{SCHEMA_VERSION}); appending would mix versions in one file. Resume "
+                         f"it with that newer rtmbench, or start a new run (--run-id).")
+
+
 class RunWriter:
     """Appends records to one run file; each line is on disk before ``append`` returns.
 
@@ -229,6 +283,8 @@ class RunWriter:
             if resume and not path.exists():
                 raise InputError(f"cannot resume: no run file {path}; start a new run without "
                                  f"--resume, or check the run id and the suite's results_dir.")
+            if resume:
+                _refuse_newer_schema(path)  # before anything is written to it
             append_durable(path, b"")  # the run exists from now on, empty until a unit ends
             self._repair_torn_tail()
         except BaseException:

@@ -19,7 +19,8 @@ Schema history (:func:`migrate` reads every older version):
 - 2: ``schema_version``; ``input_size`` (width, height) and ``batch`` in the unit key;
   latency claims carry ``input_size`` and ``batch``. Later additions, all optional (older
   records stay valid): latency ``agreement_ap``, ``min_agreement_ap``, ``output_max_*_error``,
-  ``throttled``, ``throttle_reasons``.
+  ``throttled``, ``throttle_reasons``; ``provenance.fingerprint`` (the machine, computed from
+  the provenance for records without it: :mod:`.fingerprint`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .fingerprint import Fingerprint, check_stored, fingerprint_of
 
 SCHEMA_VERSION = 2
 
@@ -150,6 +153,56 @@ class LatencyMetrics(_Metrics):
     throttled: bool | None = None
     throttle_reasons: list[str] | None = None
 
+    @model_validator(mode="after")
+    def _agrees_with_itself(self) -> LatencyMetrics:
+        """The figures the gate reads must tell one story: ``median_ms`` is the median of the
+        kept samples, ``ratio_to_reference`` is ``median_ms / reference_median_ms``. A record
+        that contradicts itself (edited by hand, or a bug) is unusable, never judged on
+        whichever figure the judge happens to read."""
+        problems = latency_contradictions(self)
+        if problems:
+            raise ValueError("the record contradicts itself: " + "; ".join(problems))
+        return self
+
+
+# What a latency record keeps of its samples (rtmbench.measure.timing.kept_samples_ms): every
+# one rounded to 0.1 µs (4 decimals in ms), or at most this many, evenly spaced in time order.
+STORED_SAMPLES_MAX = 2000
+SAMPLE_ROUNDING_MS = 1e-4
+RATIO_RTOL = 1e-6  # ratio_to_reference is stored as computed: only float noise may differ
+
+
+def latency_contradictions(m: LatencyMetrics) -> list[str]:
+    """Where a latency record's figures disagree with each other, each naming the fields."""
+    out = []
+    samples = m.samples_ms
+    if samples:
+        n = len(samples)
+        if m.samples is not None and n != min(m.samples, STORED_SAMPLES_MAX):
+            out.append(f"samples says {m.samples} iterations but samples_ms keeps {n} (every "
+                       f"sample is kept up to {STORED_SAMPLES_MAX}, then "
+                       f"{STORED_SAMPLES_MAX} evenly spaced)")
+        ordered = sorted(samples)
+        middle = (ordered[(n - 1) // 2] + ordered[n // 2]) / 2
+        complete = m.samples == n if m.samples is not None else n < STORED_SAMPLES_MAX
+        slack = SAMPLE_ROUNDING_MS + 1e-9 * m.median_ms
+        if complete and abs(middle - m.median_ms) > slack:
+            out.append(f"median_ms {m.median_ms:.6g} is not the median of samples_ms "
+                       f"({middle:.6g}, {n} samples)")
+        elif not complete:  # a subsample: the full median lies well inside its middle half
+            low, high = ordered[n // 4], ordered[(3 * n) // 4 - 1 if n >= 4 else n - 1]
+            if not low - slack <= m.median_ms <= high + slack:
+                out.append(f"median_ms {m.median_ms:.6g} lies outside the middle half of "
+                           f"samples_ms ({low:.6g} .. {high:.6g}, {n} of {m.samples or '?'} "
+                           f"samples kept)")
+    if m.ratio_to_reference is not None and m.reference_median_ms is not None:
+        expected = m.median_ms / m.reference_median_ms
+        if abs(m.ratio_to_reference - expected) > RATIO_RTOL * expected:
+            out.append(f"ratio_to_reference {m.ratio_to_reference:.6g} is not median_ms / "
+                       f"reference_median_ms ({m.median_ms:.6g} / "
+                       f"{m.reference_median_ms:.6g} = {expected:.6g})")
+    return out
+
 
 class ClaimFields(BaseModel):
     """What the judge reads of every stored claim, validated strictly like the metrics: a
@@ -212,6 +265,9 @@ class Record(BaseModel):
         for name in ("metrics", "claim", "provenance"):
             if where := _first_non_finite(getattr(self, name)):
                 raise ValueError(f"{name}.{where} is not a finite number")
+        if "fingerprint" in self.provenance and (
+                why := check_stored(self.provenance["fingerprint"])):
+            raise ValueError(f"provenance.fingerprint: {why}")
         for metric, claim in self.claim.items():
             try:
                 ClaimFields.model_validate(claim)
@@ -231,7 +287,10 @@ class Record(BaseModel):
                 except ValidationError as exc:
                     err = exc.errors()[0]
                     loc = ".".join(str(p) for p in err["loc"])
-                    raise ValueError(f"metrics.{loc}: {err['msg']} (a {self.status} "
+                    msg = err["msg"].removeprefix("Value error, ")
+                    if not loc:  # the metrics as a whole (they contradict each other)
+                        raise ValueError(f"metrics: {msg}") from None
+                    raise ValueError(f"metrics.{loc}: {msg} (a {self.status} "
                                      f"{self.check} record needs it)") from None
         elif not (self.reason and self.reason.strip()):
             raise ValueError(f"a '{self.status}' record needs a reason")
@@ -253,6 +312,12 @@ class Record(BaseModel):
     @property
     def hardware(self) -> dict[str, Any] | None:
         return self.provenance.get("hardware")
+
+    @property
+    def fingerprint(self) -> Fingerprint:
+        """The machine it was measured on (:mod:`.fingerprint`): stored, or computed from
+        the provenance of a record written before fingerprints were stored."""
+        return fingerprint_of(self.provenance)
 
     def to_json(self) -> str:
         import json

@@ -14,7 +14,6 @@ import importlib
 import os
 import string
 from dataclasses import dataclass, field
-from itertools import product
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -27,7 +26,7 @@ from ..spec.checks import (
     ComplexitySpec,
     LatencySpec,
     register_spec,
-    resolve_device,
+    unit_fields,
     unregister_spec,
 )
 from ..spec.schema import Strict
@@ -84,7 +83,9 @@ class Check:
     Spec: ClassVar[type[Strict]]
 
     def units(self, model: ResolvedModel, spec: Any) -> list[Unit]:
-        return [Unit(model, self.name)]
+        """The units of ``model``: what its spec's ``unit_fields`` says (a check declares its
+        units on its spec, where the gate reads them too; it does not override this)."""
+        return [Unit(model, self.name, **f) for f in unit_fields(spec, model)]
 
     def claims(self, unit: Unit, spec: Any, ctx: CheckContext) -> dict[str, Any]:
         """The published figures this unit is compared with, as records store them."""
@@ -103,6 +104,11 @@ _REGISTRY: dict[str, type[Check]] = {}
 
 
 def register_check(cls: type[Check]) -> type[Check]:
+    if cls.units is not Check.units:
+        raise TypeError(f"check {cls.name!r} overrides Check.units: declare its units on its "
+                        f"spec instead ({cls.Spec.__name__}.unit_fields, see "
+                        f"rtmbench.spec.checks.CheckSpec), so that the gate, which never "
+                        f"imports the checks, expects the same units the runner runs")
     _REGISTRY[cls.name] = cls
     register_spec(cls.name, cls.Spec)
     return cls
@@ -119,13 +125,6 @@ def registered_checks() -> dict[str, type[Check]]:
 
 def get_check(name: str) -> Check:
     return _REGISTRY[name]()
-
-
-def machine_gpu() -> str | None:
-    """This machine's GPU as a run's hardware provenance names it (None without one)."""
-    from ..measure.environment import gpu_name
-
-    return gpu_name()
 
 
 def weights_missing(model: ResolvedModel, weights: str | None) -> None:
@@ -191,18 +190,6 @@ def latency_claim(model: ResolvedModel, unit: Unit, gpu: str | None) -> Claim | 
 class LatencyCheck(Check):
     name = "latency"
     Spec = LatencySpec
-
-    def units(self, model: ResolvedModel, spec: LatencySpec) -> list[Unit]:
-        size = tuple(spec.input_size or model.input_size)
-        seen: dict[tuple, Unit] = {}
-        for t in spec.targets:
-            for b, d, p in product(t.backends, t.devices, t.precisions):
-                variants = [f"{v}-ep" for v in t.providers] if (
-                    b == "onnxruntime" and t.providers) else [None]
-                for v in variants:
-                    seen.setdefault((b, d, p, v), Unit(model, self.name, b, d, p, variant=v,
-                                                       input_size=size, batch=spec.batch))
-        return list(seen.values())
 
     @staticmethod
     def backend_options(unit: Unit, spec: LatencySpec) -> dict[str, Any]:
@@ -360,12 +347,6 @@ def golden_path(spec: BoxAPSpec, ctx: CheckContext) -> Path:
 class BoxAPCheck(Check):
     name = "box_ap"
     Spec = BoxAPSpec
-
-    def units(self, model: ResolvedModel, spec: BoxAPSpec) -> list[Unit]:
-        ids = spec.weights if isinstance(spec.weights, list) else [spec.weights]
-        device = resolve_device(spec.device, machine_gpu())  # the unit key: where it runs
-        return [Unit(model, self.name, "torch", device, spec.precision, variant=w)
-                for w in ids]
 
     def claims(self, unit: Unit, spec: BoxAPSpec, ctx: CheckContext) -> dict[str, Any]:
         """The published AP of the weights a unit evaluates (none for generated data), and

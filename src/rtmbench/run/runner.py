@@ -23,8 +23,19 @@ from tqdm import tqdm
 
 from ..errors import InputError, RtmbenchError
 from ..judge.judgement import run_time_verdict
-from ..measure.environment import hardware, run_provenance, utc_now
-from ..records import Record, RunWriter, Status, is_interrupted, list_runs, read_run, run_path
+from ..measure.environment import gpu_name, hardware, run_provenance, utc_now
+from ..measure.timing import collect_environment
+from ..records import (
+    Record,
+    RunWriter,
+    Status,
+    is_interrupted,
+    list_runs,
+    plan_units,
+    read_run,
+    run_path,
+)
+from ..records.fingerprint import stored_form as fingerprint_stored_form
 from ..spec.suite import SuiteBase
 from ..spec.zoo import Zoo, load_zoo
 from .checks import CheckContext, Outcome, Unit, get_check
@@ -38,14 +49,12 @@ def default_run_id(suite_name: str) -> str:
 
 
 def plan(suite: SuiteBase, zoo: Zoo) -> list[tuple[Unit, Any]]:
-    """Units in the order they run: check by check (cheap complexity first), model by model."""
-    models = suite.resolved_models(zoo)
-    planned: dict[Any, tuple[Unit, Any]] = {}
-    for name, spec in suite.enabled_checks():
-        for model in models:
-            for unit in get_check(name).units(model, spec):
-                planned.setdefault(unit.key, (unit, spec))  # a unit named twice runs once
-    return list(planned.values())
+    """Units in the order they run: check by check (cheap complexity first), model by model;
+    a unit named twice runs once. Built from :func:`rtmbench.records.plan_units` on this
+    machine (its GPU, as the run records it), the expansion the gate checks a run against,
+    so the two cannot disagree."""
+    return [(Unit(p.model, **p.fields), p.spec)
+            for p in plan_units(suite, zoo, gpu_name())]
 
 
 @dataclass
@@ -201,6 +210,9 @@ def run_suite(suite: SuiteBase, *, run_id: str | None = None, resume: str | None
             return summary
         base = {**run_provenance(), "suite": {"name": suite.name,
                                               "path": str(suite.path) if suite.path else None}}
+        # the machine, as gate --history and the reports group runs (records.fingerprint)
+        base["fingerprint"] = fingerprint_stored_form({**base,
+                                                       "environment": collect_environment()})
         ctx = CheckContext(suite, results_dir / run_id, base["hardware"], progress)
         if show_plan:
             shown = make_plan(suite, todo, CheckContext(suite, ctx.work_dir, base["hardware"],
@@ -212,9 +224,11 @@ def run_suite(suite: SuiteBase, *, run_id: str | None = None, resume: str | None
         try:
             for unit, spec in todo:
                 bar.set_postfix_str(unit.label, refresh=True)
-                writer.started(unit.key)
                 started = time.monotonic()
                 try:
+                    # inside the try: a Ctrl-C or SIGTERM while the start line is being written
+                    # (its fsync) is a cancelled unit, not one the process died in
+                    writer.started(unit.key)
                     result = run_unit(unit, spec, ctx)
                 except KeyboardInterrupt:  # SIGTERM arrives as one too (cli)
                     writer.cancelled(unit.key)

@@ -3,11 +3,17 @@
 The suite schema (:mod:`.suite`) is built from this registry, so an unknown check name or an
 unknown option is an error naming the file, line, field and fix. The checks' implementations
 (``rtmbench.run.checks``) register their spec here; the built-in ones are declared below.
+
+A spec also says which units it makes of a model (:meth:`CheckSpec.unit_fields`: plain fields,
+no code of the check): the runner and the gate both expand a suite through it
+(``rtmbench.records.plan``), so what the runner runs and what the gate expects of a run are one
+list and cannot disagree.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from itertools import product
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -44,7 +50,40 @@ def resolve_device(device: str, gpu: str | None) -> str:
     return "cuda" if gpu else "cpu"
 
 
-class ComplexitySpec(Strict):
+if TYPE_CHECKING:
+    from .zoo import ResolvedModel
+
+# The fields of a unit key besides the model and the check (rtmbench.records.UnitKey).
+UNIT_FIELDS = ("backend", "device", "precision", "variant", "input_size", "batch")
+
+
+class CheckSpec(Strict):
+    """A check's suite options, and the units they make of one model."""
+
+    def unit_fields(self, model: ResolvedModel, gpu: str | None = None) -> list[dict[str, Any]]:
+        """One dict per unit, in run order, with any of :data:`UNIT_FIELDS` (a missing one
+        is None). ``gpu``: the name of the machine's GPU (None without one), for a spec whose
+        units depend on it; the runner gives this machine's, the gate the one the run
+        recorded. Default: one unit per model."""
+        return [{}]
+
+
+def unit_fields(spec: Any, model: ResolvedModel, gpu: str | None = None) -> list[dict[str, Any]]:
+    """The units ``spec`` makes of ``model`` on a machine with ``gpu`` (None: none), every
+    field present (None where unset)."""
+    method = getattr(spec, "unit_fields", None)
+    found = method(model, gpu) if callable(method) else [{}]
+    out = []
+    for fields in found:
+        unknown = set(fields) - set(UNIT_FIELDS)
+        if unknown:
+            raise TypeError(f"{type(spec).__name__}.unit_fields gave unknown unit fields "
+                            f"{sorted(unknown)}; a unit has {', '.join(UNIT_FIELDS)}")
+        out.append({name: fields.get(name) for name in UNIT_FIELDS})
+    return out
+
+
+class ComplexitySpec(CheckSpec):
     """Params and FLOPs at the zoo's input size; nothing to configure."""
 
 
@@ -89,7 +128,7 @@ class LatencyProtocol(Strict):
     batch: int = Field(default=1, gt=0, le=MAX_BATCH)
 
 
-class LatencySpec(LatencyProtocol):
+class LatencySpec(LatencyProtocol, CheckSpec):
     targets: list[LatencyTargets] = Field(min_length=1)
     # the timed network's weights: random-init (timing only), well-conditioned (seeded weights
     # that detect something: accuracy checks without a download) or a zoo weights id
@@ -104,8 +143,23 @@ class LatencySpec(LatencyProtocol):
     # torch-compile units only: inductor's mode; auto = reduce-overhead on CUDA, default on CPU
     compile_mode: Literal["auto", "default", "reduce-overhead", "max-autotune"] = "auto"
 
+    def unit_fields(self, model: ResolvedModel, gpu: str | None = None) -> list[dict[str, Any]]:
+        """Every backend x device x precision of every target (x provider for ONNX Runtime
+        with ``providers``), once, at the suite's input size (default: the zoo's)."""
+        size = tuple(self.input_size or model.input_size)
+        seen: dict[tuple, dict[str, Any]] = {}
+        for t in self.targets:
+            for b, d, p in product(t.backends, t.devices, t.precisions):
+                variants = [f"{v}-ep" for v in t.providers] if (
+                    b == "onnxruntime" and t.providers) else [None]
+                for v in variants:
+                    seen.setdefault((b, d, p, v), {
+                        "backend": b, "device": d, "precision": p, "variant": v,
+                        "input_size": size, "batch": self.batch})
+        return list(seen.values())
 
-class BoxAPSpec(Strict):
+
+class BoxAPSpec(CheckSpec):
     """COCO box AP of a zoo checkpoint: on a COCO directory, or on ``synthetic: N`` generated
     images (smoke runs: exercises the whole pipeline, no claim applies)."""
 
@@ -136,6 +190,13 @@ class BoxAPSpec(Strict):
             raise ValueError("precision fp16 needs device cuda (CPU evaluation runs in fp32; "
                              "with device auto a CPU-only machine would run it in fp32)")
         return self
+
+    def unit_fields(self, model: ResolvedModel, gpu: str | None = None) -> list[dict[str, Any]]:
+        """One unit per weights id (None: the model's first available weights)."""
+        ids = self.weights if isinstance(self.weights, list) else [self.weights]
+        device = resolve_device(self.device, gpu)  # the unit key records where it runs
+        return [{"backend": "torch", "device": device, "precision": self.precision,
+                 "variant": w} for w in ids]
 
 
 _SPECS: dict[str, type[Strict]] = {}
