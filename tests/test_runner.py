@@ -418,3 +418,33 @@ def test_suite_mistakes_found_before_any_unit_runs(tmp_path, checks, words):
         load_suite(path)
     assert all(w in str(err.value) for w in words), str(err.value)
     assert "give a value of the expected type" not in str(err.value)
+
+
+@pytest.mark.parametrize(("body", "where"), [
+    ("name: my smoke\nmodels: [tiny]\nchecks: {complexity: {}}\n", ":1: name"),
+    ("name: ../../escape\nmodels: [tiny]\nchecks: {complexity: {}}\n", ":1: name"),
+    ("name: " + "n" * 65 + "\nmodels: [tiny]\nchecks: {complexity: {}}\n", ":1: name"),
+    ("name: x\nmodels: [tiny]\nchecks:\n  box_ap: {synthetic: 4, weights: ../w}\n",
+     ":4: checks.box_ap.weights"),
+    ("name: x\nmodels: [tiny]\nchecks:\n  box_ap: {synthetic: 4, weights: [mmdet, a/b]}\n",
+     ":4: checks.box_ap.weights"),
+    (LATENCY % "weights: ../../w", ":6: checks.latency.weights"),
+])
+def test_suite_names_that_become_paths_are_plain_names(tmp_path, body, where):
+    """A suite's name is part of the default run id and the run's work directory; a weights id
+    names a box AP unit's folder. A bad one is the suite's error, not a bad run id."""
+    path = write_suite(tmp_path, body)
+    with pytest.raises(InputError) as info:
+        load_suite(path)
+    message = str(info.value)
+    assert f"{path}{where}" in message and "plain name" in message, message
+    assert "run id" not in message
+
+
+def test_cli_run_reports_a_bad_suite_name_as_the_suite_s_error(tmp_path, capsys):
+    path = write_suite(tmp_path, "name: my smoke\nmodels: [tiny]\nchecks: {complexity: {}}\n"
+                       f"results_dir: {tmp_path / 'results'}\n")
+    assert main(["run", str(path), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}:1: name" in err and "run id" not in err and "Traceback" not in err, err
+    assert not (tmp_path / "results").exists()

@@ -118,3 +118,41 @@ def test_an_unencoded_pr_ref_is_refused_not_misread_as_revision_refs():
     assert parse_hf("hf://o/r@refs%2Fpr%2F1/x").revision == "refs/pr/1"
     with pytest.raises(ValueError, match=r"percent-encode its '/' \(@refs%2Fpr%2F1\)"):
         parse_hf("hf://o/r@refs/pr/1/x")
+
+
+# Every name that becomes part of a path (evaluation folders, run files, work directories) is
+# one plain name: a zoo naming a model '../../x' would make `evaluate` write outside --out.
+@pytest.mark.parametrize(("old", "new", "field"), [
+    ("name: rtmdet-tiny", "name: ../../../../somewhere", "models[0] (../../../../somewhere).name"),
+    ("name: rtmdet-tiny", "name: /tmp/abs", "models[0] (/tmp/abs).name"),
+    ("size: tiny", "size: 'a/b'", "models[0] (rtmdet-tiny).size"),
+    ("size: tiny", "size: '..'", "models[0] (rtmdet-tiny).size"),
+    ("- id: mmyolo", "- id: '../w'", "models[0] (rtmdet-tiny).weights[0].id"),
+])
+def test_names_that_become_paths_must_be_plain_names(tmp_path, old, new, field):
+    path = _broken(tmp_path, old, new)
+    with pytest.raises(InputError) as err:
+        load_zoo(path)
+    msg = str(err.value)
+    line = next(i for i, text in enumerate(path.read_text().splitlines(), 1) if new in text)
+    assert f"{path}:{line}: {field}" in msg, msg
+    assert "plain name" in msg and "Fix:" in msg, msg
+
+
+def test_evaluate_never_writes_outside_its_output_folder(tmp_path, capsys, monkeypatch):
+    """results/eval/<model name> with the name "../../../escaped" was tmp_path/escaped."""
+    from rtmbench.cli import main
+    from rtmbench.data import make_synthetic_coco
+
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    coco = make_synthetic_coco(tmp_path / "coco", 1, seed=3)
+    path = _broken(tmp_path, "name: rtmdet-tiny", "name: ../../../escaped")
+    path.write_text(path.read_text().replace("input_size: [640, 640]", "input_size: [64, 64]"))
+    code = main(["--zoo", str(path), "evaluate", "tiny", "--coco", str(coco), "--limit", "1",
+                 "--random-weights", "--no-progress", "--workers", "0"])
+    err = capsys.readouterr().err
+    assert not (tmp_path / "escaped").exists()
+    assert code == 2 and "plain name" in err and "Traceback" not in err, err
+    assert list(work.iterdir()) == []

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from .schema import Strict
+from .schema import PlainName, Strict, plain_name_problem
 
 RANDOM_INIT = "random-init"  # weights id: seeded PyTorch initialisation (models.build_rtmdet)
 WELL_CONDITIONED = "well-conditioned"  # seeded weights that detect something (models.init)
@@ -81,7 +81,7 @@ class LatencySpec(LatencyProtocol):
     targets: list[LatencyTargets] = Field(min_length=1)
     # the timed network's weights: random-init (timing only), well-conditioned (seeded weights
     # that detect something: accuracy checks without a download) or a zoo weights id
-    weights: str = RANDOM_INIT
+    weights: PlainName = RANDOM_INIT
     accuracy: AccuracySpec | None = None
     # A measurement flagged as contended (other processes took the CPU) is taken again, up
     # to this many more times; if every attempt is contended the record says so.
@@ -98,7 +98,7 @@ class BoxAPSpec(Strict):
     synthetic: int | None = Field(default=None, gt=0, le=MAX_SYNTHETIC)
     limit: int | None = Field(default=None, gt=0, le=MAX_IMAGES)
     # zoo weights id(s): one unit each; None: the first available; or "random-init"
-    weights: str | list[str] | None = None
+    weights: str | list[str] | None = None  # plain names: a unit's work folder is named by it
     device: Literal["cpu", "cuda"] = "cpu"
     precision: Literal["fp32", "fp16"] = "fp32"  # fp16: CUDA only
     batch_size: int = Field(default=8, gt=0, le=MAX_BATCH)
@@ -109,6 +109,14 @@ class BoxAPSpec(Strict):
     # is red. The smoke suite's regression check of the whole detection pipeline.
     golden: str | None = None
     min_agreement_ap: float = Field(default=0.99, gt=0, le=1)
+
+    @field_validator("weights")
+    @classmethod
+    def _plain_names(cls, value: str | list[str] | None) -> str | list[str] | None:
+        for name in [value] if isinstance(value, str) else value or []:
+            if problem := plain_name_problem(name):
+                raise ValueError(problem)
+        return value
 
     @model_validator(mode="after")
     def _one_dataset(self) -> BoxAPSpec:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
 from ..errors import InputError
 
@@ -27,6 +28,35 @@ def _construct_decimal(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Decima
 
 
 _DecimalLoader.add_constructor("tag:yaml.org,2002:float", _construct_decimal)
+
+
+# A name that becomes part of a file or directory name (a model's name and size, a weights id,
+# a suite's name): one plain path component, never a path. The same characters as a run id.
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+MAX_NAME = 128
+
+
+def plain_name_problem(name: object, max_length: int = MAX_NAME) -> str | None:
+    """Why ``name`` cannot be part of a file name; None when it can."""
+    if not isinstance(name, str) or not PLAIN_NAME.fullmatch(name) or len(name) > max_length:
+        return (f"{name!r} must be a plain name: letters, digits, '.', '_' and '-', starting "
+                f"with a letter or digit, at most {max_length} characters (no '/', '\\' or spaces, "
+                f"not '.' or '..'): it becomes part of file and folder names")
+    return None
+
+
+def _plain_name(max_length: int):
+    def check(value: str) -> str:
+        if problem := plain_name_problem(value, max_length):
+            raise ValueError(problem)
+        return value
+
+    return AfterValidator(check)
+
+
+PlainName = Annotated[str, _plain_name(MAX_NAME)]
+# A suite's name goes into the default run id (date, name and host: at most 128 characters).
+SuiteName = Annotated[str, _plain_name(64)]
 
 
 class Strict(BaseModel):
@@ -116,6 +146,7 @@ def load_yaml(path: str | Path, model: type[T], what: str) -> T:
             loc = tuple(err["loc"])
             line = _node_line(root, loc)
             where = f"{path}:{line}" if line else str(path)
-            lines.append(f"{where}: {describe_loc(loc, data)}: {err['msg']}. Fix: "
+            message = err["msg"].removeprefix("Value error, ")
+            lines.append(f"{where}: {describe_loc(loc, data)}: {message}. Fix: "
                          f"{_fix_for(err, model)}.")
         raise InputError(f"invalid {what} file {path}:\n  " + "\n  ".join(lines)) from None

@@ -16,7 +16,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ..errors import InputError
 from .hfref import is_hf, parse_hf
-from .schema import Strict, load_yaml
+from .schema import PlainName, Strict, load_yaml
 
 Metric = Literal["params", "flops", "box_ap", "latency"]
 UNITS = {"params": "M", "flops": "G", "box_ap": "AP", "latency": "ms"}
@@ -86,7 +86,7 @@ def file_name_problem(name: str) -> str | None:
 class Weights(Strict):
     """One published checkpoint file; ``urls`` are tried in order (official first)."""
 
-    id: str
+    id: PlainName
     layout: Literal["mmdet", "mmyolo"]
     file: str | None = None
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{8}([0-9a-f]{56})?$")
@@ -175,8 +175,8 @@ class Claim(Strict):
 
 
 class ModelEntry(Strict):
-    name: str
-    size: str
+    name: PlainName  # results/eval/<name>, records
+    size: PlainName
     config: str
     architecture: Architecture
     weights: list[Weights]
