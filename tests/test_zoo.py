@@ -156,3 +156,24 @@ def test_evaluate_never_writes_outside_its_output_folder(tmp_path, capsys, monke
     assert not (tmp_path / "escaped").exists()
     assert code == 2 and "plain name" in err and "Traceback" not in err, err
     assert list(work.iterdir()) == []
+
+
+@pytest.mark.parametrize(("data", "words"), [
+    (b"collection: {name: x}\xff\n", ["not UTF-8", "byte 0xff"]),
+    (b"collection: " + b"[" * 3000 + b"]" * 3000 + b"\n", ["nested too deeply"]),
+    (b"collection: {name: x}\ncollection: {name: y}\n", ["line 2", "'collection' twice"]),
+    (b"defaults:\n  num_classes: 80\n  num_classes: 81\n", ["line 3", "'num_classes' twice"]),
+])
+def test_a_damaged_zoo_file_is_named_never_a_traceback(tmp_path, capsys, data, words):
+    """Not UTF-8, nested past Python's recursion limit, or a key given twice (YAML keeps the
+    last silently): each is an error naming the file."""
+    from rtmbench.cli import main
+
+    path = tmp_path / "zoo.yaml"
+    path.write_bytes(data)
+    with pytest.raises(InputError) as err:
+        load_zoo(path)
+    message = str(err.value)
+    assert str(path) in message and all(w in message for w in words), message
+    assert main(["--zoo", str(path), "complexity", "tiny"]) == 2
+    assert "Traceback" not in capsys.readouterr().err

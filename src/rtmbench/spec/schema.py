@@ -30,6 +30,25 @@ def _construct_decimal(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Decima
 _DecimalLoader.add_constructor("tag:yaml.org,2002:float", _construct_decimal)
 
 
+def _construct_mapping_once(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False
+                            ) -> dict:
+    """A mapping whose keys are each given once: YAML would keep the last of two silently."""
+    seen: set = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if isinstance(key, (str, int, float, bool, Decimal)) and key in seen:
+            raise yaml.constructor.ConstructorError(
+                "while reading a mapping", node.start_mark,
+                f"found the key {key!r} twice in one mapping (YAML would silently keep the "
+                f"last one); keep one", key_node.start_mark)
+        seen.add(key)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_DecimalLoader.add_constructor("tag:yaml.org,2002:map", lambda loader, node: (
+    _construct_mapping_once(loader, node)))
+
+
 # A name that becomes part of a file or directory name (a model's name and size, a weights id,
 # a suite's name): one plain path component, never a path. The same characters as a run id.
 PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -131,11 +150,18 @@ def load_yaml(path: str | Path, model: type[T], what: str) -> T:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise InputError(f"{what} file {path} cannot be read: {exc.strerror}.") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{what} file {path} is not UTF-8 text (byte "
+                         f"{exc.object[exc.start]:#04x} at offset {exc.start}); save it as "
+                         f"UTF-8.") from None
     try:
         data = yaml.load(text, Loader=_DecimalLoader)  # noqa: S506 - a SafeLoader subclass
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         raise InputError(f"{path}: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise InputError(f"{path}: not a {what} file: its YAML is nested too deeply to "
+                         f"read.") from None
     if not isinstance(data, dict):
         raise InputError(f"{path}: a {what} file must be a YAML mapping at the top level.")
     try:
