@@ -358,13 +358,12 @@ class BoxAPCheck(Check):
 
     @staticmethod
     def _agreement(result: Any, root: Path, golden: Path) -> float:
-        import json
-
         from ..data import CocoDataset
+        from ..data.coco import read_json
         from ..measure.agreement import agreement_ap, load_golden
 
         dataset = CocoDataset(root, check_images=False)
-        detections = json.loads(Path(result.detections_path).read_text())
+        detections = read_json(Path(result.detections_path), "detections file")
         return agreement_ap(detections, load_golden(golden), [im.id for im in dataset.images],
                             dataset.cat_ids)
 
