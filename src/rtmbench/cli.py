@@ -290,10 +290,21 @@ def _build(args: argparse.Namespace, entry, *, default_random: bool, say: str):
         print(f"{say}: seeded well-conditioned weights: varied outputs for accuracy checks, "
               f"no trained detector.", file=sys.stderr)
     else:
-        print(f"{say}: weights {info.get('weights')} from {info.get('path') or info.get('file')} "
-              f"({info.get('layout')} layout, sha256 {str(info.get('sha256'))[:12]})",
-              file=sys.stderr)
-    return built.model
+        print(f"{say}: {_weights_text(info)}", file=sys.stderr)
+    return built
+
+
+def _weights_text(info: dict) -> str:
+    """Which weights a model has, in words (from its provenance)."""
+    from .spec.checks import RANDOM_INIT, WELL_CONDITIONED
+
+    if info.get("weights") == RANDOM_INIT:
+        return ("random-init weights (seeded initialisation, not a trained detector: give "
+                "--weights or --checkpoint for trained ones)")
+    if info.get("weights") == WELL_CONDITIONED:
+        return "well-conditioned weights (seeded, not a trained detector)"
+    return (f"{info.get('weights')} weights from {info.get('path') or info.get('file')} "
+            f"({info.get('layout')} layout, sha256 {str(info.get('sha256'))[:12]})")
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -311,7 +322,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     cfg_name, test_cfg = entry.evaluation_test_cfg("file" if checkpoint else weights,
                                                    args.test_cfg)
     print(f"rtmbench evaluate: test settings {cfg_name!r}: {test_cfg}", file=sys.stderr)
-    model = _build(args, entry, default_random=False, say="rtmbench evaluate")
+    model = _build(args, entry, default_random=False, say="rtmbench evaluate").model
     out = Path(args.out) if args.out else Path("results") / "eval" / entry.name
     timings: dict | None = {} if args.timings else None
     result = evaluate(entry, coco, model=model, out_dir=out, limit=args.limit,
@@ -420,10 +431,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     entry = load_zoo(args.zoo).get(args.size)
     out = Path(args.output)
+    if out.is_dir():
+        raise InputError(f"{out} is a directory; give the ONNX file's path with -o.")
     if out.exists() and not args.force:
         raise InputError(f"{out} already exists; choose another -o path or pass --force "
                          f"to replace it.")
-    model = _build(args, entry, default_random=True, say="rtmbench export")
+    built = _build(args, entry, default_random=True, say="rtmbench export")
+    model = built.model
     width, height = entry.input_size
     input_hw = _input_hw(args) or (height, width)
     from .run.model import calibration_batch
@@ -442,11 +456,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
         print(json.dumps({"path": str(out), "model": entry.name, "input_hw": list(input_hw),
                           "batch": args.batch, "opset": args.opset, "precision": args.precision,
                           "fp16_converter": meta.get("rtmbench.fp16_converter"),
-                          "parity": report.to_dict()}))
+                          "weights": built.provenance, "parity": report.to_dict()},
+                         default=str))
     else:
         io = "FP16 weights and activations, FP32 input/outputs" if args.precision == "fp16" \
             else "FP32"
-        print(f"wrote {out} ({entry.name}, {args.batch}x3x{input_hw[0]}x{input_hw[1]}, "
+        print(f"wrote {out} ({entry.name} with {_weights_text(built.provenance)}, "
+              f"{args.batch}x3x{input_hw[0]}x{input_hw[1]}, "
               f"opset {args.opset}, {io}, outputs {', '.join(report.max_abs_error)})"
               + (f"; converted by {meta['rtmbench.fp16_converter']}"
                  if "rtmbench.fp16_converter" in meta else ""))
@@ -529,7 +545,7 @@ def _cmd_latency(args: argparse.Namespace) -> int:
 
     entry = load_zoo(args.zoo).get(args.size)
     _check_protocol_flags(args)
-    model = _build(args, entry, default_random=True, say="rtmbench latency")
+    model = _build(args, entry, default_random=True, say="rtmbench latency").model
     options = ({"layout": args.layout} if args.layout and args.backend in ("torch", "torch-compile")
                else {})
     if args.ort_provider and args.backend == "onnxruntime":
