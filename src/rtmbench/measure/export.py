@@ -48,7 +48,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from ..errors import Outcome, PackageMissing, RtmbenchError, require
+from ..errors import Outcome, PackageMissing, RtmbenchError, import_problem, require
 from ..fileio import keep_mode, open_temp_beside
 
 PARITY_ATOL = 1e-4
@@ -180,13 +180,18 @@ def onnx_metadata(path: str | Path) -> dict[str, str]:
 
 
 def _modelopt_autocast():
-    """ModelOpt AutoCast's module, or None when ModelOpt is not installed."""
+    """ModelOpt AutoCast's module, or None when ModelOpt (or a package its ONNX part needs) is
+    not installed; installed and failing to import raises PackageBroken."""
     import importlib
 
     try:
         return importlib.import_module("modelopt.onnx.autocast")
-    except ImportError:
-        return None
+    except ImportError as exc:
+        problem = import_problem("modelopt.onnx.autocast", exc,
+                                 what="the FP16 converter 'modelopt'")
+        if isinstance(problem, PackageMissing):
+            return None
+        raise problem from exc
 
 
 def convert_to_fp16(model, converter: str = "auto"):

@@ -17,7 +17,7 @@ from itertools import product
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from ..errors import DatasetMissing, DeviceMissing, PackageMissing
+from ..errors import DatasetMissing, DeviceMissing, import_problem
 from ..fileio import sha256_file
 from ..spec.checks import (
     RANDOM_INIT,
@@ -115,11 +115,17 @@ def get_check(name: str) -> Check:
 
 
 def lazy_import(module: str, what: str) -> Any:
+    """Import one of rtmbench's heavier modules when a unit needs it. A third-party package it
+    needs that is not installed is "not run" (PackageMissing); one that is installed and fails
+    to import is "failed" (PackageBroken); an ImportError of rtmbench's own code is a bug and
+    propagates as itself (the runner records it as failed, with its traceback)."""
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise PackageMissing(f"{what} needs {module}, which cannot be imported here ({exc})"
-                             ) from None
+        problem = import_problem(module, exc, what=what)
+        if problem is exc:
+            raise
+        raise problem from None
 
 
 # --------------------------------------------------------------------------- complexity
