@@ -260,6 +260,12 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_score)
 
 
+def _add_trust(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trust-checkpoint", action="store_true",
+                   help="allow arbitrary pickled objects in the checkpoint (runs code: only "
+                   "for files you trust)")
+
+
 def _weights_of(args: argparse.Namespace) -> tuple[str | None, str | None]:
     """(zoo weights id, checkpoint file) from --random-weights / --checkpoint / --weights."""
     from .spec.checks import RANDOM_INIT
@@ -367,8 +373,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", metavar="ID", default=None,
                    help="zoo weights id to fetch when no --checkpoint is given (mmyolo, mmdet; "
                    "default: the first available)")
-    p.add_argument("--trust-checkpoint", action="store_true",
-                   help="allow arbitrary pickled objects in the checkpoint (runs code)")
+    _add_trust(p)
     p.add_argument("--test-cfg", default=None, metavar="NAME",
                    help="test-time settings: 'default' (MMDetection 3.x) or a zoo variant such "
                    "as pre-pr9494; default: what the weights' published box AP used")
@@ -493,6 +498,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
                    "AutoCast when installed, else onnxconverter-common)")
     p.add_argument("--weights", metavar="ID", default=None,
                    help="random-init (default), well-conditioned, or a zoo weights id")
+    _add_trust(p)
     p.add_argument("--force", action="store_true", help="replace an existing output file")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(handler=_cmd_export)
@@ -610,6 +616,7 @@ def _add_latency(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", default=None, help="weights to load (default: random init)")
     p.add_argument("--weights", metavar="ID", default=None,
                    help="random-init (default), well-conditioned, or a zoo weights id")
+    _add_trust(p)
     p.add_argument("--json", action="store_true", help="one JSON record")
     p.set_defaults(handler=_cmd_latency)
 
