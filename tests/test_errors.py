@@ -32,6 +32,7 @@ EXPECTED = {
     "rtmbench.errors.DatasetMissing": "not run",
     "rtmbench.errors.PackageMissing": "not run",
     "rtmbench.errors.PackageBroken": "failed",        # installed, and its import fails
+    "rtmbench.errors.OutputNotWritable": "failed",    # a full disk: fix it, then resume
     "rtmbench.errors.DeviceMissing": "not run",
     "rtmbench.errors.NonFiniteOutputs": "failed",        # NaN/inf from a network or engine
     "rtmbench.sources.errors.CheckpointError": "failed",

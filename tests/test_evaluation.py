@@ -421,3 +421,27 @@ def test_a_torn_last_predictions_line_is_still_redone(setup, tmp_path, capsys):
     assert main(_evaluate_cli(setup, out) + ["--json"]) == 0
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed["newly_inferred"] == 1 and printed["metrics"] == setup[2].metrics
+
+
+def test_a_full_disk_during_evaluate_is_a_clear_error_and_the_rerun_resumes(setup, tmp_path,
+                                                                            capsys, monkeypatch):
+    import errno
+
+    real, calls = evaluation._append_lines, []
+
+    def fills_up(path, rows):
+        calls.append(rows)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # os.write names no file
+        real(path, rows)
+
+    monkeypatch.setattr(evaluation, "_append_lines", fills_up)
+    out = tmp_path / "out"
+    assert main(_evaluate_cli(setup, out)) == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "Traceback" not in err, err
+    monkeypatch.setattr(evaluation, "_append_lines", real)
+    assert main(_evaluate_cli(setup, out) + ["--json"]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["newly_inferred"] == NUM_IMAGES - BATCH  # the first batch was kept
+    assert printed["metrics"] == setup[2].metrics

@@ -448,3 +448,55 @@ def test_cli_run_reports_a_bad_suite_name_as_the_suite_s_error(tmp_path, capsys)
     err = capsys.readouterr().err
     assert f"{path}:1: name" in err and "run id" not in err and "Traceback" not in err, err
     assert not (tmp_path / "results").exists()
+
+
+# ------------------------------------------------------------------ a full disk
+def test_a_full_disk_in_a_unit_fails_that_unit_with_a_clear_reason(tmp_path):
+    suite = load_suite(fake_suite(tmp_path, ", disk_full_backend: beta"))
+    run = read_run(run_suite(suite, run_id="full", progress=False).path)
+    beta = [r for r in run.records if r.backend == "beta"]
+    assert {r.status for r in beta} == {"failed"} and len(run.records) == 6
+    assert all("no space left on device" in r.reason.lower() and "out" in r.reason
+               for r in beta), beta[0].reason
+    assert "traceback" not in beta[0].provenance  # the machine's problem, not a bug of ours
+
+
+def test_a_full_disk_writing_the_run_file_is_exit_2_and_resume_finishes_it(tmp_path, capsys,
+                                                                          monkeypatch):
+    import errno
+
+    import rtmbench.records.io as records_io
+
+    real, calls = records_io.append_durable, []
+
+    def fills_up(path, data):
+        calls.append(data)
+        if len(calls) == 6:  # the run's opening (empty) append, two units, the third's start
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        real(path, data)
+
+    monkeypatch.setattr(records_io, "append_durable", fills_up)
+    suite = fake_suite(tmp_path)
+    assert main(["run", str(suite), "--run-id", "df", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    path = tmp_path / "results" / "df.jsonl"
+    assert "Traceback" not in err and str(path) in err and "No space left" in err, err
+    assert "--resume df" in err, err
+    kept = read_run(path)
+    assert len([r for r in kept.records if r.status == "measured"]) == 2 and not kept.corrupt
+    monkeypatch.setattr(records_io, "append_durable", real)
+    assert main(["run", str(suite), "--resume", "df", "--no-progress"]) == 0
+    final = read_run(path)
+    assert len(final.records) == 6 and not final.problems
+    assert all(r.status == "measured" for r in final.records)
+
+
+def test_a_short_write_is_completed_never_a_torn_line(tmp_path, monkeypatch):
+    """os.write may write less than asked (a disk filling up, a signal): the rest follows."""
+    import rtmbench.fileio as fileio
+
+    real = fileio.os.write
+    monkeypatch.setattr(fileio.os, "write", lambda fd, data: real(fd, bytes(data)[:7]))
+    fileio.append_durable(tmp_path / "f.jsonl", b'{"a line": "longer than seven bytes"}\n')
+    monkeypatch.undo()
+    assert (tmp_path / "f.jsonl").read_bytes() == b'{"a line": "longer than seven bytes"}\n'

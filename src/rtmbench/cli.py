@@ -10,7 +10,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 
-from .errors import RtmbenchError
+from .errors import OutputNotWritable, RtmbenchError, storage_problem
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -679,6 +679,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RtmbenchError as exc:
         print(f"rtmbench {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        if (problem := storage_problem(exc)) is None:
+            raise
+        print(f"rtmbench {args.command}: error: its output could not be written ({problem}); "
+              f"what was written before is kept: free space and run the command again (an "
+              f"evaluation resumes where it stopped).", file=sys.stderr)
+        return OutputNotWritable.exit_code
     except Terminated:
         print(f"rtmbench {args.command}: terminated (SIGTERM); finished work is kept, "
               f"temporary files were removed.", file=sys.stderr)

@@ -14,6 +14,8 @@ Every error class declares, in its own body, what a check records when it escape
 
 from __future__ import annotations
 
+import errno
+import os
 from typing import ClassVar, Literal
 
 Outcome = Literal["failed", "not run"]
@@ -61,6 +63,27 @@ class DeviceMissing(MissingPrerequisite):
     """The unit needs a device (a CUDA GPU) this machine does not have."""
 
     outcome: ClassVar[Outcome] = "not run"
+
+
+class OutputNotWritable(RtmbenchError):
+    """rtmbench cannot write its results (a full disk, a quota, a read-only place): what was
+    written before is kept; free space (or fix the place) and resume."""
+
+    outcome: ClassVar[Outcome] = "failed"
+
+
+# OSError numbers that mean "this machine cannot store the output", not a bug of ours.
+STORAGE_ERRNOS = frozenset(getattr(errno, name) for name in ("ENOSPC", "EDQUOT", "EROFS", "EFBIG")
+                           if hasattr(errno, name))
+
+
+def storage_problem(exc: BaseException) -> str | None:
+    """``"No space left on device: /path"`` when ``exc`` is a full disk, a quota or a
+    read-only file system; None for any other error."""
+    if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror or os.strerror(exc.errno)}{where}"
+    return None
 
 
 class NonFiniteOutputs(RtmbenchError):
