@@ -500,3 +500,22 @@ def test_a_short_write_is_completed_never_a_torn_line(tmp_path, monkeypatch):
     fileio.append_durable(tmp_path / "f.jsonl", b'{"a line": "longer than seven bytes"}\n')
     monkeypatch.undo()
     assert (tmp_path / "f.jsonl").read_bytes() == b'{"a line": "longer than seven bytes"}\n'
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    (BOX_AP.replace("synthetic: 4", "synthetic: true") % "limit: 2", "checks.box_ap.synthetic"),
+    (BOX_AP % "batch_size: true", "checks.box_ap.batch_size"),
+    (BOX_AP % "min_agreement_ap: true", "checks.box_ap.min_agreement_ap"),
+    (LATENCY % "min_duration_s: false", "checks.latency.min_duration_s"),
+    (LATENCY % "input_size: [true, 320]", "checks.latency.input_size: [0] true"),
+    (LATENCY % "accuracy: {images: true}", "checks.latency.accuracy.images"),
+    ("name: x\nmodels: [tiny]\nchecks: {complexity: {}}\ntolerances:\n"
+     "  box_ap: {absolute: true}\n", "tolerances.box_ap.absolute"),
+])
+def test_a_boolean_is_never_read_as_a_number(tmp_path, body, field):
+    """pydantic's lax mode reads true as 1: 'synthetic: true' ran one generated image."""
+    path = write_suite(tmp_path, body)
+    with pytest.raises(InputError) as info:
+        load_suite(path)
+    message = str(info.value)
+    assert field in message and "true or false" in message and "number" in message, message

@@ -177,3 +177,18 @@ def test_a_damaged_zoo_file_is_named_never_a_traceback(tmp_path, capsys, data, w
     assert str(path) in message and all(w in message for w in words), message
     assert main(["--zoo", str(path), "complexity", "tiny"]) == 2
     assert "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("old", "new", "field"), [
+    ("exp_on_reg: false", "exp_on_reg: 0", "architecture.exp_on_reg"),
+    ("to_rgb: false", "to_rgb: 'no'", "defaults.pipeline.to_rgb"),
+    ("num_classes: 80", "num_classes: true", "defaults.num_classes"),
+    ("max_per_img: 300", "max_per_img: true", "defaults.test_cfg.max_per_img"),
+])
+def test_booleans_and_numbers_are_not_coerced_into_each_other(tmp_path, old, new, field):
+    path = _broken(tmp_path, old, new)
+    with pytest.raises(InputError) as err:
+        load_zoo(path)
+    message = str(err.value)
+    assert field in message and "Fix:" in message, message
+    assert "true or false" in message, message

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import re
+import types
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypeVar, Union, get_args, get_origin
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from ..errors import InputError
 
@@ -78,10 +86,69 @@ PlainName = Annotated[str, _plain_name(MAX_NAME)]
 SuiteName = Annotated[str, _plain_name(64)]
 
 
+def _members(annotation: Any) -> list[Any]:
+    """The types an annotation admits, Annotated metadata and unions unwrapped."""
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    if get_origin(annotation) in (Union, types.UnionType):
+        return [m for arg in get_args(annotation) for m in _members(arg)]
+    return [annotation]
+
+
+NUMBER_TYPES = (int, float, Decimal)
+
+
+def _item_annotation(member: Any, index: int) -> Any | None:
+    args = get_args(member)
+    if get_origin(member) is tuple and args and args[-1] is not Ellipsis:
+        return args[index] if index < len(args) else None
+    return args[0] if args else None
+
+
+def coercion_problem(value: Any, annotation: Any, where: str = "") -> str | None:
+    """Why ``value`` would be coerced between a boolean and a number to fit ``annotation``
+    (pydantic's lax mode reads ``true`` as 1 and ``1`` or ``'no'`` as booleans); None when it
+    would not. Items of lists, tuples and dicts are looked at too (``where`` names them)."""
+    members = [m for m in _members(annotation) if m is not type(None)]
+    if Any in members:
+        return None
+    if isinstance(value, bool):
+        if bool not in members and any(m in NUMBER_TYPES for m in members):
+            return (f"{where}{str(value).lower()} is a boolean (true or false), not a number: "
+                    f"give a number")
+        return None
+    if (value is not None and bool in members
+            and not any(m in NUMBER_TYPES or m is str for m in members)
+            and isinstance(value, (int, float, Decimal, str))):
+        return f"{where}{value!r} is not a boolean: give true or false"
+    for member in members:
+        origin = get_origin(member)
+        if isinstance(value, (list, tuple)) and origin in (list, tuple):
+            for i, item in enumerate(value):
+                inner = _item_annotation(member, i)
+                if inner is not None and (problem := coercion_problem(item, inner,
+                                                                      f"{where}[{i}] ")):
+                    return problem
+        elif isinstance(value, dict) and origin is dict and len(get_args(member)) == 2:
+            for key, item in value.items():
+                if problem := coercion_problem(item, get_args(member)[1], f"{where}[{key!r}] "):
+                    return problem
+    return None
+
+
 class Strict(BaseModel):
-    """Base of every file schema: unknown keys are errors, values are not coerced silently."""
+    """Base of every file schema: unknown keys are errors, values are not coerced silently
+    (a boolean is never read as a number, nor a number or a word as a boolean)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_number_coercion(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        if field is not None and (problem := coercion_problem(value, field.annotation)):
+            raise ValueError(problem)
+        return value
 
 
 def _node_line(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
