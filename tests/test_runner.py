@@ -519,3 +519,15 @@ def test_a_boolean_is_never_read_as_a_number(tmp_path, body, field):
         load_suite(path)
     message = str(info.value)
     assert field in message and "true or false" in message and "number" in message, message
+
+
+def test_a_suite_that_does_not_exist_is_named_as_a_suite_by_every_command(tmp_path, capsys):
+    from tests.records_factory import records, write_run
+
+    run = write_run(tmp_path / "r.jsonl", records("r"))
+    for argv in (["run", "NOPE"], ["gate", str(run), "--suite", "NOPE"],
+                 ["report", str(run), "--only", "--suite", "NOPE", "--out-dir",
+                  str(tmp_path / "out")]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert "no suite 'NOPE'" in err and "run id" not in err and "Traceback" not in err, err
