@@ -277,6 +277,27 @@ def _weights_of(args: argparse.Namespace) -> tuple[str | None, str | None]:
     return getattr(args, "weights", None), None
 
 
+def _check_weights_flags(args: argparse.Namespace, entry) -> None:
+    """--weights names a zoo weights id (or seeded weights), --checkpoint an existing file:
+    said before anything slow (importing torch, fetching)."""
+    from pathlib import Path
+
+    from .errors import InputError
+    from .spec.checks import RANDOM_INIT, WELL_CONDITIONED
+
+    weights, checkpoint = _weights_of(args)
+    if checkpoint is not None and not Path(checkpoint).is_file():
+        raise InputError(f"checkpoint {checkpoint} does not exist (or is not a file); fetch "
+                         f"one with `rtmbench fetch SIZE` or give the path of a .pth or "
+                         f".safetensors file.")
+    if weights not in (None, RANDOM_INIT, WELL_CONDITIONED):
+        try:
+            entry.weights_by_id(weights)
+        except InputError as exc:
+            raise InputError(f"--weights: {exc} Or use {RANDOM_INIT} or "
+                             f"{WELL_CONDITIONED} (seeded, no download).") from None
+
+
 def _build(args: argparse.Namespace, entry, *, default_random: bool, say: str):
     """The model with its weights, through the one entry point (rtmbench.run.model.build)."""
     from .run.model import build
@@ -317,19 +338,29 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .data import check_coco_root, resolve_coco_root
-    from .measure.evaluation import evaluate, parse_shard
-    from .measure.scoring import format_metrics
+    from .errors import InputError
+    from .measure.eval_plan import check_options, parse_shard
     from .spec.zoo import load_zoo
 
+    # every input is checked before torch is imported (seconds) and weights are fetched
     entry = load_zoo(args.zoo).get(args.size)
-    coco = check_coco_root(resolve_coco_root(args.coco))  # before any download
+    coco = check_coco_root(resolve_coco_root(args.coco))
+    check_options(batch_size=args.batch_size, workers=args.workers, device=args.device,
+                  precision=args.precision, limit=args.limit)
     shard = parse_shard(args.shard) if args.shard else None
+    _check_weights_flags(args, entry)
     weights, checkpoint = _weights_of(args)
     cfg_name, test_cfg = entry.evaluation_test_cfg("file" if checkpoint else weights,
                                                    args.test_cfg)
+    out = Path(args.out) if args.out else Path("results") / "eval" / entry.name
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; give a directory for the evaluation's "
+                         f"outputs.")
+    from .measure.evaluation import evaluate
+    from .measure.scoring import format_metrics
+
     print(f"rtmbench evaluate: test settings {cfg_name!r}: {test_cfg}", file=sys.stderr)
     model = _build(args, entry, default_random=False, say="rtmbench evaluate").model
-    out = Path(args.out) if args.out else Path("results") / "eval" / entry.name
     timings: dict | None = {} if args.timings else None
     result = evaluate(entry, coco, model=model, out_dir=out, limit=args.limit,
                       batch_size=args.batch_size, workers=args.workers, device=args.device,
@@ -431,7 +462,6 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .errors import InputError
-    from .measure.export import export_and_check
     from .spec.zoo import load_zoo
 
     entry = load_zoo(args.zoo).get(args.size)
@@ -441,6 +471,9 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if out.exists() and not args.force:
         raise InputError(f"{out} already exists; choose another -o path or pass --force "
                          f"to replace it.")
+    _check_weights_flags(args, entry)  # every input before torch is imported (seconds)
+    from .measure.export import export_and_check
+
     built = _build(args, entry, default_random=True, say="rtmbench export")
     model = built.model
     width, height = entry.input_size
@@ -546,11 +579,13 @@ def _check_protocol_flags(args: argparse.Namespace) -> None:
 
 
 def _cmd_latency(args: argparse.Namespace) -> int:
-    from .measure.latency import format_result, measure_latency
     from .spec.zoo import load_zoo
 
     entry = load_zoo(args.zoo).get(args.size)
-    _check_protocol_flags(args)
+    _check_protocol_flags(args)  # every input before torch is imported (seconds)
+    _check_weights_flags(args, entry)
+    from .measure.latency import format_result, measure_latency
+
     model = _build(args, entry, default_random=True, say="rtmbench latency").model
     options = ({"layout": args.layout} if args.layout and args.backend in ("torch", "torch-compile")
                else {})

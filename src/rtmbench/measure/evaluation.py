@@ -61,9 +61,9 @@ from ..data import CocoDataset, ImageRecord, TestPipeline
 from ..errors import DatasetError, InputError, NonFiniteOutputs
 from ..fileio import append_durable, sha256_file, write_bytes_atomic, write_json_atomic
 from ..models.postprocess import TestSettings, postprocess_batched
+from .eval_plan import PRECISIONS, check_options, parse_shard, plan_batches  # noqa: F401
 from .scoring import DEFAULT_BACKEND, score
 
-PRECISIONS = ("fp32", "fp16")
 MAX_CUDA_WORKERS = 12
 
 MANIFEST, DETECTIONS, METRICS = "run.json", "detections.json", "metrics.json"
@@ -189,21 +189,6 @@ def _collate(items: list) -> dict:
             "pixels": torch.stack([torch.from_numpy(item.pixels) for item in items]),
             "scale_factors": [item.scale_factor for item in items],
             "prepare_s": sum(item.seconds for item in items)}
-
-
-def plan_batches(num_images: int, batch_size: int) -> list[list[int]]:
-    return [list(range(i, min(i + batch_size, num_images)))
-            for i in range(0, num_images, batch_size)]
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    try:
-        index, count = (int(v) for v in text.split("/"))
-    except ValueError:
-        index = count = -1
-    if not 0 <= index < count:
-        raise InputError(f"--shard takes i/n with 0 <= i < n (e.g. 0/4), got {text!r}.")
-    return index, count
 
 
 # --- predictions files ---------------------------------------------------------------------
@@ -608,15 +593,10 @@ def evaluate(model_entry, coco_root: Path, *, model: torch.nn.Module, out_dir: P
     """
     from tqdm import tqdm
 
+    check_options(batch_size=batch_size, workers=workers, device=device, precision=precision,
+                  limit=limit)
     if workers is None:
         workers = default_workers(device)
-    if batch_size <= 0 or workers < 0:
-        raise InputError(f"--batch-size must be >= 1 and --workers >= 0, got {batch_size}, "
-                         f"{workers}.")
-    if precision not in PRECISIONS:
-        raise InputError(f"unknown precision {precision!r}; use fp32 or fp16.")
-    if precision != "fp32" and torch.device(device).type != "cuda":
-        raise InputError("--precision fp16 needs --device cuda: CPU evaluation runs in fp32.")
     start_wall = time.perf_counter()
     dataset = CocoDataset(coco_root)
     if dataset.num_classes != model.num_classes:
