@@ -44,7 +44,9 @@ def _construct_mapping_once(loader: yaml.SafeLoader, node: yaml.MappingNode, dee
     seen: set = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
-        if isinstance(key, (str, int, float, bool, Decimal)) and key in seen:
+        if not isinstance(key, (str, int, float, bool, Decimal)):
+            continue  # an unhashable key: construct_mapping says what is wrong with it
+        if key in seen:
             raise yaml.constructor.ConstructorError(
                 "while reading a mapping", node.start_mark,
                 f"found the key {key!r} twice in one mapping (YAML would silently keep the "
