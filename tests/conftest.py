@@ -58,3 +58,25 @@ def smoke_run(tmp_path_factory):
     run = read_run(summary.path)
     assert not run.problems and len(run.records) == summary.planned
     return summary.path
+
+
+@pytest.fixture
+def shadow_package(monkeypatch, tmp_path):
+    """``shadow_package(name, body)``: ``import name`` finds ``tmp_path/name/__init__.py``
+    holding ``body`` first (e.g. a broken installation: ``raise ImportError(...)``); the real
+    module and its submodules are out of sys.modules until the test ends."""
+    import importlib
+    import sys
+    import textwrap
+
+    def shadow(name: str, body: str):
+        root = tmp_path / "shadowed"
+        (root / name).mkdir(parents=True, exist_ok=True)
+        (root / name / "__init__.py").write_text(textwrap.dedent(body))
+        for key in [k for k in sys.modules if k == name or k.startswith(name + ".")]:
+            monkeypatch.delitem(sys.modules, key)
+        monkeypatch.syspath_prepend(str(root))
+        importlib.invalidate_caches()
+        return root / name
+
+    return shadow

@@ -3,6 +3,8 @@ an optional interruption after k units, so runner, gate and report tests need no
 
 from __future__ import annotations
 
+import errno
+import os
 import time
 
 from pydantic import Field
@@ -17,6 +19,7 @@ class FakeSpec(CheckSpec):
     sleep_s: float = 0.0
     not_run_backend: str | None = None
     fail_backend: str | None = None
+    disk_full_backend: str | None = None  # its unit's output meets a full disk
 
     def unit_fields(self, model, gpu=None) -> list[dict]:
         return [{"backend": b, "device": "cpu", "precision": "fp32"} for b in self.backends]
@@ -43,6 +46,8 @@ class FakeCheck(Check):
             raise PackageMissing(f"backend {unit.backend} is not installed")
         if unit.backend == spec.fail_backend:
             raise ZeroDivisionError("a bug in the check")
+        if unit.backend == spec.disk_full_backend:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(ctx.work_dir / "out"))
         value = float(len(unit.model.name) * 10 + len(unit.backend))
         return Outcome("measured", metrics={"value": value})
 

@@ -463,3 +463,45 @@ def test_cli_fetch_all_weights_skips_the_unpublished_ones(cache, monkeypatch, ca
     err = capsys.readouterr().err
     assert "rtmdet-x: no mmyolo weights were published" in err
     assert "rtmdet_x_8xb32-300e_coco_20220715_230555-cc79b9ae.pth" in err  # the mmdet file
+
+
+# ---------------------------------------------------------------- files that are no checkpoint
+def _cli_loading(command: str, checkpoint: Path, tmp_path: Path) -> list[str]:
+    if command == "evaluate":
+        coco = tmp_path / "coco"
+        (coco / "annotations").mkdir(parents=True, exist_ok=True)
+        (coco / "annotations" / "instances_val2017.json").write_text("{}")
+        return ["evaluate", "tiny", "--coco", str(coco), "--checkpoint", str(checkpoint),
+                "--out", str(tmp_path / "out"), "--no-progress"]
+    if command == "export":
+        return ["export", "tiny", "--checkpoint", str(checkpoint), "-o", str(tmp_path / "m.onnx")]
+    return ["latency", "tiny", "--checkpoint", str(checkpoint), "--iterations", "1"]
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage, no checkpoint\n", b"PK\x03\x04 cut zip"])
+@pytest.mark.parametrize("command", ["evaluate", "export", "latency"])
+def test_an_empty_or_garbage_file_is_not_a_checkpoint_and_trust_changes_nothing(
+        tmp_path, capsys, content, command):
+    """No advice to trust a file that is no checkpoint at all; --trust-checkpoint is accepted
+    by every command that loads one, and gives the same clear failure."""
+    path = tmp_path / "weights.pth"
+    path.write_bytes(content)
+    for trust in ([], ["--trust-checkpoint"]):
+        assert main(_cli_loading(command, path, tmp_path) + trust) == 2, (command, trust)
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and "not a checkpoint" in err, err
+        assert str(path) in err and "--trust-checkpoint" not in err, err
+    assert not (tmp_path / "m.onnx").exists() and not (tmp_path / "out").exists()
+
+
+def test_a_legacy_pickle_checkpoint_loads_when_trusted_on_every_command(tmp_path, capsys,
+                                                                         tiny_state):
+    path = tmp_path / "legacy.pth"
+    torch.save({"state_dict": tiny_state}, path, _use_new_zipfile_serialization=False)
+    with pytest.raises(UnsafeCheckpointError, match="--trust-checkpoint"):
+        load_checkpoint(network("tiny"), path)
+    assert load_checkpoint(network("tiny"), path, trust=True)["layout"] == "mmdet"
+    argv = _cli_loading("export", path, tmp_path) + ["--input-size", "64", "64"]
+    assert main(argv) == 2 and "--trust-checkpoint" in capsys.readouterr().err
+    assert main(argv + ["--trust-checkpoint"]) == 0
+    assert "legacy.pth" in capsys.readouterr().out

@@ -51,3 +51,71 @@ def test_latency_claims_need_every_condition_equal():
     contended = _latency(0.5, rtx)
     contended.metrics["contention"] = True
     assert judge_latency_claim(contended, claim, ten).mark is Mark.UNRELIABLE
+
+
+# ------------------------------------------------------------- lazy imports
+def _module_of_ours(monkeypatch, tmp_path, name: str, body: str) -> str:
+    """A module rtmbench.<name> that exists for this test only."""
+    import rtmbench
+
+    folder = tmp_path / "ours"
+    folder.mkdir(exist_ok=True)
+    (folder / f"{name}.py").write_text(body)
+    monkeypatch.setattr(rtmbench, "__path__", [*rtmbench.__path__, str(folder)])
+    return f"rtmbench.{name}"
+
+
+def test_lazy_import_tells_missing_broken_and_our_own_bugs_apart(monkeypatch, tmp_path,
+                                                                 shadow_package):
+    import pytest
+
+    from rtmbench.errors import PackageBroken, PackageMissing
+    from rtmbench.run.checks import lazy_import
+
+    missing = _module_of_ours(monkeypatch, tmp_path, "uses_missing",
+                              "import a_package_that_is_not_installed\n")
+    with pytest.raises(PackageMissing, match="a_package_that_is_not_installed"):
+        lazy_import(missing, "latency")
+    shadow_package("onnxruntime", "raise ImportError('libcudart.so.12: cannot open shared "
+                   "object file')\n")
+    broken = _module_of_ours(monkeypatch, tmp_path, "uses_broken", "import onnxruntime\n")
+    with pytest.raises(PackageBroken, match="'onnxruntime' is installed.*libcudart.so.12"):
+        lazy_import(broken, "latency")
+    for body in ("from rtmbench.errors import NoSuchName\n",
+                 "import rtmbench.no_such_module\n",
+                 "raise ImportError('a bug of ours')\n"):
+        ours = _module_of_ours(monkeypatch, tmp_path, f"bug{abs(hash(body))}", body)
+        with pytest.raises(ImportError) as info:
+            lazy_import(ours, "latency")
+        assert not isinstance(info.value, (PackageMissing, PackageBroken)), body
+
+
+def test_an_import_error_of_ours_is_a_failed_unit_with_its_traceback(monkeypatch, tmp_path):
+    from rtmbench.run.checks import (
+        Check,
+        CheckContext,
+        Unit,
+        lazy_import,
+        register_check,
+        unregister_check,
+    )
+    from rtmbench.run.runner import run_unit
+    from rtmbench.spec.checks import ComplexitySpec
+
+    ours = _module_of_ours(monkeypatch, tmp_path, "buggy", "from rtmbench.errors import Nope\n")
+
+    class Buggy(Check):
+        name = "buggy-import"
+        Spec = ComplexitySpec
+
+        def run(self, unit, spec, ctx):
+            lazy_import(ours, "a buggy check")
+
+    register_check(Buggy)
+    try:
+        result = run_unit(Unit(load_zoo().get("tiny"), "buggy-import"), ComplexitySpec(),
+                          CheckContext(None, tmp_path, {}))
+    finally:
+        unregister_check("buggy-import")
+    assert result.status == "failed" and "ImportError" in result.reason, result
+    assert "Nope" in result.provenance["traceback"]

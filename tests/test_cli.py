@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import subprocess
 import sys
 
@@ -49,3 +51,49 @@ def test_evaluate_checks_the_coco_path_before_any_download(tmp_path, capsys, mon
     err = capsys.readouterr().err
     assert code == 3 and "nonexistent" in err and "127.0.0.1" not in err
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+
+
+def test_evaluate_and_latency_check_their_inputs_before_importing_torch(tmp_path):
+    """'COCO is missing' or a bad flag is said at once, not after torch's seconds of import."""
+    coco = tmp_path / "coco"
+    (coco / "annotations").mkdir(parents=True)
+    (coco / "annotations" / "instances_val2017.json").write_text("{}")
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    cases = [
+        (["evaluate", "tiny"], 3),                                       # no COCO given
+        (["evaluate", "tiny", "--coco", str(tmp_path / "nowhere")], 3),
+        (["evaluate", "huge", "--coco", str(coco)], 2),                  # no such model
+        (["evaluate", "tiny", "--coco", str(coco), "--batch-size", "0"], 2),
+        (["evaluate", "tiny", "--coco", str(coco), "--workers", "-1"], 2),
+        (["evaluate", "tiny", "--coco", str(coco), "--limit", "0"], 2),
+        (["evaluate", "tiny", "--coco", str(coco), "--device", "gpu"], 2),
+        (["evaluate", "tiny", "--coco", str(coco), "--device", "cpu", "--precision", "fp16"],
+         2),
+        (["evaluate", "tiny", "--coco", str(coco), "--shard", "3/2"], 2),
+        (["evaluate", "tiny", "--coco", str(coco), "--weights", "nope"], 2),
+        (["evaluate", "tiny", "--coco", str(coco), "--test-cfg", "nope"], 2),
+        (["evaluate", "tiny", "--coco", str(coco), "--out", str(a_file)], 2),
+        (["evaluate", "tiny", "--coco", str(coco), "--checkpoint", str(tmp_path / "no.pth")], 2),
+        (["latency", "huge"], 2),
+        (["latency", "tiny", "--iterations", "0"], 2),
+        (["latency", "tiny", "--weights", "nope"], 2),
+        (["latency", "tiny", "--checkpoint", str(tmp_path / "no.pth")], 2),
+        (["export", "tiny", "-o", str(a_file)], 2),                       # exists, no --force
+        (["export", "tiny", "-o", str(tmp_path / "m.onnx"), "--weights", "nope"], 2),
+    ]
+    code = ("import json, sys\n"
+            "from rtmbench.cli import main\n"
+            f"cases = {[argv for argv, _ in cases]!r}\n"
+            "codes = [main(argv) for argv in cases]\n"
+            "heavy = [m for m in ('torch', 'cv2', 'onnxruntime') if m in sys.modules]\n"
+            "print(json.dumps({'codes': codes, 'heavy': heavy}))\n")
+    env = {**{k: v for k, v in os.environ.items() if k != "RTMBENCH_COCO"},
+           "RTMBENCH_OFFLINE": "1", "RTMBENCH_CACHE": str(tmp_path / "cache")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["codes"] == [expected for _, expected in cases], done.stderr
+    assert result["heavy"] == [], done.stderr
+    assert "Traceback" not in done.stderr

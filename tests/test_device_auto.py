@@ -101,7 +101,17 @@ def test_an_unknown_device_is_unusable_input(tmp_path, capsys):
 
     coco = make_synthetic_coco(tmp_path / "coco", 2)
     code = main(["evaluate", "tiny", "--device", "tpu", "--coco", str(coco), "--random-weights"])
-    assert code == 2 and "unknown device 'tpu'" in capsys.readouterr().err
+    assert code == 2 and "got 'tpu'" in capsys.readouterr().err
+
+
+def test_fp16_on_a_machine_where_auto_chose_the_cpu_is_unusable_input(tmp_path, no_gpu, capsys):
+    from rtmbench.data import make_synthetic_coco
+
+    coco = make_synthetic_coco(tmp_path / "coco", 2)
+    code = main(["evaluate", "tiny", "--precision", "fp16", "--coco", str(coco),
+                 "--random-weights", "--out", str(tmp_path / "out")])
+    assert code == 2 and "fp16 needs" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_the_box_ap_unit_runs_where_it_was_planned(fake_gpu, monkeypatch, tmp_path):

@@ -31,6 +31,8 @@ EXPECTED = {
     "rtmbench.errors.DatasetError": "failed",
     "rtmbench.errors.DatasetMissing": "not run",
     "rtmbench.errors.PackageMissing": "not run",
+    "rtmbench.errors.PackageBroken": "failed",        # installed, and its import fails
+    "rtmbench.errors.OutputNotWritable": "failed",    # a full disk: fix it, then resume
     "rtmbench.errors.DeviceMissing": "not run",
     "rtmbench.errors.NonFiniteOutputs": "failed",        # NaN/inf from a network or engine
     "rtmbench.sources.errors.CheckpointError": "failed",
@@ -67,3 +69,31 @@ def test_every_error_class_is_classified_as_expected():
 def test_not_run_means_a_missing_prerequisite_and_nothing_else():
     for cls in all_error_classes():
         assert (cls.outcome == "not run") == issubclass(cls, MissingPrerequisite), cls
+
+
+# ------------------------------------------------------------- import errors, told apart
+def test_require_tells_a_missing_package_from_a_broken_one(shadow_package):
+    import pytest
+
+    from rtmbench.errors import PackageBroken, PackageMissing, require
+
+    with pytest.raises(PackageMissing, match="'no_such_package_rtmbench'.*not installed"):
+        require("no_such_package_rtmbench", "onnx")
+    shadow_package("onnxruntime", "raise ImportError('libonnxruntime.so.1.32.0: cannot open "
+                   "shared object file: No such file or directory')\n")
+    with pytest.raises(PackageBroken) as broken:
+        require("onnxruntime", "onnx")
+    message = str(broken.value)
+    assert "'onnxruntime' is installed" in message and "libonnxruntime.so" in message, message
+    assert "importing it failed" in message and "shadowed/onnxruntime" in message, message
+    assert broken.value.outcome == "failed"
+
+
+def test_require_names_a_missing_dependency_of_an_installed_package(shadow_package):
+    import pytest
+
+    from rtmbench.errors import PackageMissing, require
+
+    shadow_package("onnxruntime", "import flatbuffers_not_installed_here\n")
+    with pytest.raises(PackageMissing, match="'flatbuffers_not_installed_here'"):
+        require("onnxruntime", "onnx")

@@ -349,3 +349,99 @@ def test_non_finite_network_outputs_fail_the_evaluation_and_nothing_of_them_is_k
     kept = [json.loads(line)["image_id"] for f in tmp_path.rglob("*.jsonl")
             for line in f.read_text().splitlines() if line.strip()]
     assert len(kept) == BATCH  # the first batch only: the bad one was never written
+
+
+# ------------------------------------------------------------- damaged output folders
+def _copy_of_reference(setup, tmp_path: Path) -> Path:
+    import shutil
+
+    out = tmp_path / "damaged"
+    shutil.copytree(setup[2].detections_path.parent, out)
+    for name in ("detections.json", "metrics.json"):
+        (out / name).unlink()  # evaluate and merge read the rest back
+    return out
+
+
+def _evaluate_cli(setup, out: Path) -> list[str]:
+    coco, checkpoint, _, _, zoo = setup
+    return ["--zoo", str(zoo), "evaluate", "tiny", "--coco", str(coco), "--checkpoint",
+            str(checkpoint), "--out", str(out), "--batch-size", str(BATCH), "--workers", "0",
+            "--no-progress"]
+
+
+def _merge_cli(setup, shard: Path, out: Path) -> list[str]:
+    coco, _, _, _, zoo = setup
+    return ["--zoo", str(zoo), "merge", str(shard), "--coco", str(coco), "--out", str(out)]
+
+
+@pytest.mark.parametrize("damage", [b'{"model": "rtmdet-tiny", "weights_sha', b"[1, 2]",
+                                    b"\xff\xfe\x00garbage", b"",
+                                    b'{"model": "rtmdet-tiny"}'])
+def test_a_damaged_run_json_is_named_with_its_fix(setup, tmp_path, capsys, damage):
+    out = _copy_of_reference(setup, tmp_path)
+    (out / "run.json").write_bytes(damage)
+    for argv in (_evaluate_cli(setup, out), _merge_cli(setup, out, tmp_path / "merged")):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert str(out / "run.json") in err and "Traceback" not in err, err
+        assert f"delete {out}" in err or f"Delete {out}" in err, err
+
+
+@pytest.mark.parametrize(("line", "words"), [
+    (b"garbage\n", ["not a JSON"]),
+    (b'{"image_id": 99, "detections": [[1, 2, 3, 4, NaN, 1]]}\n', ["NaN"]),
+    (b'{"image_id": 99, "detections": [[1, 2, 3, 4, 1e999, 1]]}\n', ["finite"]),
+    (b'{"image_id": 99}\n', ["detections"]),
+    (b'{"image_id": "99", "detections": []}\n', ["image_id"]),
+    (b'{"image_id": 99, "detections": [[1, 2, 3, 4, 0.5]]}\n', ["x, y, w, h, score"]),
+    (b'{"image_id": 99, "detections": [[1, 2, -3, 4, 0.5, 1]]}\n', ["negative"]),
+    (b"[]\n", ["object"]),
+])
+def test_a_damaged_predictions_line_is_named_by_file_and_line(setup, tmp_path, capsys, line,
+                                                              words):
+    """A damaged line in the middle (or a complete last line) is no crash mid-write: exit 2
+    naming the file and line, for evaluate and merge alike."""
+    out = _copy_of_reference(setup, tmp_path)
+    predictions = out / "predictions.0-of-1.jsonl"
+    lines = predictions.read_bytes().splitlines(keepends=True)
+    predictions.write_bytes(b"".join(lines[:2] + [line] + lines[2:]))
+    for argv in (_evaluate_cli(setup, out), _merge_cli(setup, out, tmp_path / "merged")):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert f"{predictions}:3" in err and "Traceback" not in err, err
+        assert all(w in err for w in words) and "delete" in err, err
+    assert not (out / "metrics.json").exists()
+
+
+def test_a_torn_last_predictions_line_is_still_redone(setup, tmp_path, capsys):
+    out = _copy_of_reference(setup, tmp_path)
+    predictions = out / "predictions.0-of-1.jsonl"
+    lines = predictions.read_bytes().splitlines(keepends=True)
+    predictions.write_bytes(b"".join(lines[:-1]) + lines[-1][:20])
+    assert main(_evaluate_cli(setup, out) + ["--json"]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["newly_inferred"] == 1 and printed["metrics"] == setup[2].metrics
+
+
+def test_a_full_disk_during_evaluate_is_a_clear_error_and_the_rerun_resumes(setup, tmp_path,
+                                                                            capsys, monkeypatch):
+    import errno
+
+    real, calls = evaluation._append_lines, []
+
+    def fills_up(path, rows):
+        calls.append(rows)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # os.write names no file
+        real(path, rows)
+
+    monkeypatch.setattr(evaluation, "_append_lines", fills_up)
+    out = tmp_path / "out"
+    assert main(_evaluate_cli(setup, out)) == 2
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "Traceback" not in err, err
+    monkeypatch.setattr(evaluation, "_append_lines", real)
+    assert main(_evaluate_cli(setup, out) + ["--json"]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed["newly_inferred"] == NUM_IMAGES - BATCH  # the first batch was kept
+    assert printed["metrics"] == setup[2].metrics

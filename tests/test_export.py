@@ -199,3 +199,63 @@ def test_cli_export_fp16(tmp_path, capsys):
     record = json.loads(capsys.readouterr().out)
     assert record["precision"] == "fp16" and record["parity"]["ok"]
     assert record["parity"]["tolerance"]["rtol"] == 5e-3 and record["fp16_converter"]
+
+
+# ------------------------------------------------------------------ the file at -o
+def _leftovers(directory) -> list[str]:
+    return sorted(p.name for p in directory.iterdir())
+
+
+@pytest.mark.parametrize(("failure", "code"), [(KeyboardInterrupt, 130), ("disagree", 2),
+                                               (RuntimeError("ORT crashed"), 2)])
+def test_export_writes_to_o_only_once_the_file_is_checked(tmp_path, capsys, monkeypatch,
+                                                          failure, code):
+    """An interrupted or failed check (ONNX Runtime disagreeing or unable to run the file)
+    leaves nothing at -o (nor a temporary file), and an existing file given with --force is
+    left as it was."""
+    import rtmbench.measure.export as export
+
+    real_check, real_session = export.check_parity, export.ort_cpu_session
+
+    def check(model, path, *args, **kwargs):
+        assert path.exists() and path.name != "m.onnx"  # the check reads the unchecked file
+        if failure == "disagree":
+            report = real_check(model, path, *args, **kwargs)
+            report.max_abs_error = {k: 1.0 for k in report.max_abs_error}
+            return report
+        if isinstance(failure, RuntimeError):
+            return real_check(model, path, *args, **kwargs)
+        raise failure
+
+    def session(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(export, "check_parity", check)
+    if isinstance(failure, RuntimeError):
+        monkeypatch.setattr(export, "ort_cpu_session", session)
+    out = tmp_path / "m.onnx"
+    argv = ["export", "tiny", "-o", str(out), "--input-size", "64", "64"]
+    for extra in ([], ["--force"]):
+        assert main(argv + extra) == code
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and (code == 130 or str(out) in err), err
+        if not extra:
+            assert _leftovers(tmp_path) == []
+            out.write_bytes(b"the user's previous file")
+    assert _leftovers(tmp_path) == ["m.onnx"] and out.read_bytes() == b"the user's previous file"
+    monkeypatch.setattr(export, "check_parity", real_check)
+    monkeypatch.setattr(export, "ort_cpu_session", real_session)
+    assert main(argv + ["--force"]) == 0
+    assert out.read_bytes() != b"the user's previous file" and _leftovers(tmp_path) == ["m.onnx"]
+
+
+def test_export_says_which_weights_it_wrote(tmp_path, capsys):
+    out = tmp_path / "m.onnx"
+    assert main(["export", "tiny", "-o", str(out), "--input-size", "64", "64"]) == 0
+    printed = capsys.readouterr().out
+    assert "random-init weights" in printed.splitlines()[0], printed
+    assert "not a trained detector" in printed.splitlines()[0], printed
+    assert main(["export", "tiny", "-o", str(out), "--input-size", "64", "64", "--force",
+                 "--weights", "well-conditioned", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["weights"] == {"weights": "well-conditioned", "seed": 0}, record

@@ -236,3 +236,10 @@ def test_a_claim_the_judge_cannot_read_is_unusable_input(tmp_path, capsys, chang
     assert main(["gate", str(run)]) == 2
     assert main(["report", str(run), "--only", "--out-dir", str(tmp_path / "r")]) == 2
     assert words in capsys.readouterr().err
+
+
+def test_a_change_of_one_shows_its_absolute_size_not_a_zero_percent(tmp_path, baseline, capsys):
+    """+1 FLOP of 8.089 G is +1.2e-08 %: '+0.000%' read as no change beside a regression."""
+    code, out = gate(tmp_path, baseline, capsys, flops=8_089_000_001)
+    row = next(line for line in out.splitlines() if "FLOPs" in line and "REGRESSION" in line)
+    assert code == 1 and "+1 (+1.2e-08%)" in row and "0.000%" not in row, row

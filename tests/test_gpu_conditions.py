@@ -83,3 +83,23 @@ def test_a_reading_nvml_does_not_support_leaves_throttling_unknown_not_the_unit_
     assert system["name"] is None and system["driver"] == "580.65.06"
     result = conditions(snap, probe.snapshot(), system)
     assert result["throttled"] is None and "clock event reasons" in result["unavailable"]
+
+
+def test_a_broken_pynvml_fails_and_a_missing_one_is_said(shadow_package, monkeypatch):
+    """Installed and failing to import is a failure (the record would silently lose its
+    throttle check); not installed is a reason in the record, as before."""
+    import importlib.util
+
+    from rtmbench.errors import PackageBroken
+
+    shadow_package("pynvml", "raise ImportError('libnvidia-ml.so.1: cannot open shared "
+                   "object file')\n")
+    with pytest.raises(PackageBroken, match="'pynvml' is installed.*libnvidia-ml.so.1"):
+        open_probe()
+    shadow_package("pynvml", "raise ModuleNotFoundError(\"No module named 'pynvml'\", "
+                   "name='pynvml')\n")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "pynvml" else real(name, *a))
+    probe, reason = open_probe()
+    assert probe is None and "not installed" in reason

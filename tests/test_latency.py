@@ -216,3 +216,46 @@ def test_a_signal_during_latency_removes_its_temporary_directory(tmp_path, sig, 
     assert proc.returncode == code, err[-2000:]
     assert list(tmp.iterdir()) == [], "temporary files were left behind"
     assert "Traceback" not in err
+
+
+# ------------------------------------------------------------- broken installations
+BROKEN = "raise ImportError('libfoo.so.1: cannot open shared object file: No such file')\n"
+
+
+def test_cli_latency_with_a_broken_onnxruntime_is_a_failure_not_a_traceback(capsys,
+                                                                           shadow_package):
+    shadow_package("onnxruntime", BROKEN)
+    code = main(["latency", "tiny", "--backend", "onnxruntime", "--input-size", "64", "64",
+                 "--iterations", "1", "--min-duration", "0", "--warmup", "0", "--no-reference"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err, err
+    assert "'onnxruntime' is installed" in err and "libfoo.so.1" in err, err
+
+
+@pytest.mark.parametrize(("backend", "package", "device", "precision"), [
+    ("onnxruntime", "onnxruntime", "cpu", "fp32"),
+    ("onnxruntime", "onnxruntime", "cuda", "fp16"),
+    ("tensorrt", "tensorrt", "cuda", "fp16"),
+    ("torch-compile", "triton", "cuda", "fp16"),
+])
+def test_a_broken_backend_package_fails_and_a_missing_one_is_not_run(tiny_entry, monkeypatch,
+                                                                     shadow_package, backend,
+                                                                     package, device, precision):
+    import importlib.util
+
+    import rtmbench.measure.backends.compile_backend as compile_backend
+    import rtmbench.measure.backends.onnxruntime_backend as ort_backend
+    import rtmbench.measure.backends.tensorrt_backend as trt_backend
+    from rtmbench.errors import PackageBroken
+    from rtmbench.measure.backends import get_backend
+
+    for module in (ort_backend, trt_backend, compile_backend):
+        monkeypatch.setattr(module, "cuda_unavailable_reason", lambda: None)
+    shadow_package(package, BROKEN)
+    with pytest.raises(PackageBroken, match=f"'{package}' is installed.*libfoo.so.1"):
+        get_backend(backend).unavailable(device, precision)
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == package else real(name, *a))
+    reason = get_backend(backend).unavailable(device, precision)
+    assert reason and "not installed" in reason, reason

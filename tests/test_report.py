@@ -162,3 +162,12 @@ def test_publish_with_a_readme_without_markers_writes_nothing(tmp_path):
                      readme=readme, committed=False)
     assert not (tmp_path / "reports").exists()
     assert readme.read_text() == "# no markers here\n"
+
+
+def test_a_readme_that_is_not_utf8_is_an_input_error_and_nothing_is_written(workspace):
+    damaged = README.replace("Keep me.", "Keep me.\udcff").encode("utf-8", "surrogateescape")
+    (workspace / "README.md").write_bytes(damaged)
+    with pytest.raises(InputError, match=r"README .*README.md.*not UTF-8"):
+        render(workspace, "r1")
+    assert (workspace / "README.md").read_bytes() == damaged
+    assert not (workspace / "reports").exists()

@@ -421,3 +421,116 @@ def test_suite_mistakes_found_before_any_unit_runs(tmp_path, checks, words):
         load_suite(path)
     assert all(w in str(err.value) for w in words), str(err.value)
     assert "give a value of the expected type" not in str(err.value)
+
+
+@pytest.mark.parametrize(("body", "where"), [
+    ("name: my smoke\nmodels: [tiny]\nchecks: {complexity: {}}\n", ":1: name"),
+    ("name: ../../escape\nmodels: [tiny]\nchecks: {complexity: {}}\n", ":1: name"),
+    ("name: " + "n" * 65 + "\nmodels: [tiny]\nchecks: {complexity: {}}\n", ":1: name"),
+    ("name: x\nmodels: [tiny]\nchecks:\n  box_ap: {synthetic: 4, weights: ../w}\n",
+     ":4: checks.box_ap.weights"),
+    ("name: x\nmodels: [tiny]\nchecks:\n  box_ap: {synthetic: 4, weights: [mmdet, a/b]}\n",
+     ":4: checks.box_ap.weights"),
+    (LATENCY % "weights: ../../w", ":6: checks.latency.weights"),
+])
+def test_suite_names_that_become_paths_are_plain_names(tmp_path, body, where):
+    """A suite's name is part of the default run id and the run's work directory; a weights id
+    names a box AP unit's folder. A bad one is the suite's error, not a bad run id."""
+    path = write_suite(tmp_path, body)
+    with pytest.raises(InputError) as info:
+        load_suite(path)
+    message = str(info.value)
+    assert f"{path}{where}" in message and "plain name" in message, message
+    assert "run id" not in message
+
+
+def test_cli_run_reports_a_bad_suite_name_as_the_suite_s_error(tmp_path, capsys):
+    path = write_suite(tmp_path, "name: my smoke\nmodels: [tiny]\nchecks: {complexity: {}}\n"
+                       f"results_dir: {tmp_path / 'results'}\n")
+    assert main(["run", str(path), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}:1: name" in err and "run id" not in err and "Traceback" not in err, err
+    assert not (tmp_path / "results").exists()
+
+
+# ------------------------------------------------------------------ a full disk
+def test_a_full_disk_in_a_unit_fails_that_unit_with_a_clear_reason(tmp_path):
+    suite = load_suite(fake_suite(tmp_path, ", disk_full_backend: beta"))
+    run = read_run(run_suite(suite, run_id="full", progress=False).path)
+    beta = [r for r in run.records if r.backend == "beta"]
+    assert {r.status for r in beta} == {"failed"} and len(run.records) == 6
+    assert all("no space left on device" in r.reason.lower() and "out" in r.reason
+               for r in beta), beta[0].reason
+    assert "traceback" not in beta[0].provenance  # the machine's problem, not a bug of ours
+
+
+def test_a_full_disk_writing_the_run_file_is_exit_2_and_resume_finishes_it(tmp_path, capsys,
+                                                                          monkeypatch):
+    import errno
+
+    import rtmbench.records.io as records_io
+
+    real, calls = records_io.append_durable, []
+
+    def fills_up(path, data):
+        calls.append(data)
+        if len(calls) == 6:  # the run's opening (empty) append, two units, the third's start
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        real(path, data)
+
+    monkeypatch.setattr(records_io, "append_durable", fills_up)
+    suite = fake_suite(tmp_path)
+    assert main(["run", str(suite), "--run-id", "df", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    path = tmp_path / "results" / "df.jsonl"
+    assert "Traceback" not in err and str(path) in err and "No space left" in err, err
+    assert "--resume df" in err, err
+    kept = read_run(path)
+    assert len([r for r in kept.records if r.status == "measured"]) == 2 and not kept.corrupt
+    monkeypatch.setattr(records_io, "append_durable", real)
+    assert main(["run", str(suite), "--resume", "df", "--no-progress"]) == 0
+    final = read_run(path)
+    assert len(final.records) == 6 and not final.problems
+    assert all(r.status == "measured" for r in final.records)
+
+
+def test_a_short_write_is_completed_never_a_torn_line(tmp_path, monkeypatch):
+    """os.write may write less than asked (a disk filling up, a signal): the rest follows."""
+    import rtmbench.fileio as fileio
+
+    real = fileio.os.write
+    monkeypatch.setattr(fileio.os, "write", lambda fd, data: real(fd, bytes(data)[:7]))
+    fileio.append_durable(tmp_path / "f.jsonl", b'{"a line": "longer than seven bytes"}\n')
+    monkeypatch.undo()
+    assert (tmp_path / "f.jsonl").read_bytes() == b'{"a line": "longer than seven bytes"}\n'
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    (BOX_AP.replace("synthetic: 4", "synthetic: true") % "limit: 2", "checks.box_ap.synthetic"),
+    (BOX_AP % "batch_size: true", "checks.box_ap.batch_size"),
+    (BOX_AP % "min_agreement_ap: true", "checks.box_ap.min_agreement_ap"),
+    (LATENCY % "min_duration_s: false", "checks.latency.min_duration_s"),
+    (LATENCY % "input_size: [true, 320]", "checks.latency.input_size: [0] true"),
+    (LATENCY % "accuracy: {images: true}", "checks.latency.accuracy.images"),
+    ("name: x\nmodels: [tiny]\nchecks: {complexity: {}}\ntolerances:\n"
+     "  box_ap: {absolute: true}\n", "tolerances.box_ap.absolute"),
+])
+def test_a_boolean_is_never_read_as_a_number(tmp_path, body, field):
+    """pydantic's lax mode reads true as 1: 'synthetic: true' ran one generated image."""
+    path = write_suite(tmp_path, body)
+    with pytest.raises(InputError) as info:
+        load_suite(path)
+    message = str(info.value)
+    assert field in message and "true or false" in message and "number" in message, message
+
+
+def test_a_suite_that_does_not_exist_is_named_as_a_suite_by_every_command(tmp_path, capsys):
+    from tests.records_factory import records, write_run
+
+    run = write_run(tmp_path / "r.jsonl", records("r"))
+    for argv in (["run", "NOPE"], ["gate", str(run), "--suite", "NOPE"],
+                 ["report", str(run), "--only", "--suite", "NOPE", "--out-dir",
+                  str(tmp_path / "out")]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert "no suite 'NOPE'" in err and "run id" not in err and "Traceback" not in err, err

@@ -229,9 +229,44 @@ def test_zero_sized_boxes_and_empty_annotations_score_alike_on_both_backends(gt)
     for convention in CONVENTIONS:
         assert np.allclose(list(results[0][convention].values()),
                            list(results[1][convention].values()), atol=1e-12)
-    empty = {**data, "annotations": []}
-    assert [score(empty, dets, backend=b)["coco"]["AP"] for b in ("faster", "pycocotools")] \
-        == [-1.0, -1.0]
+
+
+@pytest.mark.parametrize("backend", ["faster", "pycocotools"])
+def test_ground_truth_without_annotations_is_refused_never_an_ap_of_minus_one(gt, tmp_path,
+                                                                              capsys, backend):
+    """pycocotools' AP is -1 when no ground-truth box can be matched (no annotation, or only
+    crowd ones): nothing can be scored, and a -1 must never be shown as an AP."""
+    data = json.loads(gt.read_text())
+    dets = perturbed(data)
+    crowd_only = copy.deepcopy(data)
+    for a in crowd_only["annotations"]:
+        a["iscrowd"] = 1
+    for name, truth in (("empty", {**data, "annotations": []}), ("crowd", crowd_only)):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(truth))
+        with pytest.raises(DatasetError, match="nothing can be scored"):
+            score(truth, dets, backend=backend)
+        detections = tmp_path / "dets.json"
+        detections.write_text(json.dumps(dets))
+        for extra in ([], ["--json"]):
+            assert main(["score", str(path), str(detections), "--backend", backend, *extra]) == 2
+            captured = capsys.readouterr()
+            assert "-1" not in captured.out and "Traceback" not in captured.err
+            assert f"COCO annotation file {path}" in captured.err, captured.err
+            assert "nothing can be scored" in captured.err, captured.err
+
+
+def test_a_json_file_nested_too_deeply_is_named_never_a_traceback(gt, tmp_path, capsys):
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    assert main(["score", str(gt), str(deep)]) == 2
+    err = capsys.readouterr().err
+    assert f"detections file {deep}" in err and "Traceback" not in err, err
+    detections = tmp_path / "dets.json"
+    detections.write_text(json.dumps(perturbed(json.loads(gt.read_text()))))
+    assert main(["score", str(deep), str(detections)]) == 2
+    err = capsys.readouterr().err
+    assert f"COCO annotation file {deep}" in err and "Traceback" not in err, err
 
 
 @pytest.mark.parametrize("backend", ["pycocotools", "faster"])

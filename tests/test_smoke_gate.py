@@ -98,3 +98,26 @@ def test_a_one_line_pipeline_change_fails_the_gate(box_ap_suite, monkeypatch, wh
     row, _ = _gate(box_ap_suite, which.replace(" ", "-"))
     assert row.regression, (which, row)
     assert "< 0.99: the detections changed" in row.verdict
+
+
+@pytest.mark.parametrize(("text", "words"), [
+    ('{"detections": [{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1], "score": NaN}]}',
+     ["entry 0", "score"]),
+    ('{"detections": [{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1], "score": 0.5}]}',
+     ["entry 0", "bbox"]),
+    ('{"detections": [{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 0.5}, 7]}',
+     ["entry 1"]),
+    ('{"detections": [{"image_id": 1, "categ', ["not valid JSON", "line 1"]),
+    ("\udcff", ["cannot be read"]),
+])
+def test_damaged_golden_detections_name_the_file_entry_and_fix(tmp_path, text, words):
+    from rtmbench.errors import InputError
+    from rtmbench.measure.agreement import load_golden
+
+    path = tmp_path / "golden.json"
+    path.write_bytes(text.encode("utf-8", "surrogateescape"))
+    with pytest.raises(InputError) as info:
+        load_golden(path)
+    message = str(info.value)
+    assert f"golden detections {path}" in message and all(w in message for w in words), message
+    assert "tools/make_smoke_golden.py" in message, message

@@ -171,3 +171,77 @@ def test_member_patterns_never_cross_a_folder():
     assert not member_matches("val2017/sub/x.jpg", "val2017/*.jpg")
     assert not member_matches("annotations/instances_train2017.json",
                               "annotations/instances_val2017.json")
+
+
+# Every name that becomes part of a path (evaluation folders, run files, work directories) is
+# one plain name: a zoo naming a model '../../x' would make `evaluate` write outside --out.
+@pytest.mark.parametrize(("old", "new", "field"), [
+    ("name: rtmdet-tiny", "name: ../../../../somewhere", "models[0] (../../../../somewhere).name"),
+    ("name: rtmdet-tiny", "name: /tmp/abs", "models[0] (/tmp/abs).name"),
+    ("size: tiny", "size: 'a/b'", "models[0] (rtmdet-tiny).size"),
+    ("size: tiny", "size: '..'", "models[0] (rtmdet-tiny).size"),
+    ("- id: mmyolo", "- id: '../w'", "models[0] (rtmdet-tiny).weights[0].id"),
+])
+def test_names_that_become_paths_must_be_plain_names(tmp_path, old, new, field):
+    path = _broken(tmp_path, old, new)
+    with pytest.raises(InputError) as err:
+        load_zoo(path)
+    msg = str(err.value)
+    line = next(i for i, text in enumerate(path.read_text().splitlines(), 1) if new in text)
+    assert f"{path}:{line}: {field}" in msg, msg
+    assert "plain name" in msg and "Fix:" in msg, msg
+
+
+def test_evaluate_never_writes_outside_its_output_folder(tmp_path, capsys, monkeypatch):
+    """results/eval/<model name> with the name "../../../escaped" was tmp_path/escaped."""
+    from rtmbench.cli import main
+    from rtmbench.data import make_synthetic_coco
+
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    coco = make_synthetic_coco(tmp_path / "coco", 1, seed=3)
+    path = _broken(tmp_path, "name: rtmdet-tiny", "name: ../../../escaped")
+    path.write_text(path.read_text().replace("input_size: [640, 640]", "input_size: [64, 64]"))
+    code = main(["--zoo", str(path), "evaluate", "tiny", "--coco", str(coco), "--limit", "1",
+                 "--random-weights", "--no-progress", "--workers", "0"])
+    err = capsys.readouterr().err
+    assert not (tmp_path / "escaped").exists()
+    assert code == 2 and "plain name" in err and "Traceback" not in err, err
+    assert list(work.iterdir()) == []
+
+
+@pytest.mark.parametrize(("data", "words"), [
+    (b"collection: {name: x}\xff\n", ["not UTF-8", "byte 0xff"]),
+    (b"collection: " + b"[" * 3000 + b"]" * 3000 + b"\n", ["nested too deeply"]),
+    (b"collection: {name: x}\ncollection: {name: y}\n", ["line 2", "'collection' twice"]),
+    (b"defaults:\n  num_classes: 80\n  num_classes: 81\n", ["line 3", "'num_classes' twice"]),
+])
+def test_a_damaged_zoo_file_is_named_never_a_traceback(tmp_path, capsys, data, words):
+    """Not UTF-8, nested past Python's recursion limit, or a key given twice (YAML keeps the
+    last silently): each is an error naming the file."""
+    from rtmbench.cli import main
+
+    path = tmp_path / "zoo.yaml"
+    path.write_bytes(data)
+    with pytest.raises(InputError) as err:
+        load_zoo(path)
+    message = str(err.value)
+    assert str(path) in message and all(w in message for w in words), message
+    assert main(["--zoo", str(path), "complexity", "tiny"]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("old", "new", "field"), [
+    ("exp_on_reg: false", "exp_on_reg: 0", "architecture.exp_on_reg"),
+    ("to_rgb: false", "to_rgb: 'no'", "defaults.pipeline.to_rgb"),
+    ("num_classes: 80", "num_classes: true", "defaults.num_classes"),
+    ("max_per_img: 300", "max_per_img: true", "defaults.test_cfg.max_per_img"),
+])
+def test_booleans_and_numbers_are_not_coerced_into_each_other(tmp_path, old, new, field):
+    path = _broken(tmp_path, old, new)
+    with pytest.raises(InputError) as err:
+        load_zoo(path)
+    message = str(err.value)
+    assert field in message and "Fix:" in message, message
+    assert "true or false" in message, message

@@ -10,7 +10,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 
-from .errors import RtmbenchError
+from .errors import OutputNotWritable, RtmbenchError, storage_problem
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -372,6 +372,12 @@ def _add_score(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_score)
 
 
+def _add_trust(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trust-checkpoint", action="store_true",
+                   help="allow arbitrary pickled objects in the checkpoint (runs code: only "
+                   "for files you trust)")
+
+
 def _weights_of(args: argparse.Namespace) -> tuple[str | None, str | None]:
     """(zoo weights id, checkpoint file) from --random-weights / --checkpoint / --weights."""
     from .spec.checks import RANDOM_INIT
@@ -381,6 +387,27 @@ def _weights_of(args: argparse.Namespace) -> tuple[str | None, str | None]:
     if getattr(args, "checkpoint", None):
         return None, args.checkpoint
     return getattr(args, "weights", None), None
+
+
+def _check_weights_flags(args: argparse.Namespace, entry) -> None:
+    """--weights names a zoo weights id (or seeded weights), --checkpoint an existing file:
+    said before anything slow (importing torch, fetching)."""
+    from pathlib import Path
+
+    from .errors import InputError
+    from .spec.checks import RANDOM_INIT, WELL_CONDITIONED
+
+    weights, checkpoint = _weights_of(args)
+    if checkpoint is not None and not Path(checkpoint).is_file():
+        raise InputError(f"checkpoint {checkpoint} does not exist (or is not a file); fetch "
+                         f"one with `rtmbench fetch SIZE` or give the path of a .pth or "
+                         f".safetensors file.")
+    if weights not in (None, RANDOM_INIT, WELL_CONDITIONED):
+        try:
+            entry.weights_by_id(weights)
+        except InputError as exc:
+            raise InputError(f"--weights: {exc} Or use {RANDOM_INIT} or "
+                             f"{WELL_CONDITIONED} (seeded, no download).") from None
 
 
 def _build(args: argparse.Namespace, entry, *, default_random: bool, say: str):
@@ -402,40 +429,62 @@ def _build(args: argparse.Namespace, entry, *, default_random: bool, say: str):
         print(f"{say}: seeded well-conditioned weights: varied outputs for accuracy checks, "
               f"no trained detector.", file=sys.stderr)
     else:
-        print(f"{say}: weights {info.get('weights')} from {info.get('path') or info.get('file')} "
-              f"({info.get('layout')} layout, sha256 {str(info.get('sha256'))[:12]})",
-              file=sys.stderr)
-    return built.model
+        print(f"{say}: {_weights_text(info)}", file=sys.stderr)
+    return built
+
+
+def _weights_text(info: dict) -> str:
+    """Which weights a model has, in words (from its provenance)."""
+    from .spec.checks import RANDOM_INIT, WELL_CONDITIONED
+
+    if info.get("weights") == RANDOM_INIT:
+        return ("random-init weights (seeded initialisation, not a trained detector: give "
+                "--weights or --checkpoint for trained ones)")
+    if info.get("weights") == WELL_CONDITIONED:
+        return "well-conditioned weights (seeded, not a trained detector)"
+    return (f"{info.get('weights')} weights from {info.get('path') or info.get('file')} "
+            f"({info.get('layout')} layout, sha256 {str(info.get('sha256'))[:12]})")
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .data import check_coco_root, resolve_coco_root
+    from .errors import InputError
+    from .measure.eval_plan import check_options, parse_shard
+    from .spec.zoo import load_zoo
+
+    # every input is checked before torch is imported (seconds) and weights are fetched
+    entry = load_zoo(args.zoo).get(args.size)
+    coco = check_coco_root(resolve_coco_root(args.coco))
+    check_options(batch_size=args.batch_size, workers=args.workers, device=args.device,
+                  precision=args.precision, limit=args.limit)
+    shard = parse_shard(args.shard) if args.shard else None
+    _check_weights_flags(args, entry)
+    weights, checkpoint = _weights_of(args)
+    cfg_name, test_cfg = entry.evaluation_test_cfg("file" if checkpoint else weights,
+                                                   args.test_cfg)
+    out = Path(args.out) if args.out else Path("results") / "eval" / entry.name
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file; give a directory for the evaluation's "
+                         f"outputs.")
     from .measure.evaluation import (
         default_batch_size,
         default_workers,
         evaluate,
-        parse_shard,
         resolve_eval_device,
     )
     from .measure.scoring import format_metrics
-    from .spec.zoo import load_zoo
 
-    entry = load_zoo(args.zoo).get(args.size)
-    coco = check_coco_root(resolve_coco_root(args.coco))  # before any download
-    shard = parse_shard(args.shard) if args.shard else None
     device = resolve_eval_device(args.device)  # a missing GPU too: before any download
-    weights, checkpoint = _weights_of(args)
-    cfg_name, test_cfg = entry.evaluation_test_cfg("file" if checkpoint else weights,
-                                                   args.test_cfg)
+    check_options(batch_size=args.batch_size, workers=args.workers, device=device,
+                  precision=args.precision, limit=args.limit)  # fp16 where auto chose the CPU
     print(f"rtmbench evaluate: test settings {cfg_name!r}: {test_cfg}", file=sys.stderr)
     batch = args.batch_size or default_batch_size(device)
     workers = args.workers if args.workers is not None else default_workers(device)
     print(f"rtmbench evaluate: on {device}, {args.precision}, batch {batch}, {workers} loader "
           f"worker(s)", file=sys.stderr)
-    model = _build(args, entry, default_random=False, say="rtmbench evaluate")
-    out = Path(args.out) if args.out else Path("results") / "eval" / entry.name
+    model = _build(args, entry, default_random=False, say="rtmbench evaluate").model
     timings: dict | None = {} if args.timings else None
     result = evaluate(entry, coco, model=model, out_dir=out, limit=args.limit,
                       batch_size=args.batch_size, workers=args.workers, device=device,
@@ -479,8 +528,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", metavar="ID", default=None,
                    help="zoo weights id to fetch when no --checkpoint is given (mmyolo, mmdet; "
                    "default: the first available)")
-    p.add_argument("--trust-checkpoint", action="store_true",
-                   help="allow arbitrary pickled objects in the checkpoint (runs code)")
+    _add_trust(p)
     p.add_argument("--test-cfg", default=None, metavar="NAME",
                    help="test-time settings: 'default' (MMDetection 3.x) or a zoo variant such "
                    "as pre-pr9494; default: what the weights' published box AP used")
@@ -540,15 +588,20 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from .errors import InputError
-    from .measure.export import export_and_check
     from .spec.zoo import load_zoo
 
     entry = load_zoo(args.zoo).get(args.size)
     out = Path(args.output)
+    if out.is_dir():
+        raise InputError(f"{out} is a directory; give the ONNX file's path with -o.")
     if out.exists() and not args.force:
         raise InputError(f"{out} already exists; choose another -o path or pass --force "
                          f"to replace it.")
-    model = _build(args, entry, default_random=True, say="rtmbench export")
+    _check_weights_flags(args, entry)  # every input before torch is imported (seconds)
+    from .measure.export import export_and_check
+
+    built = _build(args, entry, default_random=True, say="rtmbench export")
+    model = built.model
     width, height = entry.input_size
     input_hw = _input_hw(args) or (height, width)
     from .run.model import calibration_batch
@@ -567,11 +620,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
         print(json.dumps({"path": str(out), "model": entry.name, "input_hw": list(input_hw),
                           "batch": args.batch, "opset": args.opset, "precision": args.precision,
                           "fp16_converter": meta.get("rtmbench.fp16_converter"),
-                          "parity": report.to_dict()}))
+                          "weights": built.provenance, "parity": report.to_dict()},
+                         default=str))
     else:
         io = "FP16 weights and activations, FP32 input/outputs" if args.precision == "fp16" \
             else "FP32"
-        print(f"wrote {out} ({entry.name}, {args.batch}x3x{input_hw[0]}x{input_hw[1]}, "
+        print(f"wrote {out} ({entry.name} with {_weights_text(built.provenance)}, "
+              f"{args.batch}x3x{input_hw[0]}x{input_hw[1]}, "
               f"opset {args.opset}, {io}, outputs {', '.join(report.max_abs_error)})"
               + (f"; converted by {meta['rtmbench.fp16_converter']}"
                  if "rtmbench.fp16_converter" in meta else ""))
@@ -602,6 +657,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
                    "AutoCast when installed, else onnxconverter-common)")
     p.add_argument("--weights", metavar="ID", default=None,
                    help="random-init (default), well-conditioned, or a zoo weights id")
+    _add_trust(p)
     p.add_argument("--force", action="store_true", help="replace an existing output file")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(handler=_cmd_export)
@@ -649,12 +705,14 @@ def _check_protocol_flags(args: argparse.Namespace) -> None:
 
 
 def _cmd_latency(args: argparse.Namespace) -> int:
-    from .measure.latency import Remeasure, format_result, measure_latency
     from .spec.zoo import load_zoo
 
     entry = load_zoo(args.zoo).get(args.size)
-    _check_protocol_flags(args)
-    model = _build(args, entry, default_random=True, say="rtmbench latency")
+    _check_protocol_flags(args)  # every input before torch is imported (seconds)
+    _check_weights_flags(args, entry)
+    from .measure.latency import Remeasure, format_result, measure_latency
+
+    model = _build(args, entry, default_random=True, say="rtmbench latency").model
     options = ({"layout": args.layout} if args.layout and args.backend in ("torch", "torch-compile")
                else {})
     if args.ort_provider and args.backend == "onnxruntime":
@@ -723,6 +781,7 @@ def _add_latency(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", default=None, help="weights to load (default: random init)")
     p.add_argument("--weights", metavar="ID", default=None,
                    help="random-init (default), well-conditioned, or a zoo weights id")
+    _add_trust(p)
     p.add_argument("--json", action="store_true", help="one JSON record")
     p.set_defaults(handler=_cmd_latency)
 
@@ -785,6 +844,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RtmbenchError as exc:
         print(f"rtmbench {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        if (problem := storage_problem(exc)) is None:
+            raise
+        print(f"rtmbench {args.command}: error: its output could not be written ({problem}); "
+              f"what was written before is kept: free space and run the command again (an "
+              f"evaluation resumes where it stopped).", file=sys.stderr)
+        return OutputNotWritable.exit_code
     except Terminated:
         print(f"rtmbench {args.command}: terminated (SIGTERM); finished work is kept, "
               f"temporary files were removed.", file=sys.stderr)

@@ -99,10 +99,14 @@ def write_if_changed(path: str | Path, data: bytes) -> Path:
 
 def append_durable(path: str | Path, data: bytes) -> None:
     """Append ``data`` in one O_APPEND write (never interleaved with another writer's) and
-    make it durable before returning."""
+    make it durable before returning. Should the system write less than all of it, the rest
+    is written at once; an error (a full disk) can leave a line cut short at the end of the
+    file, which every reader of an append-only file here takes for an interrupted write."""
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)  # less the umask
     try:
-        os.write(fd, data)
+        view = memoryview(data)
+        while view:  # a short write (a disk filling up, a signal): the rest follows at once
+            view = view[os.write(fd, view):]
         os.fsync(fd)
     finally:
         os.close(fd)

@@ -79,6 +79,9 @@ def read_json(path: Path, what: str) -> object:
                            f"column {exc.colno}. Re-download or regenerate the file.") from None
     except (UnicodeDecodeError, OSError) as exc:
         raise DatasetError(f"{what} {path} cannot be read: {exc}.") from None
+    except RecursionError:
+        raise DatasetError(f"{what} {path} cannot be read: its JSON is nested too deeply. "
+                           f"Re-download or regenerate the file.") from None
 
 
 def _require_fields(where: str, section: str, items: object, fields: dict[str, type]) -> None:

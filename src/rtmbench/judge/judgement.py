@@ -372,6 +372,12 @@ def _complexity_baseline(rec: Record, base: Record, tolerances: Tolerances) -> l
         scale, unit = (1e6, "M") if metric == "params" else (1e9, "G")
         tol = tolerances.tolerance(metric)
         ok = tol.allows(value - old, old)
+        percent = (value - old) / old * 100 if old else float("inf")
+        delta = f"{percent:+.3f}%"
+        if value != old and float(f"{percent:.3f}") == 0:  # +1 of millions: show its size
+            change = value - old
+            shown = f"{int(change):+,d}" if float(change).is_integer() else f"{change:+g}"
+            delta = f"{shown} ({percent:+.2g}%)"
         out.append(Judgement(
             metric, Mark.OK if ok else Mark.REGRESSION,
             "same as baseline" if value == old else (f"within {tol.describe()} of baseline"
@@ -379,7 +385,7 @@ def _complexity_baseline(rec: Record, base: Record, tolerances: Tolerances) -> l
                                                      f"{tol.describe()} (the architecture "
                                                      f"must not change)"),
             against="baseline", reference=f"{old / scale:.4f} {unit}",
-            measured=f"{value / scale:.4f} {unit}", delta=f"{(value - old) / old * 100:+.3f}%"))
+            measured=f"{value / scale:.4f} {unit}", delta=delta))
     return out
 
 

@@ -453,6 +453,10 @@ def write_report(refs: list[str], *, results_dir: str | Path = "results",
         except OSError as exc:
             raise InputError(f"README {readme} cannot be read ({exc.strerror}); pass --readme "
                              f"PATH or --no-readme.") from None
+        except UnicodeDecodeError as exc:
+            raise InputError(f"README {readme} is not UTF-8 text (byte "
+                             f"{exc.object[exc.start]:#04x} at offset {exc.start}); save it as "
+                             f"UTF-8, or pass --no-readme.") from None
         image_dir = os.path.relpath(out_dir.resolve(), readme.resolve().parent)
         block = results_block(runs, merged, zoo, image_dir.replace(os.sep, "/"), tolerances)
         new_readme = replace_block(text, block, str(readme))

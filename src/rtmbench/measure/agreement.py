@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from .scoring import DEFAULT_BACKEND, score
+from .scoring import DEFAULT_BACKEND, check_detections, score
 
 TOP_K = 100  # pycocotools' headline AP counts 100 detections per image
 
@@ -71,15 +71,29 @@ def agreement_ap(detections: list[dict], reference: list[dict], image_ids: list[
                                      top_k=top_k, backend=backend)["AP"])
 
 
+GOLDEN_FIX = "regenerate them with `python tools/make_smoke_golden.py`"
+
+
 def load_golden(path: str | Path) -> list[dict]:
-    """Golden detections: a COCO results list (what :func:`write_golden` wrote)."""
+    """Golden detections: a COCO results list (what :func:`write_golden` wrote); a damaged
+    file is an InputError naming it, the entry and the field."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise InputError(f"golden detections {path} cannot be read ({exc}); regenerate them "
-                         f"with `python benchmarks/make_smoke_golden.py`.") from None
+        data = json.loads(path.read_bytes())
+    except OSError as exc:
+        raise InputError(f"golden detections {path} cannot be read ({exc.strerror}); "
+                         f"{GOLDEN_FIX}.") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"golden detections {path} cannot be read (not UTF-8 text: {exc}); "
+                         f"{GOLDEN_FIX}.") from None
+    except (ValueError, RecursionError) as exc:
+        raise InputError(f"golden detections {path} is not valid JSON ({exc}); "
+                         f"{GOLDEN_FIX}.") from None
     if not isinstance(data, dict) or not isinstance(data.get("detections"), list):
         raise InputError(f"golden detections {path} must be an object with a 'detections' "
-                         f"list; regenerate them with `python benchmarks/make_smoke_golden.py`.")
+                         f"list; {GOLDEN_FIX}.")
+    try:
+        check_detections(data["detections"], f"golden detections {path}")
+    except InputError as exc:
+        raise InputError(f"{exc} Fix: {GOLDEN_FIX}.") from None
     return data["detections"]

@@ -53,6 +53,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -60,9 +61,9 @@ from ..data import CocoDataset, ImageRecord, TestPipeline
 from ..errors import DatasetError, DeviceMissing, InputError, NonFiniteOutputs
 from ..fileio import append_durable, sha256_file, write_bytes_atomic, write_json_atomic
 from ..models.postprocess import TestSettings, postprocess_batched
+from .eval_plan import PRECISIONS, check_options, parse_shard, plan_batches  # noqa: F401
 from .scoring import DEFAULT_BACKEND, score
 
-PRECISIONS = ("fp32", "fp16")
 MAX_CUDA_WORKERS = 12
 # Images per forward when none is given: 32 on a GPU (what MMDetection's test loaders fill an
 # 8-GPU node with, per GPU, and enough to keep a GPU busy at 640x640 for every size); 8 on a
@@ -220,21 +221,6 @@ def _collate(items: list) -> dict:
             "prepare_s": sum(item.seconds for item in items)}
 
 
-def plan_batches(num_images: int, batch_size: int) -> list[list[int]]:
-    return [list(range(i, min(i + batch_size, num_images)))
-            for i in range(0, num_images, batch_size)]
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    try:
-        index, count = (int(v) for v in text.split("/"))
-    except ValueError:
-        index = count = -1
-    if not 0 <= index < count:
-        raise InputError(f"--shard takes i/n with 0 <= i < n (e.g. 0/4), got {text!r}.")
-    return index, count
-
-
 # --- predictions files ---------------------------------------------------------------------
 
 def _predictions_path(out_dir: Path, shard: tuple[int, int]) -> Path:
@@ -252,16 +238,83 @@ def _drop_partial_tail(path: Path) -> None:
             f.truncate(end)
 
 
+def _not_finite(token: str) -> float:
+    raise ValueError(f"{token} is not a finite number")
+
+
+def _prediction_problem(row: object, line: bytes) -> str | None:
+    """Why a parsed predictions line is not ``{"image_id": int, "detections": [[x, y, w, h,
+    score, category_id], ...]}`` with finite numbers, ``w, h >= 0`` and integer category ids;
+    None when it is. (Checked as one array per line: a loop over 1.5 M detections in Python
+    took as long again as parsing them.)"""
+    if not isinstance(row, dict) or set(row) != {"image_id", "detections"}:
+        found = sorted(row) if isinstance(row, dict) else f"a JSON {type(row).__name__}"
+        return f"expected an object with image_id and detections, found {found}"
+    if type(row["image_id"]) is not int:
+        return f"image_id must be an integer, found {row['image_id']!r}"
+    detections = row["detections"]
+    if not isinstance(detections, list):
+        return f"detections must be a list, found {str(detections)[:80]}"
+    if not detections:
+        return None
+    if line.count(b'"') != 4 or b"true" in line or b"false" in line or b"null" in line:
+        return ("detections must hold numbers only (a string, boolean or null was found): "
+                f"{str(detections)[:120]}")
+    try:
+        boxes = np.array(detections, dtype=np.float64)
+    except (ValueError, TypeError):
+        boxes = None
+    if boxes is None or boxes.ndim != 2 or boxes.shape[1] != 6:
+        return (f"detections must be lists [x, y, w, h, score, category_id] of six numbers, "
+                f"found {str(detections)[:120]}")
+    if not np.isfinite(boxes).all():
+        k = int(np.flatnonzero(~np.isfinite(boxes).all(axis=1))[0])
+        return f"detections[{k}] holds a number that is not finite: {detections[k]}"
+    if (boxes[:, 2:4] < 0).any():
+        k = int(np.flatnonzero((boxes[:, 2:4] < 0).any(axis=1))[0])
+        return f"detections[{k}] has a negative width or height: {detections[k]}"
+    if (boxes[:, 5] != np.floor(boxes[:, 5])).any():
+        k = int(np.flatnonzero(boxes[:, 5] != np.floor(boxes[:, 5]))[0])
+        return f"detections[{k}] has a category id that is not an integer: {detections[k]}"
+    return None
+
+
+def _damaged_line(path: Path, number: int, why: str) -> InputError:
+    return InputError(
+        f"{path}:{number}: damaged predictions line: {why}. A crash can only cut the last line "
+        f"short, so this file was changed or damaged otherwise; delete {path} to infer its "
+        f"images again (or delete the folder {path.parent} to redo the evaluation).")
+
+
+def read_predictions_file(path: Path, into: dict[int, list[list[float]]] | None = None
+                          ) -> dict[int, list[list[float]]]:
+    """image id -> detections of one predictions file; a last line without its newline (being
+    written by another rank, or cut by a crash) is left out, any other line that is not a
+    valid prediction is an InputError naming the file and the line."""
+    found = {} if into is None else into
+    try:
+        with open(path, "rb") as f:
+            for number, line in enumerate(f, start=1):
+                if not line.endswith(b"\n"):
+                    break  # being written by another rank, or cut by a crash
+                try:
+                    row = json.loads(line, parse_constant=_not_finite)
+                except (ValueError, RecursionError) as exc:  # UnicodeDecodeError included
+                    raise _damaged_line(path, number, f"not a JSON line ({exc})") from None
+                if problem := _prediction_problem(row, line):
+                    raise _damaged_line(path, number, problem)
+                found.setdefault(row["image_id"], row["detections"])
+    except OSError as exc:
+        raise InputError(f"predictions file {path} cannot be read ({exc.strerror}); delete it "
+                         f"to infer its images again.") from None
+    return found
+
+
 def read_predictions(out_dir: Path) -> dict[int, list[list[float]]]:
     """image id -> [[x, y, w, h, score, category_id], ...] from every predictions file."""
     found: dict[int, list[list[float]]] = {}
     for path in sorted(out_dir.glob("predictions.*.jsonl")):
-        with open(path, "rb") as f:
-            for line in f:
-                if not line.endswith(b"\n"):
-                    break  # being written by another rank, or cut by a crash
-                row = json.loads(line)
-                found.setdefault(row["image_id"], row["detections"])
+        read_predictions_file(path, found)
     return found
 
 
@@ -373,6 +426,31 @@ def _image_ids_sha256(records: list[ImageRecord]) -> str:
     return hashlib.sha256(",".join(str(r.id) for r in records).encode()).hexdigest()
 
 
+MANIFEST_FIELDS = {"model": str, "weights_sha256": str, "annotations_sha256": str,
+                   "num_images": int, "image_ids_sha256": str}
+
+
+def read_manifest(out_dir: Path, fix: str | None = None) -> dict:
+    """``out_dir``'s run.json; a damaged one is an InputError naming it, with ``fix`` (default:
+    delete the folder to redo the evaluation there)."""
+    path = out_dir / MANIFEST
+    fix = fix or (f"Delete {out_dir} to redo the evaluation there, or pass another --out")
+    try:
+        data = json.loads(path.read_bytes(), parse_constant=_not_finite)
+    except OSError as exc:
+        raise InputError(f"{path} cannot be read ({exc.strerror}). {fix}.") from None
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError included
+        raise InputError(f"{path} is damaged: not valid JSON ({exc}). {fix}.") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path} is damaged: a JSON {type(data).__name__}, not the object "
+                         f"rtmbench writes. {fix}.")
+    bad = [k for k, kind in MANIFEST_FIELDS.items() if type(data.get(k)) is not kind]
+    if bad:
+        raise InputError(f"{path} is damaged: {', '.join(bad)} missing or of the wrong type. "
+                         f"{fix}.")
+    return data
+
+
 def _check_manifest(out_dir: Path, manifest: dict, *, create: bool) -> None:
     path = out_dir / MANIFEST
     if not path.exists():
@@ -380,7 +458,7 @@ def _check_manifest(out_dir: Path, manifest: dict, *, create: bool) -> None:
             write_json_atomic(path, manifest)
             return
         raise InputError(f"{out_dir} has no {MANIFEST}: not an rtmbench evaluation directory.")
-    existing = json.loads(path.read_text())
+    existing = read_manifest(out_dir)
     if existing != manifest:
         diff = sorted(k for k in manifest.keys() | existing.keys()
                       if manifest.get(k) != existing.get(k))
@@ -514,13 +592,14 @@ def finalize(out_dir: Path, dataset: CocoDataset, records: list[ImageRecord],
         written = pool.submit(write_detections)
         with timer("score"):
             metrics = score(dataset.data, results, backend=backend, image_ids=wanted,
-                            workers=scoring_workers)
+                            workers=scoring_workers,
+                            ground_truth_name=f"COCO annotation file {dataset.annotation_file}")
         with timer("write_detections_wait"):
             written.result()
     timer.count("detections", len(results))
     write_json_atomic(metrics_path, {"metrics": metrics, "num_images": len(records),
                                      "num_detections": len(results), "backend": backend,
-                                     "run": json.loads((out_dir / MANIFEST).read_text())})
+                                     "run": read_manifest(out_dir)})
     return metrics, detections_path, metrics_path
 
 
@@ -546,18 +625,15 @@ def evaluate(model_entry, coco_root: Path, *, model: torch.nn.Module, out_dir: P
     """
     from tqdm import tqdm
 
+    check_options(batch_size=batch_size, workers=workers, device=device, precision=precision,
+                  limit=limit)
     device = resolve_eval_device(device)
     if batch_size is None:
         batch_size = default_batch_size(device)
+    check_options(batch_size=batch_size, workers=workers, device=device, precision=precision,
+                  limit=limit)  # fp16 on the device auto resolved to
     if workers is None:
         workers = default_workers(device)
-    if batch_size <= 0 or workers < 0:
-        raise InputError(f"--batch-size must be >= 1 and --workers >= 0, got {batch_size}, "
-                         f"{workers}.")
-    if precision not in PRECISIONS:
-        raise InputError(f"unknown precision {precision!r}; use fp32 or fp16.")
-    if precision != "fp32" and torch.device(device).type != "cuda":
-        raise InputError("--precision fp16 needs --device cuda: CPU evaluation runs in fp32.")
     start_wall = time.perf_counter()
     dataset = CocoDataset(coco_root)
     if dataset.num_classes != model.num_classes:
@@ -660,7 +736,7 @@ def merge_shards(shard_dirs: list[Path], coco_root: Path, out_dir: Path, *,
     for d in shard_dirs:
         if not (Path(d) / MANIFEST).is_file():
             raise InputError(f"{d} has no {MANIFEST}: not an rtmbench evaluation directory.")
-        manifests.append(json.loads((Path(d) / MANIFEST).read_text()))
+        manifests.append(read_manifest(Path(d), f"Delete {d} and run that shard again"))
     if any(m != manifests[0] for m in manifests[1:]):
         raise InputError(f"the shard directories {', '.join(map(str, shard_dirs))} were run with "
                          f"different settings (compare their {MANIFEST}); merge only shards of "
@@ -672,17 +748,22 @@ def merge_shards(shard_dirs: list[Path], coco_root: Path, out_dir: Path, *,
         raise DatasetError(f"the shards were run on another annotation file than "
                            f"{dataset.annotation_file}; merge with the COCO they were run on.")
     out_dir = Path(out_dir)
+    sources = sorted({src.resolve(): src for d in shard_dirs
+                      for src in Path(d).glob("predictions.*.jsonl")}.values())
+    known: dict[int, list] = {}
+    for src in sources:  # every line checked where it is, before anything is written
+        read_predictions_file(src, known)
     out_dir.mkdir(parents=True, exist_ok=True)
     _check_manifest(out_dir, manifests[0], create=True)
-    for d in shard_dirs:
-        if Path(d).resolve() == out_dir.resolve():
+    for src in sources:
+        target = out_dir / src.name
+        if target.resolve() == src.resolve():
             continue
-        for src in sorted(Path(d).glob("predictions.*.jsonl")):
-            target = out_dir / src.name
-            if target.exists() and target.read_bytes() != src.read_bytes():
-                raise InputError(f"{target} already exists with other content; merge into an "
-                                 f"empty --out directory.")
-            write_bytes_atomic(target, src.read_bytes())
-    metrics, detections_path, metrics_path = finalize(out_dir, dataset, records, backend)
+        if target.exists() and target.read_bytes() != src.read_bytes():
+            raise InputError(f"{target} already exists with other content; merge into an "
+                             f"empty --out directory.")
+        write_bytes_atomic(target, src.read_bytes())
+    metrics, detections_path, metrics_path = finalize(out_dir, dataset, records, backend,
+                                                      known=known)
     return EvalResult(metrics, len(records), detections_path, metrics_path, backend, 0,
                       manifests[0])

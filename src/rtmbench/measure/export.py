@@ -48,7 +48,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from ..errors import Outcome, PackageMissing, RtmbenchError, require
+from ..errors import Outcome, PackageMissing, RtmbenchError, import_problem, require
 from ..fileio import keep_mode, open_temp_beside
 
 PARITY_ATOL = 1e-4
@@ -180,13 +180,18 @@ def onnx_metadata(path: str | Path) -> dict[str, str]:
 
 
 def _modelopt_autocast():
-    """ModelOpt AutoCast's module, or None when ModelOpt is not installed."""
+    """ModelOpt AutoCast's module, or None when ModelOpt (or a package its ONNX part needs) is
+    not installed; installed and failing to import raises PackageBroken."""
     import importlib
 
     try:
         return importlib.import_module("modelopt.onnx.autocast")
-    except ImportError:
-        return None
+    except ImportError as exc:
+        problem = import_problem("modelopt.onnx.autocast", exc,
+                                 what="the FP16 converter 'modelopt'")
+        if isinstance(problem, PackageMissing):
+            return None
+        raise problem from exc
 
 
 def convert_to_fp16(model, converter: str = "auto"):
@@ -285,18 +290,24 @@ def check_parity(model: nn.Module, onnx_path: str | Path, input_hw: tuple[int, i
     """Run ``onnx_path`` in ONNX Runtime and ``model`` (FP32) in PyTorch on one input: ``probe``
     (e.g. real or generated images through the test pipeline: what the model is for), else
     Gaussian noise; the tolerance is the file's precision's (from its metadata unless
-    ``precision`` is given)."""
+    ``precision`` is given). ONNX Runtime unable to load or run the file is an ExportError."""
     precision = precision or onnx_metadata(onnx_path).get("rtmbench.precision", "fp32")
     atol, rtol = parity_tolerance(precision)
-    session = ort_cpu_session(onnx_path)
     x = probe if probe is not None else torch.randn(
         batch, _in_channels(model), *input_hw, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
         ref = model.eval()(x)
     ref = (*ref[0], *ref[1]) if hasattr(model, "bbox_head") else (
         ref if isinstance(ref, tuple) else (ref,))
-    names = [o.name for o in session.get_outputs()]
-    got = session.run(names, {session.get_inputs()[0].name: x.numpy()})
+    try:
+        session = ort_cpu_session(onnx_path)
+        names = [o.name for o in session.get_outputs()]
+        got = session.run(names, {session.get_inputs()[0].name: x.numpy()})
+    except RtmbenchError:
+        raise
+    except Exception as exc:  # onnxruntime's Fail, InvalidGraph, RuntimeError...
+        raise ExportError(f"ONNX Runtime could not run the exported file {onnx_path}: "
+                          f"{type(exc).__name__}: {exc}") from exc
     errors, bounds, relative = {}, {}, {}
     for name, expected, actual in zip(names, ref, got, strict=True):
         errors[name] = float((expected - torch.from_numpy(actual).float()).abs().max())
@@ -310,18 +321,53 @@ def export_and_check(model: nn.Module, path: str | Path, input_hw: tuple[int, in
                      batch: int = 1, dynamic_batch: bool = False, opset: int = 17,
                      fold_bn: bool = True, precision: str = "fp32",
                      fp16_converter: str = "auto", probe: Tensor | None = None) -> ParityReport:
-    """Export, then fail with :class:`ExportError` if ONNX Runtime disagrees with PyTorch
-    (on ``probe``, batch x 3 x H x W, when given; see :func:`check_parity`)."""
-    path = export_onnx(model, path, input_hw, batch, dynamic_batch, opset, fold_bn, precision,
-                       fp16_converter)
-    report = check_parity(model, path, input_hw, batch, precision=precision, probe=probe)
-    atol, rtol = parity_tolerance(precision)
-    if not report.ok:
-        bad = ", ".join(f"{k}: {v:.3g} > {report.bound[k]:.3g}"
-                        for k, v in report.max_abs_error.items() if v > report.bound[k])
-        raise ExportError(f"the ONNX file {path} disagrees with PyTorch beyond the tolerance "
-                          f"of {precision} files (max abs error > {atol} + {rtol} x "
-                          f"max|output|): "
-                          f"{bad}. Try another --opset or export without BN folding "
-                          f"(--no-fold-bn) to find the step that diverges.")
+    """Export, check the file in ONNX Runtime against PyTorch (on ``probe``, batch x 3 x H x W,
+    when given; see :func:`check_parity`), and only then put it at ``path``.
+
+    The file is written and checked under a temporary name beside ``path`` and renamed onto it
+    once it passed (atomic: same directory). A failed check (:class:`ExportError`), an error
+    or Ctrl-C removes it: ``path`` is then exactly as before (absent, or the file it held).
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, unchecked = open_temp_beside(path)
+    except OSError as exc:
+        raise ExportError(f"cannot write the ONNX file beside {path} ({exc.strerror}); choose "
+                          f"a writable -o path.") from None
+    os.close(fd)
+    try:
+        try:
+            written = Path(export_onnx(model, unchecked, input_hw, batch, dynamic_batch, opset,
+                                       fold_bn, precision, fp16_converter))
+            report = check_parity(model, written, input_hw, batch, precision=precision,
+                                  probe=probe)
+        except ExportError as exc:
+            # the message names the file the user asked for, not the temporary one
+            raise ExportError(f"{str(exc).replace(str(unchecked), str(path))} "
+                              f"{_untouched(path)}") from exc
+        atol, rtol = parity_tolerance(precision)
+        if not report.ok:
+            bad = ", ".join(f"{k}: {v:.3g} > {report.bound[k]:.3g}"
+                            for k, v in report.max_abs_error.items() if v > report.bound[k])
+            raise ExportError(f"the ONNX export for {path} disagrees with PyTorch beyond the "
+                              f"tolerance of {precision} files (max abs error > {atol} + {rtol} "
+                              f"x max|output|): {bad}. Try another --opset or export without "
+                              f"BN folding (--no-fold-bn) to find the step that diverges. "
+                              f"{_untouched(path)}")
+        fd = os.open(written, os.O_RDONLY)
+        try:
+            keep_mode(fd, path)  # a replaced file keeps its permissions
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(written, path)
+    except BaseException:
+        unchecked.unlink(missing_ok=True)
+        raise
     return report
+
+
+def _untouched(path: Path) -> str:
+    return (f"{path} was left as it was." if path.exists()
+            else f"Nothing was written to {path}.")

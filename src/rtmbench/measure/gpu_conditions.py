@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..errors import PackageMissing, import_problem
+
 # nvmlClocksEventReason* / nvmlClocksThrottleReason* bit values (nvml.h)
 REASONS = {
     0x1: "gpu_idle",
@@ -118,7 +120,12 @@ def open_probe(index: int = 0) -> tuple[GpuProbe | None, str | None]:
     """A probe, or (None, why not)."""
     try:
         return GpuProbe(index), None
-    except ImportError:
+    except ImportError as exc:
+        problem = import_problem("pynvml", exc, extra="gpu", what="recording GPU clocks")
+        if problem is exc:
+            raise
+        if not isinstance(problem, PackageMissing):  # installed and broken: the unit fails
+            raise problem from exc
         return None, ("nvidia-ml-py (pynvml) is not installed: no clocks or throttle reasons "
                       "recorded (pip install 'rtmbench[gpu]')")
     except Exception as exc:  # NVMLError: no driver, no permission

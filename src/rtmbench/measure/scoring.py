@@ -266,7 +266,7 @@ def _evaluate_parallel(backend: str, ground_truth: dict, detections: list[dict],
 def score(ground_truth: dict | str | Path, detections: list[dict], *,
           backend: str = DEFAULT_BACKEND, image_ids: Iterable[int] | None = None,
           conventions: Sequence[str] = tuple(CONVENTIONS),
-          detections_name: str = "detections",
+          detections_name: str = "detections", ground_truth_name: str | None = None,
           workers: int | None = 1) -> dict[str, dict[str, float]]:
     """The 12 COCO box numbers per convention, e.g. ``{"coco": {"AP": 0.41, ...}, ...}``.
 
@@ -279,13 +279,17 @@ def score(ground_truth: dict | str | Path, detections: list[dict], *,
     (``detections_name`` names them in errors) are checked first, and NaN or infinite numbers,
     negative box sizes, unknown image or category ids, a ground truth without 'annotations',
     'area' or 'iscrowd' are an InputError/DatasetError naming the file, the entry and the field.
+    A ground truth with no box that can be matched (no annotation on the evaluated images, or
+    crowd ones only), for which COCOeval reports an AP of -1, is a DatasetError: nothing can be
+    scored. (The other numbers keep COCOeval's -1 where their area range holds no box; tables
+    show it as n/a.)
     """
     if backend not in BACKENDS:
         raise InputError(f"unknown scoring backend {backend!r}; use one of {', '.join(BACKENDS)}.")
     unknown = [c for c in conventions if c not in CONVENTIONS]
     if unknown:
         raise InputError(f"unknown AP convention {unknown[0]!r}; use {', '.join(CONVENTIONS)}.")
-    gt_name = "ground truth"
+    gt_name = ground_truth_name or "ground truth"
     if not isinstance(ground_truth, dict):
         gt_name = f"COCO annotation file {ground_truth}"
         ground_truth = read_json(Path(ground_truth), "COCO annotation file")
@@ -304,9 +308,17 @@ def score(ground_truth: dict | str | Path, detections: list[dict], *,
                                        params)
     else:
         evaluator = _evaluate(backend, ground_truth, detections, max_dets, ids, gt)
-    return {c: {name: _summarize(evaluator, *spec)
-                for name, spec in zip(metric_names(c), _stat_specs(CONVENTIONS[c]), strict=True)}
-            for c in conventions}
+    metrics = {c: {name: _summarize(evaluator, *spec)
+                   for name, spec in zip(metric_names(c), _stat_specs(CONVENTIONS[c]),
+                                         strict=True)}
+               for c in conventions}
+    if any(m["AP"] < 0 for m in metrics.values()):
+        where = f" on the {len(ids)} evaluated images" if ids is not None else ""
+        raise DatasetError(f"{gt_name} has no ground-truth box that counts{where} (no "
+                           f"annotation, or crowd ones only): nothing can be scored, box AP is "
+                           f"undefined. Give the instances file with its annotations, or "
+                           f"evaluate images that have some.")
+    return metrics
 
 
 def format_metrics(metrics: dict[str, dict[str, float]]) -> str:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from ..errors import DatasetMissing, DeviceMissing, PackageMissing
+from ..errors import DatasetMissing, DeviceMissing, import_problem
 from ..fileio import sha256_file
 from ..spec.checks import (
     RANDOM_INIT,
@@ -149,11 +149,17 @@ def weights_missing(model: ResolvedModel, weights: str | None) -> None:
 
 
 def lazy_import(module: str, what: str) -> Any:
+    """Import one of rtmbench's heavier modules when a unit needs it. A third-party package it
+    needs that is not installed is "not run" (PackageMissing); one that is installed and fails
+    to import is "failed" (PackageBroken); an ImportError of rtmbench's own code is a bug and
+    propagates as itself (the runner records it as failed, with its traceback)."""
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise PackageMissing(f"{what} needs {module}, which cannot be imported here ({exc})"
-                             ) from None
+        problem = import_problem(module, exc, what=what)
+        if problem is exc:
+            raise
+        raise problem from None
 
 
 # --------------------------------------------------------------------------- complexity
@@ -396,13 +402,12 @@ class BoxAPCheck(Check):
 
     @staticmethod
     def _agreement(result: Any, root: Path, golden: Path) -> float:
-        import json
-
         from ..data import CocoDataset
+        from ..data.coco import read_json
         from ..measure.agreement import agreement_ap, load_golden
 
         dataset = CocoDataset(root, check_images=False)
-        detections = json.loads(Path(result.detections_path).read_text())
+        detections = read_json(Path(result.detections_path), "detections file")
         return agreement_ap(detections, load_golden(golden), [im.id for im in dataset.images],
                             dataset.cat_ids)
 

@@ -8,11 +8,13 @@ reason; any other error is a "failed" record with its reason, and the run goes o
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import sys
 import time
 import traceback
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +23,7 @@ from typing import Any
 from pydantic import ValidationError
 from tqdm import tqdm
 
-from ..errors import InputError, RtmbenchError
+from ..errors import InputError, OutputNotWritable, RtmbenchError, storage_problem
 from ..judge.judgement import run_time_verdict
 from ..measure.environment import gpu_name, hardware, run_provenance, utc_now
 from ..measure.timing import collect_environment
@@ -87,12 +89,23 @@ def run_unit(unit: Unit, spec: Any, ctx: CheckContext) -> UnitResult:
     except RtmbenchError as exc:
         return UnitResult(Status(exc.outcome), _one_line(exc), claim=claim,
                           provenance={"error": type(exc).__name__})
+    except OSError as exc:
+        if (problem := storage_problem(exc)) is None:
+            return _bug(exc, claim)
+        return UnitResult(Status.FAILED, _one_line(f"the unit's output could not be written "
+                                                   f"({problem}); free space and resume the "
+                                                   f"run"),
+                          claim=claim, provenance={"error": type(exc).__name__})
     except (Exception, SystemExit) as exc:  # a bug in a check: record it, go on
-        return UnitResult(Status.FAILED, _one_line(f"{type(exc).__name__}: {exc}"), claim=claim,
-                          provenance={"error": type(exc).__name__,
-                                      "traceback": traceback.format_exc(limit=8)})
+        return _bug(exc, claim)
     return UnitResult(Status(outcome.status), outcome.reason, outcome.metrics,
                       outcome.claim or claim, outcome.provenance)
+
+
+def _bug(exc: BaseException, claim: dict[str, Any]) -> UnitResult:
+    return UnitResult(Status.FAILED, _one_line(f"{type(exc).__name__}: {exc}"), claim=claim,
+                      provenance={"error": type(exc).__name__,
+                                  "traceback": traceback.format_exc(limit=8)})
 
 
 def to_record(run_id: str, unit: Unit, result: UnitResult, base: dict[str, Any],
@@ -201,7 +214,7 @@ def run_suite(suite: SuiteBase, *, run_id: str | None = None, resume: str | None
     run_id = resume or run_id or default_run_id(suite.name)
     path = run_path(results_dir, run_id)
     units = plan(suite, zoo)  # before any file is touched: a bad suite creates nothing
-    with RunWriter(path, resume=resume is not None) as writer:
+    with _storage_errors(path, suite, run_id), RunWriter(path, resume=resume is not None) as writer:
         # a unit the process died in (no record after its start) is measured again
         done = _done(path) if resume else set()
         todo = [(u, s) for u, s in units if u.key not in done]
@@ -242,6 +255,21 @@ def run_suite(suite: SuiteBase, *, run_id: str | None = None, resume: str | None
         finally:
             bar.close()
     return summary
+
+
+@contextlib.contextmanager
+def _storage_errors(path: Path, suite: SuiteBase, run_id: str) -> Iterator[None]:
+    """A full disk (or quota, or read-only place) met writing the run file: OutputNotWritable
+    (exit 2) saying what is kept and how to go on, instead of a traceback."""
+    try:
+        yield
+    except OSError as exc:
+        if (problem := storage_problem(exc)) is None:
+            raise
+        raise OutputNotWritable(
+            f"cannot write the run file {path} ({problem}). The units recorded before are kept "
+            f"in it; free space and continue with `rtmbench run {suite.path or suite.name} "
+            f"--resume {run_id}`.") from None
 
 
 def format_summary(summary: RunSummary) -> str:

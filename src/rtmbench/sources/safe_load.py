@@ -62,9 +62,39 @@ def _unsafe_globals(data: bytes, path: Path) -> list[str]:
             f"loading it then may run code it contains.") from exc
 
 
+PICKLE_PROTOCOL_2_PLUS = b"\x80"  # how every pickle (and a legacy torch.save file) begins
+
+
+def _not_a_checkpoint(data: bytes) -> str | None:
+    """Why ``data`` cannot be a torch checkpoint at all (empty, or neither torch's zip format
+    nor a pickle), whoever made it: trusting it would change nothing. None when it may be."""
+    head = data[:4]
+    if not head:
+        return "it is empty (0 bytes)"
+    if head.startswith(PICKLE_PROTOCOL_2_PLUS):
+        return None
+    if zipfile.is_zipfile(io.BytesIO(data)):
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            if any(name.endswith("data.pkl") for name in archive.namelist()):
+                return None
+        return "it is a zip archive without the data.pkl that torch.save writes"
+    if head.startswith(b"PK"):
+        return "it is a damaged or cut-short zip archive (torch's format needs the whole file)"
+    return f"it is neither torch's zip format nor a pickle (it begins with {head!r})"
+
+
 def _load_pickle(data: bytes, path: Path, trust: bool) -> Any:
+    if reason := _not_a_checkpoint(data):
+        raise CheckpointError(f"{path} is not a checkpoint: {reason}. Fetch it again (`rtmbench "
+                              f"fetch SIZE`) or give a .pth or .safetensors file that holds "
+                              f"the weights.")
     if trust:
-        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+        try:
+            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+        except Exception as exc:  # noqa: BLE001 - a damaged file: EOFError, UnpicklingError...
+            raise CheckpointError(f"{path} is not a checkpoint that torch can load, even "
+                                  f"trusted: {type(exc).__name__}: {exc}. Fetch it again or "
+                                  f"give another file.") from exc
     unsafe = _unsafe_globals(data, path)
     refused = [g for g in unsafe if not g.startswith(DROPPABLE_MODULES)]
     if refused:

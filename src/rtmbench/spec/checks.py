@@ -15,9 +15,9 @@ from __future__ import annotations
 from itertools import product
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from .schema import Strict
+from .schema import PlainName, Strict, plain_name_problem
 
 RANDOM_INIT = "random-init"  # weights id: seeded PyTorch initialisation (models.build_rtmdet)
 WELL_CONDITIONED = "well-conditioned"  # seeded weights that detect something (models.init)
@@ -132,7 +132,7 @@ class LatencySpec(LatencyProtocol, CheckSpec):
     targets: list[LatencyTargets] = Field(min_length=1)
     # the timed network's weights: random-init (timing only), well-conditioned (seeded weights
     # that detect something: accuracy checks without a download) or a zoo weights id
-    weights: str = RANDOM_INIT
+    weights: PlainName = RANDOM_INIT
     accuracy: AccuracySpec | None = None
     # A measurement flagged as contended (other processes took the CPU) is timed again, up
     # to this many more times, within remeasure_budget_s seconds (default: as long as the
@@ -167,7 +167,7 @@ class BoxAPSpec(CheckSpec):
     synthetic: int | None = Field(default=None, gt=0, le=MAX_SYNTHETIC)
     limit: int | None = Field(default=None, gt=0, le=MAX_IMAGES)
     # zoo weights id(s): one unit each; None: the first available; or "random-init"
-    weights: str | list[str] | None = None
+    weights: str | list[str] | None = None  # plain names: a unit's work folder is named by it
     # auto: cuda where this machine has a GPU, else cpu (the unit key records which ran)
     device: Literal["auto", "cpu", "cuda"] = AUTO_DEVICE
     precision: Literal["fp32", "fp16"] = "fp32"  # fp16: CUDA only; the claims are FP32
@@ -180,6 +180,14 @@ class BoxAPSpec(CheckSpec):
     # is red. The smoke suite's regression check of the whole detection pipeline.
     golden: str | None = None
     min_agreement_ap: float = Field(default=0.99, gt=0, le=1)
+
+    @field_validator("weights")
+    @classmethod
+    def _plain_names(cls, value: str | list[str] | None) -> str | list[str] | None:
+        for name in [value] if isinstance(value, str) else value or []:
+            if problem := plain_name_problem(name):
+                raise ValueError(problem)
+        return value
 
     @model_validator(mode="after")
     def _one_dataset(self) -> BoxAPSpec:

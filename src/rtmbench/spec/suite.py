@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field, create_model, model_validator
 
 from ..errors import InputError
 from .checks import registered_specs
-from .schema import Strict, _node_line, load_yaml
+from .schema import Strict, SuiteName, _node_line, load_yaml
 from .zoo import ResolvedModel, Zoo, load_zoo
 
 TolerancedMetric = Literal["params", "flops", "box_ap", "latency"]
@@ -54,7 +54,7 @@ DEFAULT_TOLERANCES: dict[str, Tolerance] = {
 
 
 class SuiteBase(Strict):
-    name: str
+    name: SuiteName  # part of the default run id and of the run's work directory
     description: str = ""
     models: list[str] = Field(min_length=1)
     tolerances: dict[TolerancedMetric, Tolerance] = {}

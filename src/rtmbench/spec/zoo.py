@@ -20,7 +20,7 @@ from pydantic import AfterValidator, Field, StringConstraints, field_validator, 
 
 from ..errors import InputError
 from .hfref import is_hf, parse_hf
-from .schema import Strict, load_yaml
+from .schema import PlainName, Strict, load_yaml
 
 Metric = Literal["params", "flops", "box_ap", "latency"]
 UNITS = {"params": "M", "flops": "G", "box_ap": "AP", "latency": "ms"}
@@ -107,7 +107,7 @@ Urls = Annotated[list[str], AfterValidator(_hf_entries_parse)]  # tried in order
 class Weights(Strict):
     """One published checkpoint file; ``urls`` are tried in order (official first)."""
 
-    id: str
+    id: PlainName
     layout: Literal["mmdet", "mmyolo"]
     file: FileName | None = None
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{8}([0-9a-f]{56})?$")
@@ -256,8 +256,8 @@ class Claim(Strict):
 
 
 class ModelEntry(Strict):
-    name: str
-    size: str
+    name: PlainName  # results/eval/<name>, records
+    size: PlainName
     config: str
     architecture: Architecture
     weights: list[Weights]

@@ -24,7 +24,7 @@ from typing import ClassVar
 
 from torch import Tensor, nn
 
-from ...errors import MissingPrerequisite, Outcome, RtmbenchError
+from ...errors import MissingPrerequisite, Outcome, PackageMissing, RtmbenchError, require
 from ..timing import Timer
 
 DEVICES = ("cpu", "cuda")
@@ -88,3 +88,13 @@ def cuda_unavailable_reason() -> str | None:
     if not torch.cuda.is_available():
         return "no CUDA GPU is visible (torch.cuda.is_available() is False)"
     return None
+
+
+def import_package(module: str, extra: str | None = None) -> tuple[object | None, str | None]:
+    """``(module, None)``, or ``(None, why)`` when it (or a package it needs) is not installed.
+    Installed and failing to import (a missing shared library, a broken install) raises
+    :class:`rtmbench.errors.PackageBroken`: that unit failed, it is not "not run"."""
+    try:
+        return require(module, extra or "gpu"), None
+    except PackageMissing as exc:
+        return None, str(exc)

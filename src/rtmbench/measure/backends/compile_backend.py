@@ -40,8 +40,16 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from ...errors import PackageMissing, import_problem
 from ..timing import CudaEventTimer, Timer
-from .base import Backend, BackendError, BackendUnavailable, Runner, cuda_unavailable_reason
+from .base import (
+    Backend,
+    BackendError,
+    BackendUnavailable,
+    Runner,
+    cuda_unavailable_reason,
+    import_package,
+)
 from .torch_backend import LAYOUTS, TorchBackend, flat_outputs, flatten
 
 MODES = ("auto", "default", "reduce-overhead", "max-autotune")
@@ -61,8 +69,10 @@ def resolve_mode(mode: str, device: str) -> str:
 def _cpp_compiler_reason() -> str | None:
     try:
         from torch._inductor.cpp_builder import get_cpp_compiler
-    except ImportError:  # another torch layout: let the compile itself tell
-        return None
+    except ImportError as exc:
+        if getattr(exc, "name", None) in ("torch._inductor.cpp_builder", "torch._inductor"):
+            return None  # another torch layout: let the compile itself tell
+        raise _import_failure("torch._inductor.cpp_builder", exc) from exc
     try:
         get_cpp_compiler()
     except Exception as exc:  # noqa: BLE001 - InvalidCxxCompiler, or a broken compiler
@@ -71,9 +81,16 @@ def _cpp_compiler_reason() -> str | None:
     return None
 
 
+def _import_failure(module: str, exc: ImportError) -> BaseException:
+    """A missing package (PackageMissing), a broken one (PackageBroken), or ``exc`` (ours)."""
+    return import_problem(module, exc, what="torch.compile")
+
+
 def _triton_reason() -> str | None:
     if importlib.util.find_spec("triton") is None:
         return "inductor on CUDA generates Triton kernels and the triton package is not installed"
+    if reason := import_package("triton")[1]:  # installed and broken: raises
+        return reason
     try:
         from torch.utils._triton import has_triton
     except ImportError:
@@ -171,7 +188,10 @@ class CompileBackend(Backend):
             if hasattr(dynamo, "is_dynamo_supported") and not dynamo.is_dynamo_supported():
                 return "torch.compile (dynamo) does not support this Python/platform"
         except ImportError as exc:
-            return f"torch._dynamo cannot be imported ({exc})"
+            problem = _import_failure("torch._dynamo", exc)
+            if isinstance(problem, PackageMissing):
+                return str(problem)
+            raise problem from exc
         if device == "cuda":
             return cuda_unavailable_reason() or _triton_reason()
         if precision == "fp16":

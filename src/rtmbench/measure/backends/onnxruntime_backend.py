@@ -42,7 +42,13 @@ from torch import Tensor, nn
 
 from ..export import export_onnx, onnx_metadata
 from ..timing import Timer
-from .base import Backend, BackendUnavailable, Runner, cuda_unavailable_reason
+from .base import (
+    Backend,
+    BackendUnavailable,
+    Runner,
+    cuda_unavailable_reason,
+    import_package,
+)
 
 PROVIDER_NAMES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
                   "tensorrt": "TensorrtExecutionProvider"}
@@ -118,8 +124,9 @@ class OnnxRuntimeBackend(Backend):
             return f"ONNX Runtime's {provider} provider does not run on {device}"
         if device == "cuda" and (reason := cuda_unavailable_reason()):
             return reason
-        import onnxruntime as ort
-
+        ort, reason = import_package("onnxruntime", "onnx")  # installed and broken: raises
+        if reason:
+            return reason
         name = PROVIDER_NAMES[provider]
         available = ort.get_available_providers()
         if name not in available:

@@ -51,7 +51,14 @@ from ...fileio import sha256_file, write_bytes_atomic
 from ...spec.settings import load_settings
 from ..export import export_onnx, onnx_metadata
 from ..timing import CudaEventTimer, Timer
-from .base import Backend, BackendError, BackendUnavailable, Runner, cuda_unavailable_reason
+from .base import (
+    Backend,
+    BackendError,
+    BackendUnavailable,
+    Runner,
+    cuda_unavailable_reason,
+    import_package,
+)
 
 WORKSPACE_BYTES = 4 << 30
 TYPINGS = ("auto", "weak", "strong")
@@ -161,7 +168,7 @@ class TensorRTBackend(Backend):
             return reason
         if importlib.util.find_spec("tensorrt") is None:
             return "the tensorrt Python package is not installed (pip install 'rtmbench[gpu]')"
-        return None
+        return import_package("tensorrt", "gpu")[1]  # installed and broken: raises
 
     def build_engine(self, onnx_path: Path, precision: str, plan: BuildPlan | None = None
                      ) -> tuple[bytes, str]:
