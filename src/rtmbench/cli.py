@@ -287,7 +287,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
         return _history_report(args)
     out_dir = args.out_dir or ("reports" if publish else str(LOCAL_OUT))
     readme = None if args.no_readme else (args.readme or ("README.md" if publish else None))
-    runs = load_runs(args.runs, args.results_dir, committed=not args.only)
+    # --publish renders what is committed (and runs named); a plain report adds the user's
+    # latest run to it
+    runs = load_runs(args.runs, args.results_dir, committed=not args.only, latest=not publish)
     written = write_report(args.runs, out_dir=out_dir, readme=readme, suite=args.suite,
                            runs=runs)
     for path in written:
@@ -297,6 +299,29 @@ def _cmd_report(args: argparse.Namespace) -> int:
               f"{out_dir}/results.md; README.md and reports/ are unchanged (--publish writes "
               f"them).", file=sys.stderr)
     return 0
+
+
+def _cmd_publish(args: argparse.Namespace) -> int:
+    from .records import publish_run
+
+    target = publish_run(args.run, args.results_dir)
+    print(target)
+    print(f"rtmbench publish: {target} now stands beside the committed runs; `rtmbench report "
+          f"--publish` renders reports/ and the README's table from them, then commit "
+          f"{target}, reports/ and README.md.", file=sys.stderr)
+    return 0
+
+
+def _add_publish(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("publish", help="move a run of yours into the committed results",
+                       description="Copy a run (a run id from results/local, or a .jsonl file) "
+                       "into --results-dir, where `report --publish` draws the published table "
+                       "from. Your runs land in results/local/, which git ignores, so nothing "
+                       "is published by accident; a published run is never replaced.")
+    p.add_argument("run", metavar="RUN", help="run id or .jsonl file")
+    p.add_argument("--results-dir", default="results",
+                   help="where published runs live (default: results)")
+    p.set_defaults(handler=_cmd_publish)
 
 
 def _history_report(args: argparse.Namespace) -> int:
@@ -322,7 +347,7 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
                        "and write results.md and the plots. By default into reports/local/, "
                        "leaving README.md and reports/ alone; --publish updates them.")
     p.add_argument("runs", nargs="*", metavar="RUN", help="run ids or .jsonl files to add "
-                   "(default: the latest run, when no run is committed)")
+                   "(default: your latest run, from results/local; none with --publish)")
     p.add_argument("--results-dir", default="results", help="where run ids are looked up "
                    "(default: results)")
     p.add_argument("--publish", action="store_true", help="write reports/ and the README's "
@@ -790,7 +815,7 @@ def _add_latency(sub: argparse._SubParsersAction) -> None:
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_complexity, _add_fetch, _add_evaluate, _add_score, _add_merge, _add_export,
     _add_latency, _add_run, _add_gate,
-    _add_report]
+    _add_report, _add_publish]
 
 
 def build_parser() -> argparse.ArgumentParser:

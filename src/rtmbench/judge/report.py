@@ -22,7 +22,7 @@ from typing import Any
 
 from ..errors import InputError
 from ..fileio import write_if_changed
-from ..records import Record, Run, latest_run, list_runs, load_usable_run, resolve_run
+from ..records import LOCAL, Record, Run, latest_run, list_runs, load_usable_run, resolve_run
 from ..spec.suite import SuiteBase, load_suite
 from ..spec.zoo import Zoo, load_zoo
 from .judgement import Judgement, Mark, flops_field, judge_claims, judge_unit, primary_ap
@@ -414,11 +414,23 @@ def committed_runs(results_dir: str | Path) -> list[Path]:
     return sorted(results_dir / n for n in names)
 
 
-def load_runs(refs: list[str], results_dir: str | Path, *, committed: bool = True) -> list[Run]:
-    """The committed runs (unless ``committed`` is off), then the runs given (default: the
-    latest), each readable and free of corrupt lines; a run is read once, at its last place."""
+def latest_local_run(results_dir: str | Path) -> Path | None:
+    """The user's most recent run: the latest under ``results_dir/local`` (where runs go until
+    they are published), or None when there is none."""
+    local = Path(results_dir) / LOCAL.name
+    return latest_run(local) if list_runs(local) else None
+
+
+def load_runs(refs: list[str], results_dir: str | Path, *, committed: bool = True,
+              latest: bool = True) -> list[Run]:
+    """The committed runs (unless ``committed`` is off), then the runs given (default, with
+    ``latest``: the user's latest run, :func:`latest_local_run`), each readable and free of
+    corrupt lines; a run is read once, at its last place."""
     paths: list[Path] = committed_runs(results_dir) if committed else []
-    given = refs or ([] if paths else [str(latest_run(results_dir))])
+    latest = latest_local_run(results_dir) if latest and not refs else None
+    given = list(refs) or ([str(latest)] if latest else [])
+    if not paths and not given:
+        given = [str(latest_run(results_dir))]  # says where runs are made when there is none
     order: dict[Path, None] = {}  # each file once, at its last place (a given run comes last)
     for path in [*paths, *(resolve_run(r, results_dir) for r in given)]:
         order.pop(path.resolve(), None)

@@ -6,6 +6,8 @@ runner and the gate alike).
 """
 
 from .io import (
+    LOCAL,
+    PUBLISHED,
     LineProblem,
     Run,
     RunWriter,
@@ -14,8 +16,10 @@ from .io import (
     latest_run,
     list_runs,
     load_usable_run,
+    publish_run,
     read_run,
     resolve_run,
+    run_dirs,
     run_path,
 )
 from .model import (
@@ -34,7 +38,8 @@ from .model import (
 )
 from .plan import PlannedUnit, plan_keys, plan_units
 
-__all__ = ["FLOPS_CONVENTIONS", "METRICS", "SCHEMA_VERSION", "BoxAPMetrics", "ComplexityMetrics",
+__all__ = ["LOCAL", "PUBLISHED", "publish_run", "run_dirs",
+           "FLOPS_CONVENTIONS", "METRICS", "SCHEMA_VERSION", "BoxAPMetrics", "ComplexityMetrics",
            "LatencyMetrics", "LineProblem", "PlannedUnit", "Record", "Run", "RunWriter",
            "SchemaError", "Status", "UnitKey", "check_run_id", "is_interrupted", "latest_run",
            "list_runs", "load_usable_run", "migrate", "parse_record", "plan_keys", "plan_units",

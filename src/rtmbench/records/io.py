@@ -338,20 +338,54 @@ class RunWriter:
         self._write((json.dumps(event, sort_keys=True) + "\n").encode("utf-8"))
 
 
-def resolve_run(ref: str | Path, results_dir: str | Path = "results") -> Path:
-    """A run given as a path to a .jsonl file or as a run id under ``results_dir``."""
+PUBLISHED = Path("results")       # run files committed with the project: the published table
+LOCAL = PUBLISHED / "local"       # a user's own runs (git ignores it); `rtmbench publish` moves
+                                  # one up
+
+
+def run_dirs(results_dir: str | Path) -> list[Path]:
+    """Where run ids are looked up: ``results_dir``, then its ``local/`` folder (a user's runs
+    stay there until published)."""
+    results_dir = Path(results_dir)
+    return [results_dir, results_dir / LOCAL.name]
+
+
+def resolve_run(ref: str | Path, results_dir: str | Path = PUBLISHED) -> Path:
+    """A run given as a path to a .jsonl file, or as a run id under ``results_dir`` or its
+    ``local/`` folder."""
     ref_path = Path(ref)
     if ref_path.suffix == ".jsonl" or ref_path.exists():
         if not ref_path.is_file():
             raise InputError(f"run file {ref_path} does not exist; give an existing .jsonl "
                              f"file or a run id from {results_dir}/.")
         return ref_path
-    path = run_path(results_dir, str(ref))
-    if not path.is_file():
-        known = ", ".join(sorted(p.stem for p in Path(results_dir).glob("*.jsonl"))) or "none"
-        raise InputError(f"no run {ref!r} in {results_dir}/ (known runs: {known}); give a run "
-                         f"id from there or a path to a .jsonl file.")
-    return path
+    for directory in run_dirs(results_dir):
+        path = run_path(directory, str(ref))
+        if path.is_file():
+            return path
+    known = ", ".join(sorted(p.stem for d in run_dirs(results_dir) for p in list_runs(d))) \
+        or "none"
+    raise InputError(f"no run {ref!r} in {results_dir}/ or {Path(results_dir) / LOCAL.name}/ "
+                     f"(known runs: {known}); give a run id from there or a path to a .jsonl "
+                     f"file.")
+
+
+def publish_run(ref: str | Path, results_dir: str | Path = PUBLISHED) -> Path:
+    """Copy a run file (a path, or a run id under ``results_dir`` or its ``local/``) into
+    ``results_dir``, where the published table is made from; never over an existing file, and
+    only a run that gate and report can read. Returns the new file's path."""
+    from ..fileio import write_bytes_atomic
+
+    source = resolve_run(ref, results_dir)
+    run = load_usable_run(source, results_dir)
+    target = run_path(results_dir, run.run_id)
+    if target.resolve() == source.resolve():
+        raise InputError(f"run {run.run_id} is already published ({target}).")
+    if target.exists():
+        raise InputError(f"{target} already exists and published runs are never replaced; "
+                         f"publish the run under another id (copy it to a new name first).")
+    write_bytes_atomic(target, source.read_bytes())
+    return target
 
 
 def list_runs(results_dir: str | Path) -> list[Path]:

@@ -28,6 +28,7 @@ from ..judge.judgement import run_time_verdict
 from ..measure.environment import gpu_name, hardware, run_provenance, utc_now
 from ..measure.timing import collect_environment
 from ..records import (
+    PUBLISHED,
     Record,
     RunWriter,
     Status,
@@ -175,9 +176,11 @@ def _done(path: Path) -> set:
 
 
 def _earlier_records(results_dir: Path) -> list[Record]:
-    """Every readable record under ``results_dir``: what the plan learns durations from."""
+    """Every readable record under ``results_dir`` and among the published runs: what the plan
+    learns durations and speeds from."""
     records: list[Record] = []
-    for path in list_runs(results_dir) if results_dir.is_dir() else []:
+    folders = dict.fromkeys(d.resolve() for d in (results_dir, PUBLISHED) if d.is_dir())
+    for path in [p for d in folders for p in list_runs(d)]:
         try:
             records += read_run(path).records
         except InputError:  # an unreadable file teaches nothing; gate and report say why

@@ -58,7 +58,7 @@ class SuiteBase(Strict):
     description: str = ""
     models: list[str] = Field(min_length=1)
     tolerances: dict[TolerancedMetric, Tolerance] = {}
-    results_dir: str = "results"
+    results_dir: str = "results/local"  # a user's runs, which git ignores (rtmbench publish)
     path: Path | None = None
 
     def tolerance(self, metric: str) -> Tolerance:
