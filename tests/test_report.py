@@ -171,3 +171,22 @@ def test_a_readme_that_is_not_utf8_is_an_input_error_and_nothing_is_written(work
         render(workspace, "r1")
     assert (workspace / "README.md").read_bytes() == damaged
     assert not (workspace / "reports").exists()
+
+
+def test_the_report_says_what_the_gate_says_of_the_users_run(smoke_run, tmp_path, capsys):
+    """The report's verdict names its suite and, for the run the user added, gives the gate's
+    own verdict on it (same plan, tolerances and judge) and the command that reproduces it."""
+    from rtmbench.cli import main
+    from rtmbench.judge.gate import run_gate
+
+    out = tmp_path / "out"
+    assert main(["report", str(smoke_run), "--only", "--out-dir", str(out)]) == 0
+    text = (out / "results.md").read_text()
+    assert "suite `reproduce`'s tolerances" in text
+    line = next(x for x in text.splitlines() if x.startswith("- Your run"))
+    assert f"`rtmbench gate {smoke_run.stem} --suite smoke`" in line
+    capsys.readouterr()
+    code = run_gate(str(smoke_run), suite="smoke")
+    gate = capsys.readouterr().out
+    passing = next(x for x in gate.splitlines() if "rows pass against the claims" in x)
+    assert passing.split(" rows pass")[0] in line and f"(exit {code})" in line
