@@ -49,3 +49,10 @@ def test_evaluate_checks_the_coco_path_before_any_download(tmp_path, capsys, mon
     err = capsys.readouterr().err
     assert code == 3 and "nonexistent" in err and "127.0.0.1" not in err
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+
+
+def test_the_inference_backends_named_for_help_are_the_backends():
+    from rtmbench.cli import INFERENCE_BACKENDS
+    from rtmbench.measure.backends import BACKENDS
+
+    assert sorted(INFERENCE_BACKENDS) == sorted(BACKENDS)

@@ -315,14 +315,26 @@ class BoxAPCheck(Check):
     Spec = BoxAPSpec
 
     def units(self, model: ResolvedModel, spec: BoxAPSpec) -> list[Unit]:
+        """One unit per weights id (the PyTorch model, judged by its claim), then one per
+        ``backends`` target x weights id: a timed artifact, whose key also has the input size
+        and batch it is made for (which also sets it apart from the model's own unit)."""
         ids = spec.weights if isinstance(spec.weights, list) else [spec.weights]
-        return [Unit(model, self.name, "torch", spec.device, spec.precision, variant=w)
-                for w in ids]
+        units = [Unit(model, self.name, "torch", spec.device, spec.precision, variant=w)
+                 for w in ids]
+        size = tuple(model.input_size)
+        for t in spec.backends or []:
+            for b, d, p in product(t.backends, t.devices, t.precisions):
+                units += [Unit(model, self.name, b, d, p, variant=w, input_size=size,
+                               batch=spec.artifact_batch) for w in ids]
+        return list(dict.fromkeys(units))
 
     def claims(self, unit: Unit, spec: BoxAPSpec, ctx: CheckContext) -> dict[str, Any]:
         """The published AP of the weights a unit evaluates (none for generated data), and
-        the golden detections it must agree with, if the suite names them."""
+        the golden detections it must agree with, if the suite names them. A timed
+        artifact's unit has none: it is judged by its difference from the PyTorch model."""
         out: dict[str, Any] = {}
+        if _is_artifact(unit):
+            return out
         if spec.golden is not None:
             path = golden_path(spec, ctx)
             out["agreement"] = {"value": spec.min_agreement_ap, "unit": "AP",
@@ -334,6 +346,8 @@ class BoxAPCheck(Check):
         return out | ({"box_ap": unit.model.claim_record(claim)} if claim else {})
 
     def run(self, unit: Unit, spec: BoxAPSpec, ctx: CheckContext) -> Outcome:
+        if _is_artifact(unit):
+            return self._run_artifact(unit, spec, ctx)
         if spec.device == "cuda" and not ctx.hardware.get("gpu"):
             raise DeviceMissing("needs a CUDA GPU; torch sees none on this machine")
         root, described = resolve_dataset(spec, ctx.work_dir)  # first: the likeliest reason
@@ -356,6 +370,62 @@ class BoxAPCheck(Check):
             metrics["agreement_ap"] = self._agreement(result, root, golden_path(spec, ctx))
         return Outcome("measured", metrics=metrics, provenance=provenance)
 
+    def _run_artifact(self, unit: Unit, spec: BoxAPSpec, ctx: CheckContext) -> Outcome:
+        """The box AP of the artifact the latency check times (``Backend.prepare`` ->
+        ``Runner.infer``, :mod:`rtmbench.measure.artifact`) and of the PyTorch FP32 model on
+        the same images; both evaluations resume like any other."""
+        backend = lazy_import("rtmbench.measure.backends", "box AP").get_backend(unit.backend)
+        where = {"input_hw": [unit.input_size[1], unit.input_size[0]], "batch": unit.batch}
+        if reason := backend.unavailable(unit.device, unit.precision):  # before any building
+            return Outcome("not run", reason=reason, provenance=where)
+        root, described = resolve_dataset(spec, ctx.work_dir)
+        evaluation = lazy_import("rtmbench.measure.evaluation", "box AP")
+        from ..measure.artifact import ArtifactSpec
+        from .model import build
+
+        built = build(unit.model, unit.variant, progress=ctx.progress)
+        cfg_name, test_cfg = unit.model.evaluation_test_cfg(unit.variant)
+        limit = spec.artifact_limit or spec.limit
+        reference = self._reference(unit, spec, ctx, root, built.model, test_cfg, limit)
+        artifact = ArtifactSpec(unit.backend, unit.device, unit.precision)
+        result = evaluation.evaluate(
+            unit.model, root, model=built.model,
+            out_dir=ctx.work_dir / (f"box_ap-{unit.model.size}-{unit.variant or 'default'}-"
+                                    f"{artifact.label.replace('/', '-')}-bs{unit.batch}"),
+            limit=limit, batch_size=unit.batch, workers=spec.workers, device=unit.device,
+            progress=ctx.progress, test_cfg=test_cfg, precision=unit.precision,
+            artifact=artifact)
+        ap, ref_ap = result.metrics["coco"]["AP"], reference.metrics["coco"]["AP"]
+        provenance = {**where, "checkpoint": built.provenance, "dataset": described,
+                      "test_cfg": {"name": cfg_name, **test_cfg.model_dump()},
+                      "detections": str(result.detections_path),
+                      "artifact": result.manifest.get("artifact"),
+                      "reference": {"what": "the PyTorch FP32 model (TF32 off on cuda)",
+                                    "device": reference.manifest.get("device"),
+                                    "num_images": reference.num_images,
+                                    "detections": str(reference.detections_path)}}
+        metrics = {"num_images": result.num_images, **result.metrics,
+                   "reference_box_ap": ref_ap, "box_ap_delta": ap - ref_ap}
+        return Outcome("measured", metrics=metrics, provenance=provenance)
+
+    @staticmethod
+    def _reference(unit: Unit, spec: BoxAPSpec, ctx: CheckContext, root: Path, model: Any,
+                   test_cfg: Any, limit: int | None) -> Any:
+        """The PyTorch FP32 model on the artifact's images, on its device (in true FP32 on a
+        GPU): the model's own unit's evaluation when it is that (CPU, same images)."""
+        evaluation = lazy_import("rtmbench.measure.evaluation", "box AP")
+        from ..measure.artifact import true_fp32
+
+        device = "cuda" if unit.device == "cuda" else "cpu"
+        name = f"box_ap-{unit.model.size}-{unit.variant or 'default'}"
+        if not (device == spec.device == "cpu" and limit == spec.limit):
+            name += f"-reference-{device}-{limit or 'all'}"
+        with true_fp32():
+            return evaluation.evaluate(
+                unit.model, root, model=model, out_dir=ctx.work_dir / name, limit=limit,
+                batch_size=spec.batch_size, workers=spec.workers, device=device,
+                progress=ctx.progress, test_cfg=test_cfg, precision="fp32")
+
     @staticmethod
     def _agreement(result: Any, root: Path, golden: Path) -> float:
         import json
@@ -367,6 +437,12 @@ class BoxAPCheck(Check):
         detections = json.loads(Path(result.detections_path).read_text())
         return agreement_ap(detections, load_golden(golden), [im.id for im in dataset.images],
                             dataset.cat_ids)
+
+
+def _is_artifact(unit: Unit) -> bool:
+    """A box AP unit of a timed artifact (``box_ap.backends``): only those have an input size
+    and batch in their key; the model's own units never had one."""
+    return unit.check == "box_ap" and unit.input_size is not None
 
 
 __all__ = ["Check", "CheckContext", "Outcome", "Unit", "register_check", "unregister_check",

@@ -39,8 +39,8 @@ class ComplexitySpec(Strict):
 class LatencyTargets(Strict):
     """Every combination of these backends, devices and precisions is one unit."""
 
-    backends: list[Literal["torch", "onnxruntime", "tensorrt", "torch-compile"]] = Field(
-        min_length=1)
+    backends: list[Literal["torch", "onnxruntime", "tensorrt", "torch-compile", "openvino"]] = (
+        Field(min_length=1))
     devices: list[Literal["cpu", "cuda"]] = Field(min_length=1)
     precisions: list[Literal["fp32", "fp16"]] = Field(min_length=1)
     # ONNX Runtime only: one unit per execution provider (variant "<provider>-ep"); unset: the
@@ -53,6 +53,18 @@ class LatencyTargets(Strict):
             raise ValueError("'providers' selects ONNX Runtime execution providers: add "
                              "onnxruntime to this target's backends or remove 'providers'")
         return self
+
+
+class ArtifactTargets(Strict):
+    """Box AP of timed artifacts (``box_ap.backends``), shaped like :class:`LatencyTargets`:
+    every combination of these backends, devices and precisions is one unit per weights id.
+    ONNX Runtime runs its default provider for the device and precision (no ``providers``:
+    a box AP unit's variant is its weights id)."""
+
+    backends: list[Literal["torch", "onnxruntime", "tensorrt", "torch-compile", "openvino"]] = (
+        Field(min_length=1))
+    devices: list[Literal["cpu", "cuda"]] = Field(min_length=1)
+    precisions: list[Literal["fp32", "fp16"]] = Field(min_length=1)
 
 
 class AccuracySpec(Strict):
@@ -109,6 +121,16 @@ class BoxAPSpec(Strict):
     # is red. The smoke suite's regression check of the whole detection pipeline.
     golden: str | None = None
     min_agreement_ap: float = Field(default=0.99, gt=0, le=1)
+    # The artifacts the latency check times, evaluated like the model (rtmbench.measure.
+    # artifact): one unit per target x weights id, each with its AP, the PyTorch FP32 model's
+    # AP on the same images and the difference (box_ap_delta); a drop beyond the suite's
+    # tolerances.box_ap_delta fails the unit.
+    backends: list[ArtifactTargets] | None = None
+    # Each artifact is made for this many images per inference (static shapes, as `latency
+    # --batch` makes it; 1 = the latency units' default, the very artifact they time).
+    artifact_batch: int = Field(default=1, gt=0, le=MAX_BATCH)
+    # First N images for the artifact units and their PyTorch FP32 reference (default: limit).
+    artifact_limit: int | None = Field(default=None, gt=0, le=MAX_IMAGES)
 
     @model_validator(mode="after")
     def _one_dataset(self) -> BoxAPSpec:
