@@ -189,6 +189,17 @@ def test_an_artifact_device_or_precision_other_than_the_evaluations_is_refused(d
         ArtifactSpec("onnx")
 
 
+def test_an_artifact_that_cannot_run_here_is_not_run_before_any_download(data, tmp_path,
+                                                                          capsys, monkeypatch):
+    monkeypatch.setenv("RTMBENCH_MIRROR", "http://127.0.0.1:9/never")
+    monkeypatch.setenv("RTMBENCH_CACHE", str(tmp_path / "cache"))
+    zoo, coco, _ = data
+    code = main(["--zoo", str(zoo), "evaluate", "tiny", "--coco", str(coco), "--backend",
+                 "openvino", "--device", "cuda", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 3 and "OpenVINO on the CPU only" in err and "127.0.0.1" not in err
+
+
 def test_the_old_backend_flag_still_names_the_scorer_with_a_warning(data, tmp_path, capsys):
     result = _evaluate_cli(data, tmp_path, capsys, "--backend", "pycocotools", "--limit", "2")
     assert result["scorer"] == result["backend"] == "pycocotools"

@@ -419,10 +419,14 @@ def _artifact_of(args: argparse.Namespace):
     if args.backend not in INFERENCE_BACKENDS:
         return None
     from .measure.artifact import ArtifactSpec
+    from .measure.backends import BackendUnavailable, get_backend
 
     device = str(args.device).split(":")[0]
-    return ArtifactSpec(args.backend, device, args.precision,
+    spec = ArtifactSpec(args.backend, device, args.precision,
                         _backend_options(args, args.backend))
+    if reason := get_backend(spec.backend, **spec.options).unavailable(device, args.precision):
+        raise BackendUnavailable(reason)  # exit 3, before weights are fetched
+    return spec
 
 
 def _add_backend_flags(p: argparse.ArgumentParser) -> None:

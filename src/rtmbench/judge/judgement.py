@@ -339,12 +339,14 @@ def judge_box_ap_delta(record: Record, tolerances: Tolerances) -> Judgement | No
                          f"FAILED: the artifact loses {-points:.2f} AP against the PyTorch FP32 "
                          f"model on the same {images} images ({ref_text} -> "
                          f"{(ref or 0.0) + points:.2f}), beyond {tol.describe()}: a fast wrong "
-                         f"engine is a failure, not a result", claimed=f"≥ -{tol.describe()}",
-                         reference=ref_text, measured=shown, delta=shown)
+                         f"engine is a failure, not a result",
+                         claimed=f"drop within {tol.describe()}", reference=ref_text,
+                         measured=shown, delta=shown)
     return Judgement("box_ap_delta", Mark.OK,
                      f"ΔAP {shown} against the PyTorch FP32 model ({ref_text}) on the same "
-                     f"{images} images, within {tol.describe()}", claimed=f"≥ -{tol.describe()}",
-                     reference=ref_text, measured=shown, delta=shown)
+                     f"{images} images, within {tol.describe()}",
+                     claimed=f"drop within {tol.describe()}", reference=ref_text,
+                     measured=shown, delta=shown)
 
 
 def judge_claims(record: Record, tolerances: Tolerances) -> list[Judgement]:

@@ -46,9 +46,9 @@ from .backends import BACKENDS, DEVICES, PRECISIONS, BackendUnavailable, Runner,
 # What a backend's ``details`` say that decides what it computes (the rest: threads, paths,
 # timings, say how it ran, not what).
 IDENTITY_DETAILS = (
-    "provider", "onnx_precision", "fp16_converter", "opset", "bn_folded", "layout", "dtype",
-    "onednn_fusion", "cuda_graphs", "cudnn_tf32", "compile_mode", "freezing", "dynamic",
-    "fullgraph", "typing", "tensorrt", "builder_flags", "network_flags", "engine_sha256",
+    "provider", "session_config", "onnx_precision", "fp16_converter", "opset", "bn_folded",
+    "layout", "dtype", "onednn_fusion", "cuda_graphs", "cudnn_tf32", "compile_mode", "freezing",
+    "dynamic", "fullgraph", "typing", "tensorrt", "builder_flags", "network_flags", "engine_sha256",
     "openvino", "requested_config", "inference_precision_hint", "performance_hint", "gpu")
 RUNTIME_PACKAGES = {"onnxruntime": ("onnxruntime", "onnxruntime-gpu")}
 
