@@ -376,3 +376,93 @@ def test_a_wrong_artifact_is_a_failed_unit_a_red_gate_and_a_red_cell(data, tmp_p
     assert "*not run [" in rows["tensorrt/cuda/fp16"]
     assert rows["torch/cpu/fp32"].rstrip(" |").split(" | ")[-1][0].isdigit()  # its latency
     assert "ΔAP: a timed artifact's box AP minus" in md
+
+
+# ------------------------------------------------------------------------------ judge, report
+def _artifact_record(backend="onnxruntime", device="cpu", precision="fp32", *, delta=-0.001,
+                     status="measured", gpu=None, run="r", reason=None):
+    from rtmbench.records import Record
+    from tests.records_factory import PROV
+
+    metrics = ({"num_images": 100, "coco": {"AP": 0.41 + delta}, "reference_box_ap": 0.41,
+                "box_ap_delta": delta} if status == "measured" else {})
+    return Record(run=run, model="rtmdet-tiny", check="box_ap", backend=backend, device=device,
+                  precision=precision, variant="mmdet", input_size=(640, 640), batch=1,
+                  status=status, reason=reason, metrics=metrics,
+                  provenance={**PROV, "hardware": {**PROV["hardware"], "gpu": gpu}})
+
+
+class _Tolerances:
+    def __init__(self, **override):
+        from rtmbench.spec.suite import DEFAULT_TOLERANCES, Tolerance
+
+        self.values = {**DEFAULT_TOLERANCES, **{k: Tolerance(**v) for k, v in override.items()}}
+
+    def tolerance(self, metric):
+        return self.values[metric]
+
+
+def test_the_ap_drop_is_judged_with_the_suites_tolerance():
+    from rtmbench.judge.judgement import Mark, judge_box_ap_delta, judge_unit
+
+    small = judge_box_ap_delta(_artifact_record(delta=-0.002), _Tolerances())
+    assert small.mark is Mark.OK and "ΔAP -0.20" in small.text and "±0.3" in small.text
+    big = judge_box_ap_delta(_artifact_record(delta=-0.004), _Tolerances())
+    assert big.mark is Mark.FAILED and big.red and "loses 0.40 AP" in big.text
+    assert judge_box_ap_delta(_artifact_record(delta=-0.004),
+                              _Tolerances(box_ap_delta={"absolute": 0.5})).mark is Mark.OK
+    relative = _Tolerances(box_ap_delta={"relative": 0.005})  # 0.5% of 41.0 AP: 0.205
+    assert judge_box_ap_delta(_artifact_record(delta=-0.0025), relative).mark is Mark.FAILED
+    assert judge_box_ap_delta(_artifact_record(delta=+0.01), _Tolerances()).mark is Mark.OK
+    marks = {j.metric: j.mark for j in judge_unit(_artifact_record(delta=-0.01), None,
+                                                   _Tolerances())}
+    assert marks == {"box_ap": Mark.NOT_COMPARABLE, "box_ap_delta": Mark.FAILED}
+    from tests.test_accuracy import _latency_record  # a latency record's own box_ap_delta:
+
+    latency = _latency_record(box_ap_delta=-0.5, artifact_box_ap=0.1, reference_box_ap=0.6)
+    assert judge_box_ap_delta(latency, _Tolerances()) is None  # not this judgement's
+
+
+def test_the_artifact_table_puts_each_machines_artifacts_beside_their_latency(tmp_path):
+    """Per machine: a CPU machine's measured artifacts and its GPU artifacts not run (with the
+    reason), a GPU machine's TensorRT engine; latency from the same machine and artifact only."""
+    from rtmbench.judge.report import write_report
+    from rtmbench.records import Record, Run
+    from tests.records_factory import PROV
+
+    def latency(backend, device, precision, median, gpu=None, input_size=(640, 640)):
+        return Record(run="r", model="rtmdet-tiny", check="latency", backend=backend,
+                      device=device, precision=precision, input_size=input_size, batch=1,
+                      status="measured", metrics={"median_ms": median},
+                      provenance={**PROV, "hardware": {**PROV["hardware"], "gpu": gpu}})
+
+    gpu = "NVIDIA H100 80GB HBM3"
+    records = [
+        _artifact_record("openvino", delta=-0.0004),
+        _artifact_record("onnxruntime", delta=-0.02),
+        _artifact_record("tensorrt", "cuda", "fp16", status="not run",
+                         reason="no CUDA GPU is visible"),
+        latency("openvino", "cpu", "fp32", 51.5), latency("onnxruntime", "cpu", "fp32", 58.25),
+        latency("openvino", "cpu", "fp32", 9.0, input_size=(320, 320)),  # another input size
+    ]
+    on_the_gpu_machine = [  # another run, on a GPU machine
+        _artifact_record("tensorrt", "cuda", "fp16", delta=-0.0011, gpu=gpu, run="g"),
+        latency("tensorrt", "cuda", "fp16", 0.91, gpu=gpu)]
+    written = write_report([], out_dir=tmp_path, readme=None, suite="reproduce",
+                           runs=[Run(tmp_path / "r.jsonl", "r", records, []),
+                                 Run(tmp_path / "g.jsonl", "g", on_the_gpu_machine, [])])
+    md = written[0].read_text()
+    cpu = md.split("### Box AP of each timed artifact on Test CPU 9000 (2 cores)")[1]
+    cpu = cpu.split("\n#")[0]
+    on_gpu = md.split(f"### Box AP of each timed artifact on {gpu}")[1].split("\n#")[0]
+    rows = {line.split(" | ")[1]: line for line in cpu.splitlines() if line.startswith("| rt")}
+    assert "| 40.96 | -0.04 (ref 41.00) ✅ | 51.50 ⚪ |" in rows["openvino/cpu/fp32"]
+    assert "-2.00 (ref 41.00) ⛔ [" in rows["onnxruntime/cpu/fp32"]
+    assert "58.25" in rows["onnxruntime/cpu/fp32"]
+    assert "*not run [" in rows["tensorrt/cuda/fp16"] and rows["tensorrt/cuda/fp16"].endswith(
+        "| — |")  # no latency of that artifact on this machine
+    assert "| tensorrt/cuda/fp16 | mmdet | 100 | 40.89 | -0.11 (ref 41.00) ✅ | 0.91" in on_gpu
+    assert "openvino" not in on_gpu
+    assert md.index(f"on {gpu}") < md.index("on Test CPU 9000 (2 cores)\n")  # GPUs first
+    seed_row = next(line for line in md.splitlines() if line.startswith("| rtmdet-tiny | 4.8"))
+    assert "(mmdet weights)" in md and "*not in the runs*" in seed_row  # not an artifact's AP

@@ -445,8 +445,9 @@ def _add_backend_flags(p: argparse.ArgumentParser) -> None:
 
 
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="COCO box AP of one zoo model (resumable, shardable; "
-                       "run under torchrun to use several processes)")
+    p = sub.add_parser("evaluate", help="COCO box AP of one zoo model, or of the artifact a "
+                       "backend makes of it (--backend) (resumable, shardable; run under "
+                       "torchrun to use several processes)")
     p.add_argument("size", metavar="SIZE", help="zoo size or name (tiny, s, m, l, x)")
     p.add_argument("--checkpoint", default=None,
                    help="checkpoint to load (.pth or .safetensors, MMDetection or MMYOLO layout); "
