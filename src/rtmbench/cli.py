@@ -328,7 +328,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
               file=sys.stderr)
     timings: dict | None = {} if args.timings else None
     result = evaluate(entry, coco, model=model, out_dir=out, limit=args.limit,
-                      batch_size=batch_size, workers=args.workers, device=args.device,
+                      batch_size=batch_size, workers=args.workers,
+                      device=artifact.device if artifact else args.device,
                       shard=shard, progress=not args.no_progress, backend=scorer,
                       test_cfg=test_cfg, precision=args.precision, timings=timings,
                       artifact=artifact)
@@ -421,9 +422,12 @@ def _artifact_of(args: argparse.Namespace):
     from .measure.artifact import ArtifactSpec
     from .measure.backends import BackendUnavailable, get_backend
 
+    options = _backend_options(args, args.backend)
     device = str(args.device).split(":")[0]
-    spec = ArtifactSpec(args.backend, device, args.precision,
-                        _backend_options(args, args.backend))
+    if device == "auto":  # cuda where there is a GPU and this backend runs there, else cpu
+        on_cuda = get_backend(args.backend, **options).unavailable("cuda", args.precision)
+        device = "cpu" if on_cuda else "cuda"
+    spec = ArtifactSpec(args.backend, device, args.precision, options)
     if reason := get_backend(spec.backend, **spec.options).unavailable(device, args.precision):
         raise BackendUnavailable(reason)  # exit 3, before weights are fetched
     return spec

@@ -374,10 +374,12 @@ class BoxAPCheck(Check):
         """The box AP of the artifact the latency check times (``Backend.prepare`` ->
         ``Runner.infer``, :mod:`rtmbench.measure.artifact`) and of the PyTorch FP32 model on
         the same images; both evaluations resume like any other."""
-        backend = lazy_import("rtmbench.measure.backends", "box AP").get_backend(unit.backend)
+        backends = lazy_import("rtmbench.measure.backends", "box AP")
         where = {"input_hw": [unit.input_size[1], unit.input_size[0]], "batch": unit.batch}
-        if reason := backend.unavailable(unit.device, unit.precision):  # before any building
-            return Outcome("not run", reason=reason, provenance=where)
+        try:
+            self._artifact_missing(unit, spec, ctx)  # before any building
+        except backends.BackendUnavailable as exc:
+            return Outcome("not run", reason=str(exc), provenance=where)
         root, described = resolve_dataset(spec, ctx.work_dir)
         evaluation = lazy_import("rtmbench.measure.evaluation", "box AP")
         from ..measure.artifact import ArtifactSpec
@@ -407,6 +409,17 @@ class BoxAPCheck(Check):
         metrics = {"num_images": result.num_images, **result.metrics,
                    "reference_box_ap": ref_ap, "box_ap_delta": ap - ref_ap}
         return Outcome("measured", metrics=metrics, provenance=provenance)
+
+    @staticmethod
+    def _artifact_missing(unit: Unit, spec: BoxAPSpec, ctx: CheckContext) -> None:
+        """What a timed artifact's unit lacks here, raised as its "not run" error, without any
+        work: the backend (package, GPU, provider), then the data set."""
+        backends = lazy_import("rtmbench.measure.backends", "box AP")
+        if reason := backends.get_backend(unit.backend).unavailable(unit.device,
+                                                                    unit.precision):
+            raise backends.BackendUnavailable(reason)
+        if spec.synthetic is None:
+            resolve_dataset(spec, ctx.work_dir)
 
     @staticmethod
     def _reference(unit: Unit, spec: BoxAPSpec, ctx: CheckContext, root: Path, model: Any,
