@@ -39,7 +39,9 @@ SHARED = ROOT / ".nox" / "shared"
 PARITY = ROOT / ".nox" / "parity"
 CONSTRAINTS = ("-c", str(ROOT / "constraints.txt"))
 SMOKE_BASELINE = "suites/baselines/smoke.jsonl"
-EXTRAS = "onnx,dev"
+# openvino: ~59 MB more to download (the environment's torch is several GB), so that the
+# CPU backends are all measured, and their tests run, everywhere
+EXTRAS = "onnx,openvino,dev"
 GPU_EXTRA = "gpu"  # onnxruntime-gpu, tensorrt, nvidia-ml-py (pyproject.toml)
 GPU_SWITCH = "RTMBENCH_GPU_EXTRA"  # 1: always install the gpu extra, 0: never; unset: detect
 

@@ -10,6 +10,14 @@
   than ONNX Runtime on tiny and x (``--size x``); its compile time is reported apart.
   ``--profile`` prints, for the compiled network and for ONNX Runtime, the operators that take
   the time (torch.profiler and ONNX Runtime's own profiler), to say why when it is slower.
+- the fastest CPU backend (torch, torch-compile, ONNX Runtime, OpenVINO; FP32) reaches >= 0.80
+  of its reference convolution's GFLOP/s on tiny (``fastest_fraction_of_conv_peak``). Each
+  round also names the fastest configuration and its fraction of the best reference conv any
+  backend reached in that round (the machine's peak for this work). ``--configs`` takes the
+  variants below (OpenVINO hints, streams, threads, pinning, denormals; ONNX Runtime session
+  options); ``openvino-bf16`` is another precision, reported but never the "fastest" FP32.
+  ``--profile --profile-configs openvino`` prints OpenVINO's per-layer counters
+  (``ov::enable_profiling``: time by layer type and by the kernel that ran).
 
 Every configuration runs in its own subprocess (ONNX Runtime was 18-30% slower after torch had
 run in the same process: libgomp's threads keep spinning), and the configurations alternate
@@ -42,9 +50,31 @@ CONFIGS = {
     "torch-ours": {"backend": "torch", "options": {}},  # channels_last + BN fold + oneDNN fusion
     "onnxruntime": {"backend": "onnxruntime", "options": {}},
     "torch-compile": {"backend": "torch-compile", "options": {}},  # inductor C++, freezing
+    # OpenVINO CPU, FP32 (PERFORMANCE_HINT LATENCY, INFERENCE_PRECISION_HINT f32) and variants
+    "openvino": {"backend": "openvino", "options": {}},
+    "openvino-throughput": {"backend": "openvino",
+                            "options": {"config": {"PERFORMANCE_HINT": "THROUGHPUT"}}},
+    "openvino-no-pinning": {"backend": "openvino",
+                            "options": {"config": {"ENABLE_CPU_PINNING": False}}},
+    "openvino-denormals": {"backend": "openvino",
+                           "options": {"config": {"CPU_DENORMALS_OPTIMIZATION": True}}},
+    "openvino-tbb-static": {"backend": "openvino",  # TBB's static partitioner: less stealing
+                            "options": {"config": {"TBB_PARTITIONER": "STATIC"}}},
+    "openvino-bf16": {"backend": "openvino", "fp32": False,  # another precision: not eligible
+                      "options": {"config": {"INFERENCE_PRECISION_HINT": "bf16"}}},
+    # ONNX Runtime session options
+    "onnxruntime-no-spinning": {"backend": "onnxruntime", "options": {
+        "session_config": {"session.intra_op.allow_spinning": "0"}}},
+    "onnxruntime-denormals": {"backend": "onnxruntime", "options": {
+        "session_config": {"session.set_denormal_as_zero": "1"}}},
+    "onnxruntime-block-base": {"backend": "onnxruntime", "options": {
+        "session_config": {"session.dynamic_block_base": "4"}}},
 }
+DEFAULT_CONFIGS = ["torch-default", "torch-channels-last", "torch-ours", "onnxruntime",
+                   "torch-compile", "openvino"]
+PROFILED = ["torch-compile", "onnxruntime", "openvino"]
 TARGETS = {"ort_fraction_of_conv_peak": 0.75, "torch_speedup_over_default": 1.5,
-           "compile_speed_vs_onnxruntime": 1.0}
+           "compile_speed_vs_onnxruntime": 1.0, "fastest_fraction_of_conv_peak": 0.80}
 
 
 def worker(config: str, size: str, width: int, height: int, warmup: float, iterations: int,
@@ -61,6 +91,8 @@ def worker(config: str, size: str, width: int, height: int, warmup: float, itera
         torch.set_num_threads(threads)
         if spec["backend"] == "onnxruntime":
             options["threads"] = threads
+        if spec["backend"] == "openvino":
+            options["config"] = {**options.get("config", {}), "INFERENCE_NUM_THREADS": threads}
     result = measure_latency(load_zoo().get(size), spec["backend"], "cpu", "fp32",
                              input_hw=(height, width), warmup_s=warmup,
                              min_iterations=iterations, min_duration_s=min_duration,
@@ -77,6 +109,9 @@ def profile_worker(config: str, size: str, width: int, height: int, top: int = 1
 
     model = network(size)
     x = torch.randn(1, 3, height, width, generator=torch.Generator().manual_seed(0))
+    if config == "openvino":
+        openvino_profile(model, x, size, width, height, top)
+        return
     if config == "torch-compile":  # inductor's own C++ kernels as profiler events
         import torch._inductor.config as inductor_config
 
@@ -134,6 +169,43 @@ def profile_worker(config: str, size: str, width: int, height: int, top: int = 1
               f"  ({len(durs) // (runs + 3)} nodes)")
 
 
+def openvino_profile(model, x, size: str, width: int, height: int, top: int, runs: int = 10
+                     ) -> None:
+    """OpenVINO's per-layer counters (ov::enable_profiling), summed over ``runs`` inferences:
+    time by layer type, by the kernel that ran (exec_type), and the costliest layers."""
+    from rtmbench.measure.backends.openvino_backend import OpenVINOBackend, profiling_info
+
+    runner = OpenVINOBackend(profiling=True).prepare(model, x, "cpu", "fp32")
+    for _ in range(3):
+        runner.run()
+    by_type: dict[str, float] = {}
+    by_kernel: dict[str, float] = {}
+    by_layer: dict[tuple[str, str, str], float] = {}
+    for _ in range(runs):
+        runner.run()
+        for p in profiling_info(runner):
+            if p["status"].endswith("EXECUTED"):  # not OPTIMIZED_OUT (fused) or NOT_RUN
+                by_type[p["type"]] = by_type.get(p["type"], 0.0) + p["real_us"]
+                by_kernel[p["exec_type"]] = by_kernel.get(p["exec_type"], 0.0) + p["real_us"]
+                key = (p["name"], p["type"], p["exec_type"])
+                by_layer[key] = by_layer.get(key, 0.0) + p["real_us"]
+    total = sum(by_type.values()) or 1.0
+    print(f"\n== openvino ({size}, {width}x{height}), {runs} runs: "
+          f"{total / 1e3 / runs:.2f} ms/run in layers; "
+          f"{runner.details['inference_precision_hint']}, "
+          f"{runner.details['inference_num_threads']} threads, "
+          f"{runner.details['num_streams']} stream(s)")
+    for title, table in (("by layer type (fused layers count once)", by_type),
+                         ("by kernel (exec_type)", by_kernel)):
+        print(f"== {title}")
+        for name, us in sorted(table.items(), key=lambda kv: -kv[1])[:top]:
+            print(f"  {name:<36} {us / 1e3 / runs:9.2f} ms/run  {us / total:6.1%}")
+    print("== costliest layers")
+    for (name, kind, kernel), us in sorted(by_layer.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"  {us / 1e3 / runs:8.2f} ms/run {us / total:6.1%}  {kind:<14} {kernel:<28} "
+              f"{name[:60]}")
+
+
 def run_config(config: str, args: argparse.Namespace) -> dict:
     """One configuration in a fresh process; a run flagged for contention is repeated."""
     for attempt in range(args.retries + 1):
@@ -185,6 +257,30 @@ def _ratios(r: dict[str, dict]) -> dict:
             out["torch_channels_last_median_ms"] = med("torch-channels-last")
             out["torch_channels_last_speedup"] = med("torch-default") / med(
                 "torch-channels-last")
+    if "openvino" in r:
+        ov = r["openvino"]
+        out |= {"openvino_median_ms": med("openvino"), "openvino_gflops": ov["achieved_gflops"],
+                "openvino_conv_peak_gflops": ov["peak_gflops"],
+                "openvino_fraction_of_conv_peak": ov["fraction_of_peak"]}
+        if "onnxruntime" in r:  # > 1: OpenVINO is faster than ONNX Runtime
+            out["openvino_speed_vs_onnxruntime"] = med("onnxruntime") / med("openvino")
+    fp32 = {c: v for c, v in r.items() if CONFIGS[c].get("fp32", True)}
+    if fp32:  # the fastest FP32 configuration of the round: its own conv, and the best conv
+        fastest = min(fp32, key=med)
+        best_conv = max(v["peak_gflops"] for v in fp32.values())
+        out |= {"fastest": fastest, "fastest_median_ms": med(fastest),
+                "fastest_fraction_of_conv_peak": fp32[fastest]["fraction_of_peak"],
+                "fastest_fraction_of_best_conv": fp32[fastest]["achieved_gflops"] / best_conv,
+                "best_conv_gflops": best_conv}
+    out["per_config"] = {c: {"median_ms": med(c), "gflops": v["achieved_gflops"],
+                             "conv_peak_gflops": v["peak_gflops"],
+                             "fraction_of_conv_peak": v["fraction_of_peak"],
+                             "details": {k: v["details"].get(k) for k in (
+                                 "requested_config", "session_config", "num_streams",
+                                 "inference_num_threads", "inference_precision_hint",
+                                 "enable_cpu_pinning", "threads", "compile_s")
+                                 if k in v["details"]}}
+                         for c, v in r.items()}
     if "torch-compile" in r:
         tc = r["torch-compile"]
         out |= {"compile_median_ms": med("torch-compile"), "compile_s": tc["details"]["compile_s"],
@@ -212,8 +308,12 @@ def summarise(rounds: list[dict[str, dict]]) -> dict:
     verdicts = {k: {"target": t, "measured": median[k], "met": median[k] >= t}
                 for k, t in TARGETS.items() if k in median}
     flagged = sorted({c for p in per_round for c in p["contention_flagged"]})
+    configs = {c: {f: statistics.median(p["per_config"][c][f] for p in per_round)
+                   for f in ("median_ms", "fraction_of_conv_peak")}
+               for c in per_round[0]["per_config"]}
     return {"rounds": per_round, "median_over_rounds": median, "min_max_over_rounds": spread,
-            "targets": verdicts, "contention_flagged": flagged}
+            "targets": verdicts, "contention_flagged": flagged, "configs": configs,
+            "fastest_by_round": [p.get("fastest") for p in per_round]}
 
 
 def main() -> int:
@@ -229,22 +329,25 @@ def main() -> int:
                         help="re-runs of a configuration flagged for contention")
     parser.add_argument("--pause", type=float, default=10.0, help="seconds before a re-run")
     parser.add_argument("--json", type=Path, default=None, help="also write the summary here")
-    parser.add_argument("--configs", nargs="+", choices=CONFIGS, default=list(CONFIGS),
-                        help="configurations to time, in this order within each round")
+    parser.add_argument("--configs", nargs="+", choices=CONFIGS, default=DEFAULT_CONFIGS,
+                        help="configurations to time, in this order within each round "
+                        f"(default: {' '.join(DEFAULT_CONFIGS)})")
     parser.add_argument("--profile", action="store_true",
                         help="print which operators take the time: torch-compile "
-                        "(torch.profiler) and ONNX Runtime (its profiler), then exit")
+                        "(torch.profiler), ONNX Runtime (its profiler) and OpenVINO (its "
+                        "per-layer counters), then exit")
+    parser.add_argument("--profile-configs", nargs="+", default=PROFILED,
+                        choices=PROFILED, help="which backends --profile profiles")
     parser.add_argument("--threads", type=int, default=None,
                         help="threads per configuration (default: every usable core); 1 "
                         "compares per-core efficiency and is robust to other processes")
-    parser.add_argument("--profile-worker", choices=("torch-compile", "onnxruntime"),
-                        help=argparse.SUPPRESS)
+    parser.add_argument("--profile-worker", choices=PROFILED, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.profile_worker:
         profile_worker(args.profile_worker, args.size, *args.input_size)
         return 0
     if args.profile:
-        for config in ("torch-compile", "onnxruntime"):
+        for config in args.profile_configs:
             cmd = [sys.executable, __file__, "--profile-worker", config, "--size", args.size,
                    "--input-size", str(args.input_size[0]), str(args.input_size[1])]
             subprocess.run(cmd, check=True)

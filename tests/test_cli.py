@@ -97,3 +97,10 @@ def test_evaluate_and_latency_check_their_inputs_before_importing_torch(tmp_path
     assert result["codes"] == [expected for _, expected in cases], done.stderr
     assert result["heavy"] == [], done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_inference_backends_named_for_help_are_the_backends():
+    from rtmbench.cli import INFERENCE_BACKENDS
+    from rtmbench.measure.backends import BACKENDS
+
+    assert sorted(INFERENCE_BACKENDS) == sorted(BACKENDS)

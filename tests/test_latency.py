@@ -111,7 +111,7 @@ def test_missing_tensorrt_package_is_the_reason(tiny_entry, monkeypatch):
 
 def test_unknown_names_are_user_errors(tiny_entry):
     with pytest.raises(InputError, match="unknown backend"):
-        measure_latency(tiny_entry, "openvino", "cpu", "fp32")
+        measure_latency(tiny_entry, "tvm", "cpu", "fp32")
     with pytest.raises(InputError, match="unknown precision"):
         measure_latency(tiny_entry, "torch", "cpu", "int8")
 

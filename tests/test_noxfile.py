@@ -39,7 +39,7 @@ def test_a_listed_gpu_installs_the_gpu_extra(noxfile, tmp_path, monkeypatch):
     gpu, why = noxfile.gpu_extra_choice({})
     assert gpu is True
     assert "NVIDIA H200" in why and "installing the gpu extra" in why
-    assert noxfile.extras(gpu) == "onnx,dev,gpu"
+    assert noxfile.extras(gpu) == f"{noxfile.EXTRAS},gpu"
 
 
 @pytest.mark.parametrize("output,code", [("", 0), ("NVIDIA-SMI has failed because it couldn't "
@@ -49,7 +49,7 @@ def test_no_listed_gpu_installs_no_gpu_extra(noxfile, tmp_path, monkeypatch, out
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}/usr/bin:/bin")
     gpu, why = noxfile.gpu_extra_choice({})
     assert gpu is False and "CPU-only" in why
-    assert noxfile.extras(gpu) == "onnx,dev"
+    assert noxfile.extras(gpu) == noxfile.EXTRAS
 
 
 def test_no_nvidia_smi_at_all(noxfile, tmp_path, monkeypatch):

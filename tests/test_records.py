@@ -132,3 +132,17 @@ def test_a_run_is_written_by_one_process_at_a_time(tmp_path):
     with RunWriter(path, resume=True) as again:
         again.append(Record(run="r", model="m", check="fake", status=Status.MEASURED))
     assert len(read_run(path).records) == 1
+
+
+def test_an_artifacts_box_ap_fields_are_typed_and_optional():
+    base = dict(run="r", model="rtmdet-tiny", check="box_ap", backend="openvino", device="cpu",
+                precision="fp32", variant="mmdet", input_size=(640, 640), batch=1,
+                status="measured")
+    metrics = {"num_images": 100, "coco": {"AP": 0.41}}
+    assert Record(**base, metrics=metrics).metrics == metrics  # old records: still valid
+    rec = Record(**base, metrics={**metrics, "reference_box_ap": 0.412, "box_ap_delta": -0.002})
+    assert rec.typed_metrics().box_ap_delta == pytest.approx(-0.002)
+    for bad in ({"box_ap_delta": "0.1"}, {"box_ap_delta": math.nan},
+                {"reference_box_ap": 1.5}):
+        with pytest.raises(ValidationError):
+            Record(**base, metrics={**metrics, **bad})

@@ -36,6 +36,9 @@ def _shipped_suites() -> list[str]:
     from .spec.suite import shipped_suite_names
 
     return shipped_suite_names()
+# The inference backends (rtmbench.measure.backends.BACKENDS, named here so that --help does
+# not import torch; tests/test_cli.py checks they are the same).
+INFERENCE_BACKENDS = ("torch", "torch-compile", "onnxruntime", "openvino", "tensorrt")
 
 
 def _cmd_complexity(args: argparse.Namespace) -> int:
@@ -481,6 +484,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     # every input is checked before torch is imported (seconds) and weights are fetched
     entry = load_zoo(args.zoo).get(args.size)
+    scorer = _scorer(args, "evaluate")
     coco = check_coco_root(resolve_coco_root(args.coco))
     check_options(batch_size=args.batch_size, workers=args.workers, device=args.device,
                   precision=args.precision, limit=args.limit)
@@ -489,7 +493,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     weights, checkpoint = _weights_of(args)
     cfg_name, test_cfg = entry.evaluation_test_cfg("file" if checkpoint else weights,
                                                    args.test_cfg)
-    out = Path(args.out) if args.out else Path("results") / "eval" / entry.name
+    artifact = _artifact_of(args)  # exit 3 where the backend cannot run, before any download
+    default_out = entry.name + (f"-{artifact.label.replace('/', '-')}" if artifact else "")
+    out = Path(args.out) if args.out else Path("results") / "eval" / default_out
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file; give a directory for the evaluation's "
                          f"outputs.")
@@ -501,20 +507,28 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     )
     from .measure.scoring import format_metrics
 
-    device = resolve_eval_device(args.device)  # a missing GPU too: before any download
+    # a missing GPU too: before any download
+    device = artifact.device if artifact else resolve_eval_device(args.device)
     check_options(batch_size=args.batch_size, workers=args.workers, device=device,
                   precision=args.precision, limit=args.limit)  # fp16 where auto chose the CPU
-    print(f"rtmbench evaluate: test settings {cfg_name!r}: {test_cfg}", file=sys.stderr)
-    batch = args.batch_size or default_batch_size(device)
+    batch = args.batch_size or (1 if artifact else default_batch_size(device))
     workers = args.workers if args.workers is not None else default_workers(device)
+    print(f"rtmbench evaluate: test settings {cfg_name!r}: {test_cfg}", file=sys.stderr)
     print(f"rtmbench evaluate: on {device}, {args.precision}, batch {batch}, {workers} loader "
           f"worker(s)", file=sys.stderr)
+    if artifact:
+        print(f"rtmbench evaluate: the {artifact.label} artifact at batch {batch} (what "
+              f"`rtmbench latency {args.size} --backend {artifact.backend} --device "
+              f"{artifact.device} --precision {artifact.precision} --batch {batch}` "
+              f"times; a short last batch is padded, its padding's outputs dropped)",
+              file=sys.stderr)
     model = _build(args, entry, default_random=False, say="rtmbench evaluate").model
     timings: dict | None = {} if args.timings else None
     result = evaluate(entry, coco, model=model, out_dir=out, limit=args.limit,
-                      batch_size=args.batch_size, workers=args.workers, device=device,
-                      shard=shard, progress=not args.no_progress, backend=args.backend,
-                      test_cfg=test_cfg, precision=args.precision, timings=timings)
+                      batch_size=batch, workers=args.workers, device=device,
+                      shard=shard, progress=not args.no_progress, backend=scorer,
+                      test_cfg=test_cfg, precision=args.precision, timings=timings,
+                      artifact=artifact)
     if timings is not None:
         print("rtmbench evaluate: stage timing " + json.dumps(timings), file=sys.stderr)
     import os
@@ -524,7 +538,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_dict()))
     elif result.metrics:
-        print(f"{entry.name}: {result.num_images} images, detections in "
+        print(f"{entry.name}{f' ({artifact.label} artifact)' if artifact else ''}: "
+              f"{result.num_images} images, detections in "
               f"{result.detections_path}, metrics in {result.metrics_path}")
         print(format_metrics(result.metrics))
     else:
@@ -533,19 +548,106 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_eval_options(p: argparse.ArgumentParser) -> None:
+def _add_eval_options(p: argparse.ArgumentParser, *, inference: bool = False) -> None:
+    """--coco, --scorer, --json; and --backend: the inference backend (``inference``, evaluate)
+    or, for merge, the deprecated name of --scorer."""
     from .measure.scoring import BACKENDS, DEFAULT_BACKEND
 
     p.add_argument("--coco", default=None, help="COCO root holding annotations/"
                    "instances_val2017.json and val2017/ (default: $RTMBENCH_COCO)")
-    p.add_argument("--backend", choices=list(BACKENDS), default=DEFAULT_BACKEND,
-                   help="COCOeval implementation for scoring")
+    p.add_argument("--scorer", choices=list(BACKENDS), default=None,
+                   help=f"COCOeval implementation for scoring (default {DEFAULT_BACKEND}, "
+                   "faster-coco-eval; pycocotools is the reference: the same numbers)")
+    old = f"{' or '.join(BACKENDS)} here still mean --scorer, with a deprecation warning"
+    if inference:
+        p.add_argument(
+            "--backend", choices=[*INFERENCE_BACKENDS, *BACKENDS], default=None,
+            metavar="{" + ",".join(INFERENCE_BACKENDS) + "}",
+            help="evaluate this backend's artifact: the very export, engine or compiled graph "
+            "`rtmbench latency --backend` times (same ONNX export, TensorRT engine cache and "
+            "typing), at --device and --precision. Every artifact has static shapes: it is "
+            "made for --batch-size images (default 1, the batch latency times by default), "
+            "and a short last batch is padded with copies of its last image whose outputs are "
+            "dropped. Its outputs go through the same batched post-processing as the PyTorch "
+            "model's. Default: the PyTorch model itself (BN-folded and channels_last on "
+            f"cuda). Formerly --backend named the scoring implementation: {old}")
+    else:
+        p.add_argument("--backend", choices=list(BACKENDS), default=None,
+                       help=f"deprecated name of --scorer: {old}")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
+def _scorer(args: argparse.Namespace, command: str) -> str:
+    """The COCOeval implementation from --scorer, or from the deprecated --backend
+    faster|pycocotools (a warning on stderr; both given and different: an error)."""
+    from .errors import InputError
+    from .measure.scoring import BACKENDS, DEFAULT_BACKEND
+
+    old = getattr(args, "backend", None)
+    if old not in BACKENDS:
+        return args.scorer or DEFAULT_BACKEND
+    if args.scorer is not None and args.scorer != old:
+        raise InputError(f"--backend {old} (the old name of --scorer) and --scorer "
+                         f"{args.scorer} disagree; pass --scorer only.")
+    print(f"rtmbench {command}: warning: --backend {old} is deprecated for the COCOeval "
+          f"implementation; use --scorer {old} (--backend now names the inference backend "
+          f"whose artifact is evaluated).", file=sys.stderr)
+    return old
+
+
+def _backend_options(args: argparse.Namespace, backend: str) -> dict:
+    """Backend options from latency's and evaluate's flags (--layout, --ort-provider,
+    --trt-typing, --compile-mode), for the backends they apply to."""
+    options: dict = {}
+    layout = getattr(args, "layout", None)
+    if layout and backend in ("torch", "torch-compile"):
+        options["layout"] = layout
+    if getattr(args, "ort_provider", None) and backend == "onnxruntime":
+        options["provider"] = args.ort_provider
+    if getattr(args, "trt_typing", None) and backend in ("tensorrt", "onnxruntime"):
+        options["typing"] = args.trt_typing
+    if backend == "torch-compile":
+        options["mode"] = getattr(args, "compile_mode", "auto")
+    return options
+
+
+def _artifact_of(args: argparse.Namespace):
+    """The ArtifactSpec ``evaluate --backend`` asks for, or None for the PyTorch model."""
+    if args.backend not in INFERENCE_BACKENDS:
+        return None
+    from .measure.artifact import ArtifactSpec
+    from .measure.backends import BackendUnavailable, get_backend
+
+    options = _backend_options(args, args.backend)
+    device = str(args.device).split(":")[0]
+    if device == "auto":  # cuda where there is a GPU and this backend runs there, else cpu
+        on_cuda = get_backend(args.backend, **options).unavailable("cuda", args.precision)
+        device = "cpu" if on_cuda else "cuda"
+    spec = ArtifactSpec(args.backend, device, args.precision, options)
+    if reason := get_backend(spec.backend, **spec.options).unavailable(device, args.precision):
+        raise BackendUnavailable(reason)  # exit 3, before weights are fetched
+    return spec
+
+
+def _add_backend_flags(p: argparse.ArgumentParser) -> None:
+    """The backend options latency and evaluate share."""
+    p.add_argument("--ort-provider", choices=("cpu", "cuda", "tensorrt"), default=None,
+                   help="onnxruntime backend only: execution provider (default: cpu on cpu, "
+                   "cuda for cuda/fp32, tensorrt for cuda/fp16); cuda/fp16 runs the FP16 ONNX")
+    p.add_argument("--trt-typing", choices=("auto", "weak", "strong"), default=None,
+                   help="TensorRT (and ONNX Runtime's TensorRT provider): weak = FP32 ONNX + "
+                   "the FP16 builder flag (8.6/10.x, the published setting), strong = the FP16 "
+                   "ONNX in a strongly typed network (10.x/11.x); auto = weak where it exists")
+    p.add_argument("--compile-mode", default="auto",
+                   choices=("auto", "default", "reduce-overhead", "max-autotune"),
+                   help="torch-compile only: inductor mode (auto: reduce-overhead on CUDA, "
+                   "default on CPU); compile time is reported apart from latency")
+
+
 def _add_evaluate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("evaluate", help="COCO box AP of one zoo model (resumable, shardable; "
-                       "run under torchrun to use several processes)")
+    p = sub.add_parser("evaluate", help="COCO box AP of one zoo model, or of the artifact a "
+                       "backend makes of it (--backend) (resumable, shardable; run under "
+                       "torchrun to use several processes)")
     p.add_argument("size", metavar="SIZE", help="zoo size or name (tiny, s, m, l, x)")
     p.add_argument("--checkpoint", default=None,
                    help="checkpoint to load (.pth or .safetensors, MMDetection or MMYOLO layout); "
@@ -561,21 +663,26 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
                    help="evaluate a randomly initialised model (smoke test)")
     p.add_argument("--limit", type=int, default=None, help="first N images by id")
     p.add_argument("--batch-size", type=int, default=None,
-                   help="images per forward pass (default: 32 on cuda, 8 on cpu)")
+                   help="images per forward pass (default: 32 on cuda, 8 on cpu; with "
+                   "--backend 1: the artifact is made for this batch, as `latency --batch` "
+                   "makes it)")
     p.add_argument("--workers", type=int, default=None,
                    help="DataLoader decoding workers (default: cuda: usable cores - 2, at most "
                    "12; cpu: 2)")
     p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32",
-                   help="network precision (the published box AP is FP32); fp16 on cuda only")
+                   help="network precision (the published box AP is FP32), or with --backend "
+                   "the artifact's (as latency's); fp16 on cuda only")
     p.add_argument("--timings", action="store_true",
                    help="time each stage (CUDA-synchronised) and print the seconds to stderr")
-    p.add_argument("--out", default=None, help="output directory (default results/eval/<model>); "
+    p.add_argument("--out", default=None, help="output directory (default results/eval/<model>, "
+                   "with --backend results/eval/<model>-<backend>-<device>-<precision>); "
                    "rerunning into it resumes")
     p.add_argument("--shard", default=None, metavar="i/n", help="run shard i of n only")
     p.add_argument("--device", default="auto",
                    help="auto (cuda where torch sees a GPU, else cpu), cpu, cuda or cuda:N")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    _add_eval_options(p)
+    _add_eval_options(p, inference=True)
+    _add_backend_flags(p)
     p.set_defaults(handler=_cmd_evaluate)
 
 
@@ -587,7 +694,7 @@ def _cmd_merge(args: argparse.Namespace) -> int:
     from .measure.scoring import format_metrics
 
     result = merge_shards([Path(d) for d in args.shard_dirs], resolve_coco_root(args.coco),
-                          Path(args.out), backend=args.backend)
+                          Path(args.out), backend=_scorer(args, "merge"))
     if args.json:
         print(json.dumps(result.to_dict()))
     else:
@@ -738,14 +845,7 @@ def _cmd_latency(args: argparse.Namespace) -> int:
     from .measure.latency import Remeasure, format_result, measure_latency
 
     model = _build(args, entry, default_random=True, say="rtmbench latency").model
-    options = ({"layout": args.layout} if args.layout and args.backend in ("torch", "torch-compile")
-               else {})
-    if args.ort_provider and args.backend == "onnxruntime":
-        options["provider"] = args.ort_provider
-    if args.trt_typing and args.backend in ("tensorrt", "onnxruntime"):
-        options["typing"] = args.trt_typing
-    if args.backend == "torch-compile":
-        options["mode"] = args.compile_mode
+    options = _backend_options(args, args.backend)
     result = measure_latency(entry, args.backend, args.device, args.precision, model=model,
                              input_hw=_input_hw(args), batch=args.batch, warmup_s=args.warmup,
                              min_iterations=args.iterations, min_duration_s=args.min_duration,
@@ -774,9 +874,8 @@ def _cmd_latency(args: argparse.Namespace) -> int:
 def _add_latency(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("latency", help="time one size on a backend (trtexec-like protocol)")
     p.add_argument("size", metavar="SIZE", help="zoo size or name, e.g. tiny")
-    p.add_argument("--backend", choices=("torch", "onnxruntime", "tensorrt", "torch-compile"),
-                   default="torch",
-                   help="inference engine to time")
+    p.add_argument("--backend", choices=INFERENCE_BACKENDS, default="torch",
+                   help="inference engine to time (openvino: CPU, FP32, from the FP32 ONNX)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to run")
     p.add_argument("--precision", choices=("fp32", "fp16"), default="fp32",
                    help="arithmetic precision of the timed engine")
@@ -792,17 +891,7 @@ def _add_latency(sub: argparse._SubParsersAction) -> None:
                    help="skip the reference convolution (no achieved-peak ratio)")
     p.add_argument("--layout", choices=("channels_last", "contiguous"), default=None,
                    help="torch backends only: memory layout (default channels_last)")
-    p.add_argument("--ort-provider", choices=("cpu", "cuda", "tensorrt"), default=None,
-                   help="onnxruntime backend only: execution provider (default: cpu on cpu, "
-                   "cuda for cuda/fp32, tensorrt for cuda/fp16); cuda/fp16 runs the FP16 ONNX")
-    p.add_argument("--trt-typing", choices=("auto", "weak", "strong"), default=None,
-                   help="TensorRT (and ONNX Runtime's TensorRT provider): weak = FP32 ONNX + "
-                   "the FP16 builder flag (8.6/10.x, the published setting), strong = the FP16 "
-                   "ONNX in a strongly typed network (10.x/11.x); auto = weak where it exists")
-    p.add_argument("--compile-mode", default="auto",
-                   choices=("auto", "default", "reduce-overhead", "max-autotune"),
-                   help="torch-compile only: inductor mode (auto: reduce-overhead on CUDA, "
-                   "default on CPU); compile time is reported apart from latency")
+    _add_backend_flags(p)
     p.add_argument("--checkpoint", default=None, help="weights to load (default: random init)")
     p.add_argument("--weights", metavar="ID", default=None,
                    help="random-init (default), well-conditioned, or a zoo weights id")

@@ -58,6 +58,13 @@ def metric_label(key: UnitKey, metric: str, record: Record) -> str:
         weights = f"{key.variant} weights, " if key.variant else ""
         return (f"box AP agreement with golden detections ({weights}"
                 f"{record.metrics.get('num_images', '?')} images)")
+    if record.check == "box_ap" and metric == "box_ap_delta":
+        return (f"box AP {key.where} against PyTorch FP32 "
+                f"({record.metrics.get('num_images', '?')} images)")
+    if record.check == "box_ap" and record.status.has_measurement and key.input_size:
+        found = primary_ap(record.metrics)  # a timed artifact's unit: say which artifact
+        return (f"box AP {key.where} ({found[0] if found else '?'}, "
+                f"{record.metrics.get('num_images', '?')} images)")
     if record.check == "box_ap" and record.status.has_measurement:
         found = primary_ap(record.metrics)
         weights = f"{key.variant} weights, " if key.variant else ""

@@ -6,9 +6,10 @@ nothing else decides whether a number is good. It reads records only (``metrics`
 the caller passes (a suite's).
 
 Marks (:class:`Mark`): ``ok``; ``miss`` (misses its published claim), ``regression`` (worse than
-the baseline beyond tolerance) and ``failed`` (the unit failed, or its timed artifact's
-agreement AP with the PyTorch model is below the threshold stored with it) are red and fail
-the gate;
+the baseline beyond tolerance) and ``failed`` (the unit failed, its timed artifact's
+agreement AP with the PyTorch model is below the threshold stored with it, or a timed
+artifact's box AP is below the PyTorch FP32 model's on the same images by more than the
+``box_ap_delta`` tolerance) are red and fail the gate;
 ``not comparable`` (measured, but no claim or baseline on equal footing), ``not run`` (a
 missing prerequisite) and ``unreliable`` (a contended or throttled measurement, neither passed
 nor failed: re-measure it) are not.
@@ -323,6 +324,35 @@ def judge_agreement(record: Record) -> Judgement | None:
                      delta=f"{ap - threshold:+.3f}")
 
 
+def judge_box_ap_delta(record: Record, tolerances: Tolerances) -> Judgement | None:
+    """A timed artifact's box AP against the PyTorch FP32 model's on the same images
+    (``box_ap.backends`` units): losing more than the ``box_ap_delta`` tolerance (AP points)
+    fails the unit, as a fast wrong engine does. None for a record without ``box_ap_delta``."""
+    m = record.metrics
+    delta, reference = m.get("box_ap_delta"), m.get("reference_box_ap")
+    if record.check != "box_ap" or not isinstance(delta, (int, float)):
+        return None
+    tol = tolerances.tolerance("box_ap_delta")
+    points = ap_percent(delta)
+    ref = ap_percent(reference) if isinstance(reference, (int, float)) else None
+    ref_text = f"{ref:.2f}" if ref is not None else "?"
+    images = m.get("num_images", "?")
+    shown = f"{points:+.2f}"
+    if points < 0 and not tol.allows(points, ref or 0.0):
+        return Judgement("box_ap_delta", Mark.FAILED,
+                         f"FAILED: the artifact loses {-points:.2f} AP against the PyTorch FP32 "
+                         f"model on the same {images} images ({ref_text} -> "
+                         f"{(ref or 0.0) + points:.2f}), beyond {tol.describe()}: a fast wrong "
+                         f"engine is a failure, not a result",
+                         claimed=f"drop within {tol.describe()}", reference=ref_text,
+                         measured=shown, delta=shown)
+    return Judgement("box_ap_delta", Mark.OK,
+                     f"ΔAP {shown} against the PyTorch FP32 model ({ref_text}) on the same "
+                     f"{images} images, within {tol.describe()}",
+                     claimed=f"drop within {tol.describe()}", reference=ref_text,
+                     measured=shown, delta=shown)
+
+
 def judge_claims(record: Record, tolerances: Tolerances) -> list[Judgement]:
     """One judgement per metric the record's check produces (records with a measurement);
     a latency record with an accuracy check also gets its ``agreement`` judgement."""
@@ -349,6 +379,8 @@ def judge_claims(record: Record, tolerances: Tolerances) -> list[Judgement]:
             out.append(judge_latency_claim(record, claim, tolerances.tolerance(metric)))
     if (agreement := judge_agreement(record)) is not None:
         out.append(agreement)
+    if (artifact := judge_box_ap_delta(record, tolerances)) is not None:
+        out.append(artifact)
     return out
 
 

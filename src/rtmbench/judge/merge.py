@@ -1,11 +1,12 @@
 """Runs from several machines into one view: which record stands for each unit, per machine.
 
-A unit's record depends on where it ran only for latency (params, FLOPs and box AP do not
-depend on the machine), so latency records are kept per *machine* (the GPU for a CUDA unit,
-the CPU model and core count for a CPU unit) and the report draws one latency table per
-machine. For the same unit on the same machine a later run replaces an earlier one, except
-that a "not run" never hides a measurement (a CPU machine's "no GPU" does not erase what a GPU
-machine measured); a later failure does replace a measurement: it is news.
+A unit's record depends on where it ran only for latency and for the box AP of a timed
+artifact (a TensorRT engine is built for its GPU; params, FLOPs and the model's box AP do not
+depend on the machine), so those records are kept per *machine* (the GPU for a CUDA unit,
+the CPU model and core count for a CPU unit) and the report draws one latency table and one
+artifact table per machine. For the same unit on the same machine a later run replaces an
+earlier one, except that a "not run" never hides a measurement (a CPU machine's "no GPU" does
+not erase what a GPU machine measured); a later failure does replace a measurement: it is news.
 """
 
 from __future__ import annotations
@@ -29,8 +30,9 @@ class Machine:
 
 
 def machine_of(record: Record) -> Machine | None:
-    """The machine a latency record was measured on (None for other checks)."""
-    if record.check != "latency":
+    """The machine a latency record, or a timed artifact's box AP record (its key has an
+    input size), was measured on (None for other records)."""
+    if record.check != "latency" and not (record.check == "box_ap" and record.input_size):
         return None
     hw = record.hardware or {}
     env = record.provenance.get("environment") or {}

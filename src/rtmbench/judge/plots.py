@@ -42,6 +42,7 @@ def _box_ap(merged: Merged, zoo: Zoo, name: str) -> tuple[float | None, bool]:
     for weights in SEED_WEIGHTS:
         for (key, _), record in merged.items():
             if (key.model == name and key.check == "box_ap" and key.variant == weights
+                    and key.input_size is None  # the model's own unit, not an artifact's
                     and record.status.has_measurement
                     and record.metrics.get("num_images", 0) >= FULL_VAL2017):
                 if found := primary_ap(record.metrics):

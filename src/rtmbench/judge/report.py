@@ -1,5 +1,6 @@
-"""Report: the seed's table and one latency table per machine, from records; plots; the
-README's block.
+"""Report: the seed's table, one latency table per machine and one table of the timed
+artifacts' box AP per machine (AP, its difference from PyTorch FP32, latency), from records;
+plots; the README's block.
 
 What it reads: every committed run under ``results/`` plus the runs it is given (later ones
 take precedence for the same unit and machine; :mod:`.merge`), so a user's local run adds to
@@ -36,6 +37,8 @@ LEGEND = ("✅ matches the published claim · ❌ misses it · ⚪ measured, no 
           "timed artifact's detections disagree with the PyTorch model) · *not run [n]*: a "
           "missing prerequisite · agr: agreement AP of the timed artifact with the PyTorch "
           "FP32 model (1.0 = the same detections)")
+ARTIFACT_LEGEND = (" · ΔAP: a timed artifact's box AP minus the PyTorch FP32 model's on the "
+                   "same images (✅ within the suite's box_ap_delta tolerance, ⛔ a larger drop)")
 LOCAL_OUT = Path("reports") / "local"
 Merged = dict[MergeKey, Record]
 
@@ -185,7 +188,8 @@ def seed_table(merged: Merged, zoo: Zoo, suite: SuiteBase, notes: Footnotes) -> 
             measured = f"{value / scale:.3f}" if value is not None else "—"
             row.append(_cell(cx, claim, measured, _judged(cx, metric, suite), notes))
         for variant in variants:
-            ap = _find(merged, model=name, check="box_ap", variant=variant)
+            # the model's own unit (a timed artifact's has an input size in its key)
+            ap = _find(merged, model=name, check="box_ap", variant=variant, input_size=None)
             claim = (ap.claim.get("box_ap") if ap
                      else _zoo_claim(zoo, name, "box_ap", weights=variant) if variant else None)
             found = primary_ap(ap.metrics) if ap else None
@@ -214,7 +218,7 @@ def _target(record: Record) -> tuple[str, ...]:
                  if p)
 
 
-ORDER = {"torch": 0, "torch-compile": 1, "onnxruntime": 2, "tensorrt": 3}
+ORDER = {"torch": 0, "torch-compile": 1, "onnxruntime": 2, "openvino": 3, "tensorrt": 4}
 
 
 def latency_tables(merged: Merged, zoo: Zoo, suite: SuiteBase, notes: Footnotes) -> list[str]:
@@ -250,7 +254,8 @@ def latency_tables(merged: Merged, zoo: Zoo, suite: SuiteBase, notes: Footnotes)
         runs = sorted({r.run for r in shown})
         env = next((r.provenance.get("packages") for r in shown
                     if r.provenance.get("packages")), {}) or {}
-        software = ", ".join(f"{k} {env[k]}" for k in ("torch", "onnxruntime", "tensorrt")
+        software = ", ".join(f"{k} {env[k]}" for k in ("torch", "onnxruntime", "openvino",
+                                                        "tensorrt")
                              if k in env)
         title = f"### Latency on {machine.label}"
         if per_machine[machine] > 1:
@@ -267,6 +272,69 @@ def latency_tables(merged: Merged, zoo: Zoo, suite: SuiteBase, notes: Footnotes)
             parts += ["", f"Not measured on this machine (no GPU): {', '.join(hidden)} "
                       f"{' '.join(reasons)}."]
         sections.append("\n".join(parts))
+    return sections
+
+
+# ------------------------------------------------------------------------------ artifacts
+def _artifact_ap_cells(record: Record, suite: SuiteBase, notes: Footnotes) -> list[str]:
+    """Images, box AP and ΔAP against PyTorch FP32 (⛔ beyond the suite's tolerance)."""
+    if status := _status_cell(record, notes):
+        return ["—", status, "—"]
+    found = primary_ap(record.metrics)
+    ap = f"{found[1]:.2f}" if found else "—"
+    judged = _judged(record, "box_ap_delta", suite)
+    delta, ref = record.metrics.get("box_ap_delta"), record.metrics.get("reference_box_ap")
+    if not isinstance(delta, (int, float)):
+        return [str(record.metrics.get("num_images", "?")), ap, "—"]
+    text = f"{delta * 100:+.2f}" + (f" (ref {ref * 100:.2f})"
+                                    if isinstance(ref, (int, float)) else "")
+    if judged is not None and judged.red:
+        text += f" ⛔ {notes.ref(judged.text)}"
+    elif judged is not None:
+        text += f" {MARK[judged.mark.ok]}"
+    return [str(record.metrics.get("num_images", "?")), ap, text]
+
+
+def artifact_tables(merged: Merged, zoo: Zoo, suite: SuiteBase, notes: Footnotes) -> list[str]:
+    """One table per machine: each model x timed artifact (``box_ap.backends`` units) with its
+    box AP, its difference from the PyTorch FP32 model on the same images, and the median
+    latency of that artifact on that machine (same backend, device, precision, input size and
+    batch), side by side: what a deployer of that engine keeps and pays."""
+    groups: dict[Machine, list[Record]] = {}
+    for (key, machine), record in merged.items():
+        if key.check == "box_ap" and key.input_size and machine is not None:
+            groups.setdefault(machine, []).append(record)
+    order = {m.name: i for i, m in enumerate(zoo.models)}
+    tol = suite.tolerance("box_ap_delta").describe()
+    sections = []
+    for machine in sorted(groups, key=lambda m: (m.kind != "gpu", m.name)):
+        records = sorted(groups[machine], key=lambda r: (
+            order.get(r.model, 99), r.device != "cpu", ORDER.get(r.backend, 9), r.backend,
+            str(r.precision), str(r.variant)))
+        rows = []
+        for r in records:
+            latency = next((lr for (k, m), lr in merged.items()
+                            if m == machine and k.check == "latency" and k.model == r.model
+                            and k.backend == r.backend and k.device == r.device
+                            and k.precision == r.precision and k.variant is None
+                            and k.input_size == r.input_size and (k.batch or 1) == r.batch),
+                           None)
+            rows.append([r.model, "/".join(p for p in (r.backend, r.device, r.precision) if p),
+                         str(r.variant or "—"), *_artifact_ap_cells(r, suite, notes),
+                         latency_cell(latency, suite, notes)])
+        first = records[0]
+        size = "{}×{}".format(*first.input_size)
+        runs = sorted({r.run for r in records})
+        sections.append("\n".join([
+            f"### Box AP of each timed artifact on {machine.label}", "",
+            f"The export, engine or compiled graph the latency check times (input {size}, "
+            f"batch {first.batch}), evaluated like the model: its box AP (coco), its difference "
+            f"from the PyTorch FP32 model on the same images (a drop beyond {tol} AP fails the "
+            f"unit ⛔) and the median latency of that artifact on this machine (ms, no NMS; "
+            f"timed by the latency check, built the same way from its weights); run"
+            f"{'s' if len(runs) > 1 else ''} {', '.join(f'`{r}`' for r in runs)}.", "",
+            markdown_table(["model", "artifact", "weights", "images", "box AP",
+                            "ΔAP vs PyTorch FP32", "latency, ms"], rows)]))
     return sections
 
 
@@ -341,8 +409,8 @@ def environment_rows(runs: list[Run]) -> list[list[str]]:
             (git.get("commit") or "unknown")[:12] + (" (dirty)" if git.get("dirty") else ""),
             f"{hw.get('cpu', '?')} ({hw.get('cores', '?')} cores), GPU: {hw.get('gpu') or 'none'}"
             f"; machine `{run.fingerprint.id}`",
-            ", ".join(f"{k} {pk[k]}" for k in ("python", "torch", "onnxruntime", "tensorrt",
-                                              "pycocotools") if k in pk),
+            ", ".join(f"{k} {pk[k]}" for k in ("python", "torch", "onnxruntime", "openvino",
+                                              "tensorrt", "pycocotools") if k in pk),
             str(len(run.records))])
     return rows
 
@@ -371,7 +439,10 @@ def results_block(runs: list[Run], merged: Merged, zoo: Zoo, image_dir: str,
              "", seed_table(merged, zoo, suite, notes), ""]
     for section in latency_tables(merged, zoo, suite, notes):
         parts += [section, ""]
-    parts += [LEGEND, ""]
+    artifacts = artifact_tables(merged, zoo, suite, notes)
+    for section in artifacts:
+        parts += [section, ""]
+    parts += [LEGEND + (ARTIFACT_LEGEND if artifacts else ""), ""]
     if notes.reasons:
         parts += ["Not run, failed or unreliable, and why:", "", notes.markdown(), ""]
     parts += [f"![box AP vs latency]({prefix}ap_vs_latency.svg)",
@@ -488,8 +559,8 @@ def write_report(refs: list[str], *, results_dir: str | Path = "results",
     out_dir = Path(out_dir)
     runs = runs if runs is not None else load_runs(refs, results_dir, committed=committed)
     merged = merge_runs(runs)
-    published = {p.resolve() for p in committed_runs(results_dir)}
-    own = [r for r in runs if r.path.resolve() not in published]
+    published = {Path(p).resolve() for p in committed_runs(results_dir)}
+    own = [r for r in runs if Path(r.path).resolve() not in published]
     md = results_markdown(runs, merged, zoo, tolerances, own)
     new_readme = None
     if readme is not None:

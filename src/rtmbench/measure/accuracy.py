@@ -30,7 +30,6 @@ Judging (a red mark below the suite's ``min_agreement_ap``, stored with the reco
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 from collections.abc import Callable
@@ -44,6 +43,7 @@ from ..data import CocoDataset, TestPipeline
 from ..errors import InputError, NonFiniteOutputs
 from ..models.postprocess import Detections, TestSettings, postprocess
 from .agreement import TOP_K, agreement_scores
+from .artifact import pad_batch, true_fp32
 from .evaluation import weights_fingerprint
 from .scoring import score
 
@@ -99,20 +99,8 @@ _REFERENCE_CACHE: dict[tuple, list[list[Tensor]]] = {}
 def _reference_outputs(model: nn.Module, x: Tensor, device: str = "cpu") -> list[Tensor]:
     from .backends.torch_backend import flat_outputs
 
-    with torch.inference_mode(), _true_fp32():
+    with torch.inference_mode(), true_fp32():
         return flat_outputs(model(x.to(device)))
-
-
-@contextlib.contextmanager
-def _true_fp32():
-    """TF32 off while the reference runs on a GPU: it is the FP32 model, not an approximation."""
-    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
-    saved = cudnn.allow_tf32, matmul.allow_tf32
-    cudnn.allow_tf32 = matmul.allow_tf32 = False
-    try:
-        yield
-    finally:
-        cudnn.allow_tf32, matmul.allow_tf32 = saved
 
 
 def _batched(images: AccuracyImages, batch: int):
@@ -120,8 +108,7 @@ def _batched(images: AccuracyImages, batch: int):
     copies of its last image, whose outputs are dropped."""
     for start in range(0, len(images), batch):
         idx = list(range(start, min(start + batch, len(images))))
-        padded = idx + [idx[-1]] * (batch - len(idx))
-        yield idx, torch.cat([images.inputs[i] for i in padded])
+        yield idx, pad_batch(torch.cat([images.inputs[i] for i in idx]), batch)
 
 
 def _detections(outputs: list[Tensor], n: int, strides, input_hw, scale_factors,

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 PACKAGES = ("rtmbench", "torch", "torchvision", "numpy", "mmengine", "onnx", "onnxruntime",
-            "onnxruntime-gpu", "tensorrt", "pycocotools", "faster-coco-eval",
+            "onnxruntime-gpu", "openvino", "tensorrt", "pycocotools", "faster-coco-eval",
             "opencv-python-headless")
 
 

@@ -16,6 +16,14 @@ A rerun with the same settings skips every image already in a predictions file (
 a crash is dropped and its batch redone); different settings in the same directory are refused
 rather than mixed or overwritten.
 
+What runs the network: by default the PyTorch model itself (below). With ``artifact`` (an
+:class:`~.artifact.ArtifactSpec`, ``rtmbench evaluate --backend``) the per-batch forward is
+the timed artifact's instead (:mod:`.artifact`: the export, engine or compiled graph the
+latency check times, static ``batch_size`` x 3 x H x W, the last batch padded), run on the
+host side of the pipeline: its outputs come back as host FP32 tensors and go through the same
+batched post-processing. Its identity is part of ``run.json`` (``artifact``), and its ONNX
+export, if any, is kept in ``artifact/`` beside the predictions.
+
 Throughput. DataLoader workers decode, resize and pad (``workers=None``: :func:`default_workers`);
 on CUDA the batches arrive in pinned memory and go to the GPU with non-blocking copies as
 uint8, where they are normalised. On CUDA the network runs BN-folded and channels_last in
@@ -79,13 +87,16 @@ class EvalResult:
     num_images: int
     detections_path: Path
     metrics_path: Path | None = None
-    backend: str = DEFAULT_BACKEND
+    backend: str = DEFAULT_BACKEND  # the COCOeval implementation that scored (the scorer)
     newly_inferred: int = 0
     manifest: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
+        # "backend" is the scorer, as it always was (kept for scripts that read it); "scorer"
+        # says so by name, and the inference backend is the manifest's "artifact"
         return {"metrics": self.metrics, "num_images": self.num_images,
                 "detections": str(self.detections_path), "backend": self.backend,
+                "scorer": self.backend, "artifact": self.manifest.get("artifact"),
                 "newly_inferred": self.newly_inferred, "run": self.manifest}
 
 
@@ -499,15 +510,19 @@ def _inference_network(model: torch.nn.Module, device: torch.device,
 
 def _infer(model, loader, pipeline: TestPipeline, entry, test_cfg, device: torch.device,
            cat_ids: list[int], path: Path, bar, precision: str = "fp32", timer=None,
-           written: dict | None = None) -> int:
+           written: dict | None = None, forward=None, what: str | None = None) -> int:
     """Infer every batch of ``loader`` and append its predictions; return the image count.
-    ``written``, if given, receives what was appended (image id -> detections)."""
+    ``written``, if given, receives what was appended (image id -> detections). ``forward``
+    (x -> (cls_scores, bbox_preds)) replaces the PyTorch network, e.g. a timed artifact's
+    (:meth:`.artifact.Artifact.forward`); ``what`` names it in errors."""
     settings = TestSettings.from_test_cfg(test_cfg.model_dump())
     input_hw = (entry.input_size[1], entry.input_size[0])
     strides = model.arch.strides
     timer = timer or _NoTimer()
     cuda = device.type == "cuda"
-    net = _inference_network(model, device, precision)
+    forward = forward or _inference_network(model, device, precision)
+    failure = (f"{what} gave NaN or infinite outputs" if what else
+               f"the network gave NaN or infinite outputs ({precision}, {device})")
     dtype = torch.float16 if precision == "fp16" else torch.float32
     nms_stats: dict | None = {} if isinstance(timer, StageTimer) else None
     writer = _Writer(path, cat_ids, timer, background=cuda)
@@ -528,7 +543,7 @@ def _infer(model, loader, pipeline: TestPipeline, entry, test_cfg, device: torch
                     x = x.to(dtype).contiguous(memory_format=torch.channels_last)
             with torch.inference_mode():
                 with timer("forward"):
-                    cls_scores, bbox_preds = net(x)
+                    cls_scores, bbox_preds = forward(x)
                     finite = torch.stack([t.isfinite().all()
                                           for t in (*cls_scores, *bbox_preds)]).all()
                 with timer("postprocess"):
@@ -541,9 +556,9 @@ def _infer(model, loader, pipeline: TestPipeline, entry, test_cfg, device: torch
             if not finite:  # before anything of this batch is written: a rerun redoes it
                 ids = batch["image_ids"]
                 raise NonFiniteOutputs(
-                    f"the network gave NaN or infinite outputs ({precision}, {device}) on a "
-                    f"batch of images {ids[:4]}{' ...' if len(ids) > 4 else ''}: no box AP "
-                    "from them (an FP16 overflow, or broken weights)")
+                    f"{failure} on a batch of images {ids[:4]}"
+                    f"{' ...' if len(ids) > 4 else ''}: no box AP from them (an FP16 overflow, "
+                    "or broken weights)")
             writer.submit(detections, batch["image_ids"])
             done += len(batch["image_ids"])
             timer.count("images", len(batch["image_ids"]))
@@ -608,7 +623,8 @@ def evaluate(model_entry, coco_root: Path, *, model: torch.nn.Module, out_dir: P
              workers: int | None = None, device: str = "auto",
              shard: tuple[int, int] | None = None, progress: bool = True,
              backend: str = DEFAULT_BACKEND, test_cfg=None, precision: str = "fp32",
-             timings: dict | None = None, scoring_workers: int | None = None) -> EvalResult:
+             timings: dict | None = None, scoring_workers: int | None = None,
+             artifact=None) -> EvalResult:
     """Run ``model`` over COCO val (or its first ``limit`` images) and score it.
 
     ``test_cfg`` (a zoo TestCfg) overrides the entry's default test-time settings, e.g. with
@@ -617,7 +633,9 @@ def evaluate(model_entry, coco_root: Path, *, model: torch.nn.Module, out_dir: P
     (CUDA only) fp16; ``batch_size=None`` and ``workers=None`` suit the device
     (:func:`default_batch_size`, :func:`default_workers`); ``timings``, if given, is filled
     with per-stage seconds and counts (module docstring); ``scoring_workers`` as
-    :func:`rtmbench.measure.scoring.score`.
+    :func:`rtmbench.measure.scoring.score`. ``artifact`` (:class:`~.artifact.ArtifactSpec`,
+    its device and precision those given here): evaluate that backend's artifact of ``model``
+    at ``batch_size`` instead of the PyTorch model (module docstring).
 
     Under torchrun each rank takes its share of the batches and rank 0 merges and scores;
     every rank returns the same result. With ``shard=(i, n)`` this process runs shard i only
@@ -627,9 +645,12 @@ def evaluate(model_entry, coco_root: Path, *, model: torch.nn.Module, out_dir: P
 
     check_options(batch_size=batch_size, workers=workers, device=device, precision=precision,
                   limit=limit)
-    device = resolve_eval_device(device)
+    if artifact is None:
+        device = resolve_eval_device(device)
+    elif device == "auto":  # an artifact's backend says itself whether it runs here
+        device = artifact.device
     if batch_size is None:
-        batch_size = default_batch_size(device)
+        batch_size = 1 if artifact is not None else default_batch_size(device)
     check_options(batch_size=batch_size, workers=workers, device=device, precision=precision,
                   limit=limit)  # fp16 on the device auto resolved to
     if workers is None:
@@ -649,15 +670,25 @@ def evaluate(model_entry, coco_root: Path, *, model: torch.nn.Module, out_dir: P
     if dev.type == "cuda" and world > 1:
         dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
         torch.cuda.set_device(dev)
+    if artifact is not None:  # the artifact runs on its device, the rest on the host
+        _check_artifact(artifact, device, precision)
+        dev = torch.device("cpu")
     model = model.to(dev).eval()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     test_cfg = test_cfg or model_entry.test_cfg
-    manifest = _manifest(model_entry, dataset, records, batch_size, device,
+    manifest = _manifest(model_entry, dataset, records, batch_size, dev.type,
                          weights_fingerprint(model), test_cfg, precision)
     timer = (StageTimer(torch.cuda.synchronize if dev.type == "cuda" else None)
              if timings is not None else None)
     try:
+        forward = what = None
+        if artifact is not None:
+            prepared = _prepare_artifact(artifact, model, model_entry, batch_size, out_dir,
+                                         rank, world)
+            manifest = json.loads(json.dumps(manifest | {"device": artifact.device,
+                                                         "artifact": prepared.identity}))
+            forward, what = prepared.forward, f"the {artifact.label} artifact"
         if rank == 0:
             _check_manifest(out_dir, manifest, create=True)
         _barrier(world)
@@ -683,7 +714,7 @@ def evaluate(model_entry, coco_root: Path, *, model: torch.nn.Module, out_dir: P
                   if my_shard[1] > 1 else model_entry.name) as bar, cudnn:
             written: dict[int, list] = {}
             newly = _infer(model, loader, pipeline, model_entry, test_cfg, dev, dataset.cat_ids,
-                           path, bar, precision, timer, written)
+                           path, bar, precision, timer, written, forward, what)
         _barrier(world)
         if shard is not None and shard[1] > 1:
             _report_timings(timings, timer, start_wall, newly, workers)
@@ -701,6 +732,29 @@ def evaluate(model_entry, coco_root: Path, *, model: torch.nn.Module, out_dir: P
             import torch.distributed as dist
 
             dist.destroy_process_group()
+
+
+def _check_artifact(artifact, device: str, precision: str) -> None:
+    if (artifact.device, artifact.precision) != (torch.device(device).type, precision):
+        raise InputError(f"the artifact {artifact.label} is evaluated with device "
+                         f"{artifact.device} and precision {artifact.precision}; pass those "
+                         f"(got {device}, {precision}).")
+
+
+def _prepare_artifact(artifact, model, entry, batch_size: int, out_dir: Path, rank: int,
+                      world: int):
+    """The artifact, prepared by rank 0 first (a TensorRT engine goes into the cache once; the
+    other ranks then load it from there), its ONNX export kept in ``out_dir/artifact``."""
+    from .artifact import prepare_artifact
+
+    width, height = entry.input_size
+    workdir = out_dir / "artifact" / (f"rank{rank}" if rank else "")
+    if rank != 0:
+        _barrier(world)
+    prepared = prepare_artifact(artifact, model, (height, width), batch_size, workdir)
+    if rank == 0:
+        _barrier(world)
+    return prepared
 
 
 def _report_timings(timings: dict | None, timer, start_wall: float, newly: int,

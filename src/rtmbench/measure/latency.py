@@ -22,6 +22,7 @@ from torch import nn
 
 from ..errors import InputError
 from ..spec.zoo import ResolvedModel
+from .artifact import example_input
 from .backends import (
     BACKENDS,
     DEVICES,
@@ -198,7 +199,7 @@ def measure_latency(model_entry: ResolvedModel, backend: str, device: str, preci
     if first.device.type != "cpu" or first.dtype != torch.float32:  # leave the caller's as is
         model = copy.deepcopy(model).cpu().float()
     model.eval()
-    example = torch.randn(batch, 3, *input_hw, generator=torch.Generator().manual_seed(0))
+    example = example_input(batch, input_hw)  # what evaluate --backend prepares with, too
     protocol = Protocol(warmup_s=warmup_s, min_iterations=min_iterations,
                         min_duration_s=min_duration_s)
     check = None

@@ -265,6 +265,7 @@ def collect_environment() -> dict:
         "cudnn": torch.backends.cudnn.version() if cuda else None,
         "tensorrt": _package_version("tensorrt"),
         "onnxruntime": ort_version,
+        "openvino": _package_version("openvino"),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "os": platform.platform(),

@@ -20,7 +20,9 @@ Schema history (:func:`migrate` reads every older version):
   latency claims carry ``input_size`` and ``batch``. Later additions, all optional (older
   records stay valid): latency ``agreement_ap``, ``min_agreement_ap``, ``output_max_*_error``,
   ``throttled``, ``throttle_reasons``; ``provenance.fingerprint`` (the machine, computed from
-  the provenance for records without it: :mod:`.fingerprint`).
+  the provenance for records without it: :mod:`.fingerprint`); box AP ``reference_box_ap`` and
+  ``box_ap_delta`` (a timed artifact's unit: its key has the backend, device, precision, input
+  size and batch).
 """
 
 from __future__ import annotations
@@ -116,6 +118,10 @@ class BoxAPMetrics(_Metrics):
     num_images: int = Field(gt=0)
     coco: dict[str, APValue] | None = None
     mmdet_proposal: dict[str, APValue] | None = Field(default=None, alias="mmdet-proposal")
+    # A timed artifact's unit (suites' box_ap.backends): the PyTorch FP32 model's AP on the same
+    # images and this artifact's AP minus it (fractions, as the AP tables; coco convention)
+    reference_box_ap: APValue | None = None
+    box_ap_delta: Annotated[float, Field(allow_inf_nan=False, ge=-2.0, le=2.0)] | None = None
 
     @model_validator(mode="after")
     def _has_ap(self) -> BoxAPMetrics:

@@ -26,6 +26,7 @@ from ..spec.checks import (
     ComplexitySpec,
     LatencySpec,
     register_spec,
+    resolve_device,
     unit_fields,
     unregister_spec,
 )
@@ -356,8 +357,11 @@ class BoxAPCheck(Check):
 
     def claims(self, unit: Unit, spec: BoxAPSpec, ctx: CheckContext) -> dict[str, Any]:
         """The published AP of the weights a unit evaluates (none for generated data), and
-        the golden detections it must agree with, if the suite names them."""
+        the golden detections it must agree with, if the suite names them. A timed
+        artifact's unit has none: it is judged by its difference from the PyTorch model."""
         out: dict[str, Any] = {}
+        if _is_artifact(unit):
+            return out
         if spec.golden is not None:
             path = golden_path(spec, ctx)
             out["agreement"] = {"value": spec.min_agreement_ap, "unit": "AP",
@@ -369,6 +373,9 @@ class BoxAPCheck(Check):
         return out | ({"box_ap": unit.model.claim_record(claim)} if claim else {})
 
     def missing(self, unit: Unit, spec: BoxAPSpec, ctx: CheckContext) -> None:
+        if _is_artifact(unit):
+            self._artifact_missing(unit, spec, ctx)
+            return
         if unit.device == "cuda" and not ctx.hardware.get("gpu"):
             raise DeviceMissing("needs a CUDA GPU; torch sees none on this machine")
         if spec.synthetic is None:
@@ -376,6 +383,8 @@ class BoxAPCheck(Check):
         weights_missing(unit.model, unit.variant)
 
     def run(self, unit: Unit, spec: BoxAPSpec, ctx: CheckContext) -> Outcome:
+        if _is_artifact(unit):
+            return self._run_artifact(unit, spec, ctx)
         self.missing(unit, spec, ctx)
         root, described = resolve_dataset(spec, ctx.work_dir)
         evaluation = lazy_import("rtmbench.measure.evaluation", "box AP")
@@ -400,6 +409,77 @@ class BoxAPCheck(Check):
             metrics["agreement_ap"] = self._agreement(result, root, golden_path(spec, ctx))
         return Outcome("measured", metrics=metrics, provenance=provenance)
 
+    def _run_artifact(self, unit: Unit, spec: BoxAPSpec, ctx: CheckContext) -> Outcome:
+        """The box AP of the artifact the latency check times (``Backend.prepare`` ->
+        ``Runner.infer``, :mod:`rtmbench.measure.artifact`) and of the PyTorch FP32 model on
+        the same images; both evaluations resume like any other."""
+        backends = lazy_import("rtmbench.measure.backends", "box AP")
+        where = {"input_hw": [unit.input_size[1], unit.input_size[0]], "batch": unit.batch}
+        try:
+            self._artifact_missing(unit, spec, ctx)  # before any building
+        except backends.BackendUnavailable as exc:
+            return Outcome("not run", reason=str(exc), provenance=where)
+        root, described = resolve_dataset(spec, ctx.work_dir)
+        evaluation = lazy_import("rtmbench.measure.evaluation", "box AP")
+        from ..measure.artifact import ArtifactSpec
+        from .model import build
+
+        built = build(unit.model, unit.variant, progress=ctx.progress)
+        cfg_name, test_cfg = unit.model.evaluation_test_cfg(unit.variant)
+        limit = spec.artifact_limit or spec.limit
+        reference = self._reference(unit, spec, ctx, root, built.model, test_cfg, limit)
+        artifact = ArtifactSpec(unit.backend, unit.device, unit.precision)
+        result = evaluation.evaluate(
+            unit.model, root, model=built.model,
+            out_dir=ctx.work_dir / (f"box_ap-{unit.model.size}-{unit.variant or 'default'}-"
+                                    f"{artifact.label.replace('/', '-')}-bs{unit.batch}"),
+            limit=limit, batch_size=unit.batch, workers=spec.workers, device=unit.device,
+            progress=ctx.progress, test_cfg=test_cfg, precision=unit.precision,
+            artifact=artifact)
+        ap, ref_ap = result.metrics["coco"]["AP"], reference.metrics["coco"]["AP"]
+        provenance = {**where, "checkpoint": built.provenance, "dataset": described,
+                      "test_cfg": {"name": cfg_name, **test_cfg.model_dump()},
+                      "detections": str(result.detections_path),
+                      "artifact": result.manifest.get("artifact"),
+                      "reference": {"what": "the PyTorch FP32 model (TF32 off on cuda)",
+                                    "device": reference.manifest.get("device"),
+                                    "num_images": reference.num_images,
+                                    "detections": str(reference.detections_path)}}
+        metrics = {"num_images": result.num_images, **result.metrics,
+                   "reference_box_ap": ref_ap, "box_ap_delta": ap - ref_ap}
+        return Outcome("measured", metrics=metrics, provenance=provenance)
+
+    @staticmethod
+    def _artifact_missing(unit: Unit, spec: BoxAPSpec, ctx: CheckContext) -> None:
+        """What a timed artifact's unit lacks here, raised as its "not run" error, without any
+        work: the backend (package, GPU, provider), then the data set."""
+        backends = lazy_import("rtmbench.measure.backends", "box AP")
+        if reason := backends.get_backend(unit.backend).unavailable(unit.device,
+                                                                    unit.precision):
+            raise backends.BackendUnavailable(reason)
+        if spec.synthetic is None:
+            resolve_dataset(spec, ctx.work_dir)
+        weights_missing(unit.model, unit.variant)
+
+    @staticmethod
+    def _reference(unit: Unit, spec: BoxAPSpec, ctx: CheckContext, root: Path, model: Any,
+                   test_cfg: Any, limit: int | None) -> Any:
+        """The PyTorch FP32 model on the artifact's images, on its device (in true FP32 on a
+        GPU): the model's own unit's evaluation when it is that (CPU, same images)."""
+        evaluation = lazy_import("rtmbench.measure.evaluation", "box AP")
+        from ..measure.artifact import true_fp32
+
+        device = "cuda" if unit.device == "cuda" else "cpu"
+        name = f"box_ap-{unit.model.size}-{unit.variant or 'default'}"
+        own = resolve_device(spec.device, ctx.hardware.get("gpu"))  # the model's own unit's
+        if not (device == own == "cpu" and limit == spec.limit):
+            name += f"-reference-{device}-{limit or 'all'}"
+        with true_fp32():
+            return evaluation.evaluate(
+                unit.model, root, model=model, out_dir=ctx.work_dir / name, limit=limit,
+                batch_size=spec.batch_size, workers=spec.workers, device=device,
+                progress=ctx.progress, test_cfg=test_cfg, precision="fp32")
+
     @staticmethod
     def _agreement(result: Any, root: Path, golden: Path) -> float:
         from ..data import CocoDataset
@@ -410,6 +490,12 @@ class BoxAPCheck(Check):
         detections = read_json(Path(result.detections_path), "detections file")
         return agreement_ap(detections, load_golden(golden), [im.id for im in dataset.images],
                             dataset.cat_ids)
+
+
+def _is_artifact(unit: Unit) -> bool:
+    """A box AP unit of a timed artifact (``box_ap.backends``): only those have an input size
+    and batch in their key; the model's own units never had one."""
+    return unit.check == "box_ap" and unit.input_size is not None
 
 
 __all__ = ["Check", "CheckContext", "Outcome", "Unit", "register_check", "unregister_check",

@@ -90,8 +90,8 @@ class ComplexitySpec(CheckSpec):
 class LatencyTargets(Strict):
     """Every combination of these backends, devices and precisions is one unit."""
 
-    backends: list[Literal["torch", "onnxruntime", "tensorrt", "torch-compile"]] = Field(
-        min_length=1)
+    backends: list[Literal["torch", "onnxruntime", "tensorrt", "torch-compile", "openvino"]] = (
+        Field(min_length=1))
     devices: list[Literal["cpu", "cuda"]] = Field(min_length=1)
     precisions: list[Literal["fp32", "fp16"]] = Field(min_length=1)
     # ONNX Runtime only: one unit per execution provider (variant "<provider>-ep"); unset: the
@@ -104,6 +104,18 @@ class LatencyTargets(Strict):
             raise ValueError("'providers' selects ONNX Runtime execution providers: add "
                              "onnxruntime to this target's backends or remove 'providers'")
         return self
+
+
+class ArtifactTargets(Strict):
+    """Box AP of timed artifacts (``box_ap.backends``), shaped like :class:`LatencyTargets`:
+    every combination of these backends, devices and precisions is one unit per weights id.
+    ONNX Runtime runs its default provider for the device and precision (no ``providers``:
+    a box AP unit's variant is its weights id)."""
+
+    backends: list[Literal["torch", "onnxruntime", "tensorrt", "torch-compile", "openvino"]] = (
+        Field(min_length=1))
+    devices: list[Literal["cpu", "cuda"]] = Field(min_length=1)
+    precisions: list[Literal["fp32", "fp16"]] = Field(min_length=1)
 
 
 class AccuracySpec(Strict):
@@ -180,6 +192,16 @@ class BoxAPSpec(CheckSpec):
     # is red. The smoke suite's regression check of the whole detection pipeline.
     golden: str | None = None
     min_agreement_ap: float = Field(default=0.99, gt=0, le=1)
+    # The artifacts the latency check times, evaluated like the model (rtmbench.measure.
+    # artifact): one unit per target x weights id, each with its AP, the PyTorch FP32 model's
+    # AP on the same images and the difference (box_ap_delta); a drop beyond the suite's
+    # tolerances.box_ap_delta fails the unit.
+    backends: list[ArtifactTargets] | None = None
+    # Each artifact is made for this many images per inference (static shapes, as `latency
+    # --batch` makes it; 1 = the latency units' default, the very artifact they time).
+    artifact_batch: int = Field(default=1, gt=0, le=MAX_BATCH)
+    # First N images for the artifact units and their PyTorch FP32 reference (default: limit).
+    artifact_limit: int | None = Field(default=None, gt=0, le=MAX_IMAGES)
 
     @field_validator("weights")
     @classmethod
@@ -200,11 +222,20 @@ class BoxAPSpec(CheckSpec):
         return self
 
     def unit_fields(self, model: ResolvedModel, gpu: str | None = None) -> list[dict[str, Any]]:
-        """One unit per weights id (None: the model's first available weights)."""
+        """One unit per weights id (None: the model's first available weights): the PyTorch
+        model, judged by its claim; then one per ``backends`` target x weights id: a timed
+        artifact, whose key also has the input size and batch it is made for (which also sets
+        it apart from the model's own unit)."""
         ids = self.weights if isinstance(self.weights, list) else [self.weights]
         device = resolve_device(self.device, gpu)  # the unit key records where it runs
-        return [{"backend": "torch", "device": device, "precision": self.precision,
-                 "variant": w} for w in ids]
+        units = [{"backend": "torch", "device": device, "precision": self.precision,
+                  "variant": w} for w in ids]
+        size = tuple(model.input_size)
+        for t in self.backends or []:
+            for b, d, p in product(t.backends, t.devices, t.precisions):
+                units += [{"backend": b, "device": d, "precision": p, "variant": w,
+                           "input_size": size, "batch": self.artifact_batch} for w in ids]
+        return units
 
 
 _SPECS: dict[str, type[Strict]] = {}

@@ -19,7 +19,7 @@ from .checks import registered_specs
 from .schema import Strict, SuiteName, _node_line, load_yaml
 from .zoo import ResolvedModel, Zoo, load_zoo
 
-TolerancedMetric = Literal["params", "flops", "box_ap", "latency"]
+TolerancedMetric = Literal["params", "flops", "box_ap", "latency", "box_ap_delta"]
 
 
 class Tolerance(Strict):
@@ -48,9 +48,12 @@ class Tolerance(Strict):
                 else f"±{self.relative * 100:g}%")
 
 
+# box_ap_delta: how much AP (points, x100) a timed artifact may lose against the PyTorch FP32
+# model on the same images (box_ap.backends units); a larger drop fails the unit.
 DEFAULT_TOLERANCES: dict[str, Tolerance] = {
     "params": Tolerance(relative=0.0), "flops": Tolerance(relative=0.0),
-    "box_ap": Tolerance(absolute=0.1), "latency": Tolerance(relative=0.25)}
+    "box_ap": Tolerance(absolute=0.1), "latency": Tolerance(relative=0.25),
+    "box_ap_delta": Tolerance(absolute=0.3)}
 
 
 class SuiteBase(Strict):

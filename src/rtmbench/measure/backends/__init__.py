@@ -1,12 +1,12 @@
 """Inference engines behind one interface: ``torch``, ``onnxruntime``, ``tensorrt``,
-``torch-compile``."""
+``torch-compile``, ``openvino``."""
 
 from __future__ import annotations
 
 from ...errors import InputError
 from .base import DEVICES, PRECISIONS, Backend, BackendError, BackendUnavailable, Runner
 
-BACKENDS = ("torch", "onnxruntime", "tensorrt", "torch-compile")
+BACKENDS = ("torch", "onnxruntime", "tensorrt", "torch-compile", "openvino")
 
 
 def get_backend(name: str, **options) -> Backend:
@@ -27,6 +27,10 @@ def get_backend(name: str, **options) -> Backend:
         from .compile_backend import CompileBackend
 
         return CompileBackend(**options)
+    if name == "openvino":
+        from .openvino_backend import OpenVINOBackend
+
+        return OpenVINOBackend(**options)
     raise InputError(f"unknown backend {name!r}; expected one of {', '.join(BACKENDS)}.")
 
 

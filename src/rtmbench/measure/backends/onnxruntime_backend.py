@@ -96,12 +96,15 @@ class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
     def __init__(self, opset: int = 17, threads: int | None = None, provider: str | None = None,
-                 typing: str = "auto") -> None:
+                 typing: str = "auto", session_config: dict[str, str] | None = None) -> None:
         if provider is not None and provider not in PROVIDER_NAMES:
             raise ValueError(f"provider must be one of {list(PROVIDER_NAMES)}, not {provider!r}")
         self.opset = opset
         self.threads = threads or len(os.sched_getaffinity(0))
         self.provider, self.typing = provider, typing
+        # SessionOptions.add_session_config_entry pairs (e.g. session.intra_op.allow_spinning):
+        # the benchmark tries them; none by default
+        self.session_config = dict(session_config or {})
 
     def autotuned(self, device: str, precision: str) -> bool:
         # the CUDA provider's cuDNN algorithm search and TensorRT's tactics are timed; the CPU
@@ -143,6 +146,8 @@ class OnnxRuntimeBackend(Backend):
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
+        for key, value in self.session_config.items():
+            options.add_session_config_entry(key, str(value))
         name = PROVIDER_NAMES[provider]
         if provider == "tensorrt":
             provider_options = {**provider_options, "trt_engine_cache_enable": True,
@@ -198,6 +203,8 @@ class OnnxRuntimeBackend(Backend):
                    "include_transfer": include_transfer}
         if "typing" in config:
             details |= {"typing": config["typing"], "tensorrt": trt_version or "unknown"}
+        if self.session_config:
+            details["session_config"] = {k: str(v) for k, v in self.session_config.items()}
         if "rtmbench.fp16_converter" in meta:
             details["fp16_converter"] = meta["rtmbench.fp16_converter"]
         return Runner(run, Timer(), details, infer=infer)

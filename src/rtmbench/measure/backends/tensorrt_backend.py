@@ -36,6 +36,7 @@ tests against API-surface fakes of TensorRT 8.6, 10 and 11 with host buffers
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import re
 import tempfile
@@ -271,7 +272,8 @@ class TensorRTBackend(Backend):
                    "build": plan.describe(), "builder_flags": list(plan.builder_flags),
                    "network_flags": list(plan.network_flags),
                    "onnx_precision": meta.get("rtmbench.precision", plan.onnx_precision),
-                   "engine": provenance, "onnx": str(onnx_path),
+                   "engine": provenance, "engine_sha256": hashlib.sha256(data).hexdigest(),
+                   "onnx": str(onnx_path),
                    "gpu": self.buffers.gpu_name(), "include_transfer": include_transfer,
                    "workspace_bytes": WORKSPACE_BYTES}
         if "rtmbench.fp16_converter" in meta:
