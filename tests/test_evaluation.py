@@ -279,7 +279,7 @@ def test_stage_timings_are_filled_only_when_asked(setup, tmp_path):
     assert timings["loader_workers"] == 1
 
 
-def test_precision_and_workers_rules(setup, tmp_path):
+def test_precision_and_workers_rules(setup, tmp_path, monkeypatch):
     coco, _, _, _, zoo = setup
     with pytest.raises(InputError, match="fp16 needs --device cuda"):
         evaluate(load_zoo(zoo).get("tiny"), coco, model=low_score_tiny(), out_dir=tmp_path,
@@ -287,9 +287,14 @@ def test_precision_and_workers_rules(setup, tmp_path):
     with pytest.raises(InputError, match="unknown precision"):
         evaluate(load_zoo(zoo).get("tiny"), coco, model=low_score_tiny(), out_dir=tmp_path,
                  precision="int8", progress=False)
-    cores = len(os.sched_getaffinity(0))
-    assert evaluation.default_workers("cpu") == min(2, cores)
-    assert evaluation.default_workers("cuda") == max(1, min(cores - 2, 12))
+    # the rule on every kind of machine, not only on the cores this one has
+    for cores, cpu, cuda in ((1, 1, 1), (2, 2, 1), (3, 2, 1), (4, 2, 2), (14, 2, 12),
+                             (64, 2, 12)):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid, n=cores: set(range(n)),
+                            raising=False)
+        monkeypatch.setattr(os, "cpu_count", lambda n=cores: n)
+        assert (evaluation.default_workers("cpu"), evaluation.default_workers("cuda")) == \
+            (cpu, cuda), cores
     from pydantic import ValidationError
 
     from rtmbench.spec.checks import BoxAPSpec
