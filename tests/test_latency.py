@@ -201,7 +201,7 @@ def test_a_signal_during_latency_removes_its_temporary_directory(tmp_path, sig, 
          "--no-reference"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 300  # importing torch on a busy machine: tens of s
         while not list(tmp.glob("rtmbench-latency-*")) and time.monotonic() < deadline:
             assert proc.poll() is None, proc.communicate()
             time.sleep(0.05)
