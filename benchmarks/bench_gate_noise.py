@@ -31,8 +31,11 @@ with the machine, date, command and every run's verdict. Usage:
         [--baseline FILE] [--out FILE]
 
 A quick check that it works: ``--reruns 2 --slowdowns 100 --runs-per-slowdown 1
---backends torch``. Timings taken while other processes run are figures of a busy machine:
-the JSON says how busy (load average, contended runs).
+--backends torch``. Exit 0 with the figures; 2 for unusable input (a ``--baseline`` from other
+hardware, or without these backends' latency); 3 when the machine is too busy to measure on
+(every fresh baseline was contended: the gate judges nothing against a contended baseline).
+Timings taken while other processes run are figures of a busy machine: the JSON says how busy
+(load average, contended runs, each run's wall time).
 """
 
 from __future__ import annotations
@@ -72,8 +75,9 @@ def noise_suite(workdir: Path, backends: list[str], with_accuracy: bool) -> Suit
                       for t in lat["targets"]]
     lat["targets"] = [t for t in lat["targets"] if t["backends"]]
     if not lat["targets"]:
-        raise SystemExit(f"none of the backends {backends} is in the smoke suite's latency "
-                         f"targets; choose from {list(BACKENDS)}")
+        print(f"bench_gate_noise: none of the backends {backends} is in the smoke suite's "
+              f"latency targets; choose from {list(BACKENDS)}", file=sys.stderr)
+        raise SystemExit(2)
     if not with_accuracy:
         lat.pop("accuracy", None)
     body = {"name": "gate-noise", "description": "the smoke suite's latency units",
@@ -130,8 +134,15 @@ def scaled(record: Record, factor: float) -> Record:
 
 
 # ------------------------------------------------------------------ verdicts
-def latency_rows(run: Run, baseline: Run, suite: SuiteBase) -> dict[str, dict]:
-    """backend -> what the gate says about its latency unit, and why."""
+def latency_records(run: Run, backends: list[str]) -> dict[str, Record]:
+    return {r.backend: r for r in run.latest_by_key().values()
+            if r.check == "latency" and r.backend in backends}
+
+
+def latency_rows(run: Run, baseline: Run, suite: SuiteBase,
+                 wall_s: float | None = None) -> dict[str, dict]:
+    """backend -> what the gate says about its latency unit, and why (``wall_s``: how long
+    the whole run took)."""
     out = {}
     records = {r.backend: r for r in run.latest_by_key().values() if r.check == "latency"}
     for row in compare(run, baseline, suite):
@@ -139,6 +150,8 @@ def latency_rows(run: Run, baseline: Run, suite: SuiteBase) -> dict[str, dict]:
         if backend is None:
             continue
         out[backend] = summarise(row, records[backend])
+        if wall_s is not None:
+            out[backend]["run_wall_s"] = round(wall_s, 1)
     return out
 
 
@@ -197,12 +210,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baseline", help="a run file to gate against (on this machine's "
                         "hardware, e.g. suites/baselines/smoke.jsonl on the CI machine); "
                         "default: a fresh run here")
+    parser.add_argument("--baseline-tries", type=int, default=3,
+                        help="fresh baselines taken until one is not contended (default 3)")
     parser.add_argument("--with-accuracy", action="store_true",
                         help="keep the smoke suite's accuracy check (slower, same timings)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
-    if args.reruns < 0 or args.runs_per_slowdown < 0:
-        parser.error("--reruns and --runs-per-slowdown must be 0 or more")
+    if args.reruns < 0 or args.runs_per_slowdown < 0 or args.baseline_tries < 1:
+        parser.error("--reruns and --runs-per-slowdown must be 0 or more, --baseline-tries 1 "
+                     "or more")
     out = args.out or default_out()
     started = time.perf_counter()
     spin = args.inject in ("both", "spin") and args.runs_per_slowdown > 0
@@ -235,11 +251,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.baseline:
             baseline = load_usable_run(args.baseline, Path(tmp) / "results", "baseline")
             report["baseline"] = {"source": args.baseline}
-        else:
-            baseline = read_run(run_suite(suite, run_id="baseline", progress=False).path)
-            report["baseline"] = {"source": "a fresh run on this machine"}
-        base_lat = {r.backend: r for r in baseline.latest_by_key().values()
-                    if r.check == "latency" and r.backend in args.backends}
+            base_lat = latency_records(baseline, args.backends)
+        else:  # a contended baseline gates nothing: taken again, up to --baseline-tries times
+            for attempt in range(1, args.baseline_tries + 1):
+                baseline = read_run(run_suite(suite, run_id=f"baseline-{attempt}",
+                                              progress=False).path)
+                base_lat = latency_records(baseline, args.backends)
+                if not any(r.metrics.get("contention") for r in base_lat.values()):
+                    break
+                print(f"baseline {attempt}/{args.baseline_tries}: contended", file=sys.stderr)
+            report["baseline"] = {"source": "a fresh run on this machine",
+                                  "tries": attempt}
         missing = [b for b in args.backends if b not in base_lat
                    or not base_lat[b].status.has_measurement]
         if missing:
@@ -259,17 +281,22 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             return 2
         if any(r.metrics.get("contention") for r in base_lat.values()):
-            print("bench_gate_noise: the baseline was contended: the gate will not judge "
-                  "against it (every rerun UNRELIABLE); run again on a quieter machine",
+            report["not_run"] = ("the baseline was contended: the gate judges nothing against "
+                                 "it (every rerun would be UNRELIABLE)")
+            save()
+            print("bench_gate_noise: not run: the baseline was contended (other processes "
+                  "took the CPU while it was timed); run it on a quieter machine",
                   file=sys.stderr)
+            return 3
         unchanged: list[dict] = []
         spun: dict[float, list[dict]] = {p: [] for p in args.slowdowns} if spin else {}
         scaled_out: dict[float, list[dict]] = {p: [] for p in args.slowdowns} if scale else {}
         rounds = max(args.reruns, args.runs_per_slowdown if spin else 0)
         for i in range(rounds):
             if i < args.reruns:
+                t0 = time.perf_counter()
                 run = read_run(run_suite(suite, run_id=f"rerun-{i}", progress=False).path)
-                rows = latency_rows(run, baseline, suite)
+                rows = latency_rows(run, baseline, suite, time.perf_counter() - t0)
                 unchanged.append(rows)
                 for pct in scaled_out:
                     slow = Run(run.run_id, run.path, [scaled(r, 1 + pct / 100)
@@ -283,10 +310,11 @@ def main(argv: list[str] | None = None) -> int:
                 if i >= args.runs_per_slowdown:
                     continue
                 extra = {b: r.metrics["median_ms"] / 1e3 * pct / 100 for b, r in base_lat.items()}
+                t0 = time.perf_counter()
                 with injected(extra):
                     run = read_run(run_suite(suite, run_id=f"spin-{pct:g}-{i}",
                                              progress=False).path)
-                rows = latency_rows(run, baseline, suite)
+                rows = latency_rows(run, baseline, suite, time.perf_counter() - t0)
                 spun[pct].append(rows)
                 print(f"+{pct:g}% run {i + 1}/{args.runs_per_slowdown}: " + ", ".join(
                     f"{b} {o['verdict']} ({o['delta']})" for b, o in rows.items()),
