@@ -9,6 +9,38 @@ from rtmbench.models.init import well_conditioned_state_dict  # noqa: F401
 pytest_plugins = ["tests.fetch_fixtures"]  # cache, blob, server: the download tests' fixtures
 
 
+def pytest_configure(config):
+    from tests.fake_hardware import from_environ
+
+    from_environ()  # a bad RTMBENCH_TEST_FAKE_CORES stops the session with the fix
+
+
+def pytest_report_header(config):
+    from tests.fake_hardware import FAKE_CORES, FAKE_CPU, from_environ
+
+    fake = from_environ()
+    if fake is not None:
+        return f"rtmbench: hardware description faked ({FAKE_CPU}, {FAKE_CORES}): " \
+               f"{fake.describe()}"
+    return None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fake_hardware():
+    """RTMBENCH_TEST_FAKE_CPU / RTMBENCH_TEST_FAKE_CORES: every record of the session says it
+    was made on that machine (tests/fake_hardware.py). Session-wide and first, so the session
+    fixtures below (the smoke run) record it too."""
+    from tests.fake_hardware import from_environ, install
+
+    fake = from_environ()
+    if fake is None:
+        yield None
+        return
+    with pytest.MonkeyPatch.context() as patch:
+        install(patch, fake)
+        yield fake
+
+
 @pytest.fixture(autouse=True)
 def _deterministic_threads():
     torch.manual_seed(0)

@@ -10,6 +10,8 @@ Knobs (attributes of ``LoopbackServer``, changeable while it runs):
 - ``wrong_body``: serve these bytes instead of the file's;
 - ``stall``: accept, read the request, then send nothing for this many seconds;
 - ``chunk_delay``: sleep between 64 KiB chunks (to make transfers overlap);
+- ``hold``: a ``threading.Event``: after the first 64 KiB chunk of a body, wait until it is set
+  (a transfer that lasts exactly as long as a test needs, however busy the machine);
 - ``ranges``: honour ``Range: bytes=N-`` with 206 (default True);
 - ``trickle``: send the body one byte at a time, this many seconds apart;
 - ``oversize``: serve this many bytes (zeros) instead of the file, ``send_length`` saying
@@ -60,6 +62,7 @@ class LoopbackServer:
         self.wrong_body: bytes | None = None
         self.stall: float | None = None
         self.chunk_delay = 0.0
+        self.hold: threading.Event | None = None
         self.ranges = True
         self.requests: list[tuple[str, dict[str, str]]] = []
         self._stopping = threading.Event()
@@ -202,6 +205,11 @@ class LoopbackServer:
                         delay = server.trickle or server.chunk_delay
                         if delay and server._stopping.wait(delay):
                             break
+                        if server.hold is not None and i == 0:
+                            self.wfile.flush()
+                            while not server.hold.wait(0.05):
+                                if server._stopping.is_set():
+                                    break
                     self.wfile.flush()
                 except OSError:  # the client hung up (as it should on an oversize body)
                     self.close_connection = True

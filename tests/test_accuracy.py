@@ -11,13 +11,15 @@ import torch
 
 from rtmbench.cli import main
 from rtmbench.judge.judgement import Mark, judge_unit
+from rtmbench.judge.merge import machine_of
+from rtmbench.judge.report import LEGEND
 from rtmbench.measure.accuracy import artifact_accuracy, load_images
 from rtmbench.models.postprocess import TestSettings
 from rtmbench.records import Record, read_run
 from rtmbench.run.model import build
 from rtmbench.spec.suite import DEFAULT_TOLERANCES
 from rtmbench.spec.zoo import load_zoo
-from tests.records_factory import PROV
+from tests.records_factory import PROV, records, write_run
 
 pytest.importorskip("onnxruntime", reason="the onnx extra (onnxruntime) is not installed")
 
@@ -158,8 +160,8 @@ def test_a_wrong_onnx_artifact_is_a_failed_unit_in_gate_and_report(tmp_path, mon
     suite = tmp_path / "suite.yaml"
     suite.write_text(textwrap.dedent(SUITE % (tmp_path / "results")))
     assert main(["run", str(suite), "--run-id", "wrong", "--no-progress"]) == 0
-    records = {r.backend: r for r in read_run(tmp_path / "results" / "wrong.jsonl").records}
-    torch_rec, ort_rec = records["torch"], records["onnxruntime"]
+    by_backend = {r.backend: r for r in read_run(tmp_path / "results" / "wrong.jsonl").records}
+    torch_rec, ort_rec = by_backend["torch"], by_backend["onnxruntime"]
     assert torch_rec.metrics["agreement_ap"] >= 0.9 > ort_rec.metrics["agreement_ap"]
     assert ort_rec.metrics["min_agreement_ap"] == 0.9 and ort_rec.status == "measured"
     assert ort_rec.verdict["agreement"]["mark"] == "failed"
@@ -170,13 +172,24 @@ def test_a_wrong_onnx_artifact_is_a_failed_unit_in_gate_and_report(tmp_path, mon
     assert code == 1, out
     assert "agreement AP onnxruntime/cpu/fp32" in out.split("regression(s):")[1]
     assert "a fast wrong engine is a failure" in out
-    assert main(["report", str(tmp_path / "results" / "wrong.jsonl"), "--out-dir",
-                 str(tmp_path / "reports"), "--no-readme"]) == 0
+    # Beside it, a 640x640 run from the same machine (as the committed CPU run is on the
+    # machine that made it): the report reads only this test's results directory (--only),
+    # so what it shows does not depend on the committed results/ or on which CPU this is.
+    write_run(tmp_path / "results" / "published.jsonl",
+              records("published", hardware=torch_rec.provenance["hardware"]))
+    assert main(["report", "published", "wrong", "--only", "--results-dir",
+                 str(tmp_path / "results"), "--out-dir", str(tmp_path / "reports"),
+                 "--no-readme"]) == 0
     table = (tmp_path / "reports" / "results.md").read_text()
-    assert "⛔" in table and "· agr " in table
-    # its own table: a 96x64 measurement never shares a cell with the committed 640x640 ones
-    section = table.split(", input 96×64, batch 1")[1].split("###")[0]
-    assert "⛔" in section and "`wrong`" in section and "`2026-11-24" not in section
+    assert "⛔" in table and "· agr " in table and "From runs `published`, `wrong`" in table
+    # its own table: a 96x64 measurement never shares a cell with a 640x640 one
+    tables = table.split(LEGEND)[0]  # the seed table, then one table per machine and size
+    sections = {s.split("\n")[0]: s for s in tables.split("### ")[1:]}
+    machine = machine_of(torch_rec).label
+    small = sections[f"Latency on {machine}, input 96×64, batch 1"]
+    large = sections[f"Latency on {machine}, input 640×640, batch 1"]
+    assert "⛔" in small and "`wrong`" in small and "`published`" not in small
+    assert "| rtmdet-tiny | 80.00 ⚪ |" in large and "`wrong`" not in large
     json.dumps(ort_rec.model_dump(mode="json"))
 
 

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import types
 from pathlib import Path
@@ -192,9 +193,12 @@ def test_local_folder_listed_in_the_zoo(cache, blob, tmp_path):
 
 
 def test_two_processes_fetch_one_file(cache, tmp_path):
+    """The second process waits for the first one's download instead of starting its own. The
+    server holds the first transfer until the second says it is waiting, so the two overlap
+    however the machine schedules them (a fixed transfer time did not, on a busy machine)."""
     name, data, sha = make_blob(size=2_000_000, seed=3)
     with LoopbackServer({name: data}) as srv:
-        srv.chunk_delay = 0.03  # ~1 s transfer: the two fetches overlap
+        srv.hold = threading.Event()
         go = tmp_path / "go"
         script = (
             "import json, sys, time, pathlib\n"
@@ -204,21 +208,36 @@ def test_two_processes_fetch_one_file(cache, tmp_path):
             f"    if pathlib.Path({str(go)!r}).exists(): break\n"
             f"    time.sleep(0.05)\n"
             f"got = fetch_file({name!r}, {sha[:8]!r}, [{srv.url + '/' + name!r}],"
-            f" settings=FetchSettings(retries=0), progress=False)\n"
+            f" settings=FetchSettings(retries=0, read_timeout=600), progress=False)\n"
             "print(json.dumps(got.provenance()))\n")
         env = {**os.environ, "PYTHONPATH": SRC}
         ready = [tmp_path / f"ready{i}" for i in range(2)]
         procs = [subprocess.Popen([sys.executable, "-c", script, str(r)], env=env,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                  for r in ready]
+        errs: list[list[str]] = [[] for _ in procs]
+        pumps = [threading.Thread(target=lambda p=p, e=e: e.extend(p.stderr), daemon=True)
+                 for p, e in zip(procs, errs)]
+        for t in pumps:
+            t.start()
         try:
             for _ in range(1200):  # both imported and waiting: start them together
                 if all(r.exists() for r in ready) or any(p.poll() is not None for p in procs):
                     break
                 time.sleep(0.05)
             go.touch()
-            outs = [p.communicate(timeout=60) for p in procs]
+            deadline = time.monotonic() + 300  # under the clients' read timeout
+            while (time.monotonic() < deadline and all(p.poll() is None for p in procs)
+                   and not any("waiting for it" in "".join(e) for e in errs)):
+                time.sleep(0.02)
+            srv.hold.set()
+            for p in procs:
+                p.wait(timeout=300)
+            for t in pumps:
+                t.join(timeout=10)
+            outs = [(p.stdout.read(), "".join(e)) for p, e in zip(procs, errs)]
         finally:
+            srv.hold.set()
             for p in procs:
                 if p.poll() is None:
                     p.kill()

@@ -123,20 +123,31 @@ def _env(**extra: str) -> dict:
 
 
 def test_killed_cli_run_resumes_to_identical_metrics(setup, tmp_path):
+    """Killed after its first batch is written; the process then hangs until the kill, so the
+    kill lands part-way however fast or busy the machine is."""
     coco, checkpoint, ref, _, zoo = setup
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "rtmbench", "--zoo", str(zoo), "evaluate", "tiny",
-           "--coco", str(coco),
-           "--checkpoint", str(checkpoint), "--out", str(out), "--batch-size", str(BATCH),
-           "--workers", "0", "--no-progress"]
-    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    args = ["--zoo", str(zoo), "evaluate", "tiny", "--coco", str(coco), "--checkpoint",
+            str(checkpoint), "--out", str(out), "--batch-size", str(BATCH), "--workers", "0",
+            "--no-progress"]
+    code = ("import sys, time\n"
+            "import rtmbench.measure.evaluation as e\n"
+            "real = e._append_lines\n"
+            "def append(path, rows):\n"
+            "    real(path, rows)\n"
+            "    time.sleep(600)  # after the first batch: until the kill\n"
+            "e._append_lines = append\n"
+            "from rtmbench.cli import main\n"
+            f"sys.exit(main({args!r}))")
+    proc = subprocess.Popen([sys.executable, "-c", code], env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
     predictions = out / "predictions.0-of-1.jsonl"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
         if predictions.exists() and predictions.read_bytes().count(b"\n") >= BATCH:
-            proc.kill()
             break
         time.sleep(0.01)
+    proc.kill()
     proc.wait()
     lines_at_kill = predictions.read_bytes().count(b"\n")
     assert proc.returncode != 0 and lines_at_kill < NUM_IMAGES, "the run was not killed part-way"
@@ -279,7 +290,7 @@ def test_stage_timings_are_filled_only_when_asked(setup, tmp_path):
     assert timings["loader_workers"] == 1
 
 
-def test_precision_and_workers_rules(setup, tmp_path):
+def test_precision_and_workers_rules(setup, tmp_path, monkeypatch):
     coco, _, _, _, zoo = setup
     with pytest.raises(InputError, match="fp16 needs --device cuda"):
         evaluate(load_zoo(zoo).get("tiny"), coco, model=low_score_tiny(), out_dir=tmp_path,
@@ -287,9 +298,14 @@ def test_precision_and_workers_rules(setup, tmp_path):
     with pytest.raises(InputError, match="unknown precision"):
         evaluate(load_zoo(zoo).get("tiny"), coco, model=low_score_tiny(), out_dir=tmp_path,
                  precision="int8", progress=False)
-    cores = len(os.sched_getaffinity(0))
-    assert evaluation.default_workers("cpu") == min(2, cores)
-    assert evaluation.default_workers("cuda") == max(1, min(cores - 2, 12))
+    # the rule on every kind of machine, not only on the cores this one has
+    for cores, cpu, cuda in ((1, 1, 1), (2, 2, 1), (3, 2, 1), (4, 2, 2), (14, 2, 12),
+                             (64, 2, 12)):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid, n=cores: set(range(n)),
+                            raising=False)
+        monkeypatch.setattr(os, "cpu_count", lambda n=cores: n)
+        assert (evaluation.default_workers("cpu"), evaluation.default_workers("cuda")) == \
+            (cpu, cuda), cores
     from pydantic import ValidationError
 
     from rtmbench.spec.checks import BoxAPSpec

@@ -149,7 +149,10 @@ def test_cli_latency_json(capsys):
     assert code == 0
     record = json.loads(capsys.readouterr().out)
     assert record["status"] == "measured" and record["input_hw"] == [64, 96]
-    assert record["peak_gflops"] > 0 and record["claims"][0]["verdict"] == "not comparable"
+    # a CPU timing beside GPU claims: not comparable; timed while other processes took the CPU
+    # (a busy machine): unreliable first, never judged
+    expected = "unreliable" if record["metrics"]["contention"] else "not comparable"
+    assert record["peak_gflops"] > 0 and record["claims"][0]["verdict"] == expected
 
 
 def test_cli_latency_text_not_run_has_its_own_exit_code(capsys):
@@ -201,7 +204,7 @@ def test_a_signal_during_latency_removes_its_temporary_directory(tmp_path, sig, 
          "--no-reference"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 300  # importing torch on a busy machine: tens of s
         while not list(tmp.glob("rtmbench-latency-*")) and time.monotonic() < deadline:
             assert proc.poll() is None, proc.communicate()
             time.sleep(0.05)

@@ -44,7 +44,7 @@ def test_seed_table_and_one_latency_table_per_machine(workspace):
     assert ("| rtmdet-tiny | 4.8 → 4.896 ✅ | 8.1 → 8.089 ✅ | 40.9 → 40.90 (500 img) ⚪ | "
             "41.1 → *not in the runs* | 0.98 → *not run [1]* |") in md
     assert "latency, ms (tensorrt FP16, RTX 3090)" in md and "1. needs a CUDA GPU" in md
-    assert "### Latency on Test CPU 9000 (2 cores)" in md
+    assert "### Latency on Test CPU 9000 (2 cores), input 640×640, batch 1" in md
     assert "| model | torch/cpu/fp32 |\n|---|---|\n| rtmdet-tiny | 80.00 ⚪ |" in md
     assert "Not measured on this machine (no GPU): tensorrt/cuda/fp16 [1]." in md
     assert "Test CPU 9000 (2 cores), GPU: none" in md  # the environment of the run

@@ -281,12 +281,15 @@ def test_parallel_scoring_by_category_gives_the_same_numbers_bit_for_bit(gt, bac
         data, subset, backend=backend, image_ids=ids, workers=1)
 
 
-def test_scoring_workers_rule():
+@pytest.mark.parametrize("cores, workers", [(1, 1), (2, 1), (3, 1), (4, 4), (8, 8), (64, 8)])
+def test_scoring_workers_rule(monkeypatch, cores, workers):
+    """On every kind of machine, not only on the cores this one has."""
     import os
 
     from rtmbench.measure.scoring import PARALLEL_MIN_DETECTIONS, scoring_workers
 
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)), raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
     assert scoring_workers(None, 10) == 1
-    cores = len(os.sched_getaffinity(0))
-    assert scoring_workers(None, PARALLEL_MIN_DETECTIONS) == (min(8, cores) if cores >= 4 else 1)
+    assert scoring_workers(None, PARALLEL_MIN_DETECTIONS) == workers
     assert scoring_workers(5, 0) == 5 and scoring_workers(0, 10**6) == 1

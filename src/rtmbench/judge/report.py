@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -224,13 +223,13 @@ ORDER = {"torch": 0, "torch-compile": 1, "onnxruntime": 2, "openvino": 3, "tenso
 def latency_tables(merged: Merged, zoo: Zoo, suite: SuiteBase, notes: Footnotes) -> list[str]:
     """One table per machine, input size and batch: sizes x (backend/device/precision), median
     ms with marks. Measurements at different input sizes or batches never share a cell (a run
-    at 96x64 must not hide behind, or be hidden by, one at 640x640)."""
+    at 96x64 must not hide behind, or be hidden by, one at 640x640). Every heading names all
+    three, so a table's heading does not depend on which other runs are in the report."""
     groups: dict[tuple[Machine, tuple[int, ...] | None, int], list[Record]] = {}
     for (key, machine), record in merged.items():
         if key.check == "latency" and machine is not None:
             size = tuple(record.input_size) if record.input_size else None
             groups.setdefault((machine, size, record.batch or 1), []).append(record)
-    per_machine = Counter(machine for machine, _, _ in groups)
     sections = []
     for machine, size, batch in sorted(groups, key=lambda g: (
             g[0].kind != "gpu", g[0].name, g[1] != (640, 640), g[1] or (), g[2])):
@@ -257,10 +256,7 @@ def latency_tables(merged: Merged, zoo: Zoo, suite: SuiteBase, notes: Footnotes)
         software = ", ".join(f"{k} {env[k]}" for k in ("torch", "onnxruntime", "openvino",
                                                         "tensorrt")
                              if k in env)
-        title = f"### Latency on {machine.label}"
-        if per_machine[machine] > 1:
-            title += f", input {size_text}, batch {batch}"
-        parts = [title, "",
+        parts = [f"### Latency on {machine.label}, input {size_text}, batch {batch}", "",
                  f"Median ms per image, batch {batch}, input {size_text}, no NMS; "
                  f"{software or 'software: see the environment in reports'}; "
                  f"run{'s' if len(runs) > 1 else ''} "
