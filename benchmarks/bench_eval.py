@@ -29,7 +29,7 @@ import torch
 from rtmbench.data import CocoDataset, TestPipeline, make_synthetic_coco
 from rtmbench.measure.evaluation import _collate, _Images
 from rtmbench.measure.scoring import score
-from rtmbench.run.model import network
+from rtmbench.run.build import network
 from rtmbench.spec.zoo import load_zoo
 
 

@@ -105,7 +105,7 @@ def profile_worker(config: str, size: str, width: int, height: int, top: int = 1
     import torch
 
     from rtmbench.measure.backends import get_backend
-    from rtmbench.run.model import network
+    from rtmbench.run.build import network
 
     model = network(size)
     x = torch.randn(1, 3, height, width, generator=torch.Generator().manual_seed(0))

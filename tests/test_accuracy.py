@@ -16,7 +16,7 @@ from rtmbench.judge.report import LEGEND
 from rtmbench.measure.accuracy import artifact_accuracy, load_images
 from rtmbench.models.postprocess import TestSettings
 from rtmbench.records import Record, read_run
-from rtmbench.run.model import build
+from rtmbench.run.build import build
 from rtmbench.spec.suite import DEFAULT_TOLERANCES
 from rtmbench.spec.zoo import load_zoo
 from tests.records_factory import PROV, records, write_run

@@ -24,7 +24,7 @@ from rtmbench.measure.backends import Runner
 from rtmbench.measure.evaluation import evaluate
 from rtmbench.measure.timing import Timer
 from rtmbench.records import read_run
-from rtmbench.run.model import build
+from rtmbench.run.build import build
 from rtmbench.spec.zoo import load_zoo
 
 pytest.importorskip("onnxruntime", reason="the onnx extra (onnxruntime) is not installed")

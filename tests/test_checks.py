@@ -100,7 +100,7 @@ def test_an_import_error_of_ours_is_a_failed_unit_with_its_traceback(monkeypatch
         unregister_check,
     )
     from rtmbench.run.runner import run_unit
-    from rtmbench.spec.checks import ComplexitySpec
+    from rtmbench.spec.check_specs import ComplexitySpec
 
     ours = _module_of_ours(monkeypatch, tmp_path, "buggy", "from rtmbench.errors import Nope\n")
 

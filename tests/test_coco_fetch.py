@@ -22,7 +22,7 @@ import pytest
 from rtmbench.cli import main
 from rtmbench.data.synthetic import make_synthetic_coco
 from rtmbench.errors import DatasetMissing
-from rtmbench.spec.datasets import COMPLETE_MARKER
+from rtmbench.spec.fetched_datasets import COMPLETE_MARKER
 from tests.fetch_fixtures import SRC
 from tests.http_server import LoopbackServer
 
@@ -433,7 +433,7 @@ def test_a_full_disk_while_extracting_deletes_the_half_made_folder(cache, coco_a
 
 def test_members_of_two_archives_may_not_collide(coco_archives, tmp_path):
     from rtmbench.sources.archive import extract
-    from rtmbench.sources.errors import DatasetArchiveError
+    from rtmbench.sources.fetch_errors import DatasetArchiveError
     from rtmbench.spec.zoo import Archive
 
     path = tmp_path / VAL

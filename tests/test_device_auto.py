@@ -20,7 +20,7 @@ from rtmbench.measure.evaluation import (
 from rtmbench.run import runner
 from rtmbench.run.checks import CheckContext
 from rtmbench.run.runner import plan, run_unit
-from rtmbench.spec.checks import BoxAPSpec, resolve_device
+from rtmbench.spec.check_specs import BoxAPSpec, resolve_device
 from rtmbench.spec.suite import load_suite
 from rtmbench.spec.zoo import load_zoo
 

@@ -16,7 +16,7 @@ from rtmbench.errors import InputError
 from rtmbench.measure import evaluation
 from rtmbench.measure.evaluation import evaluate, merge_shards
 from rtmbench.measure.scoring import CONVENTIONS, score
-from rtmbench.run.model import network
+from rtmbench.run.build import network
 from rtmbench.sources import CheckpointMismatchError, load_checkpoint
 from rtmbench.spec.zoo import load_zoo
 from tests.conftest import well_conditioned_state_dict
@@ -308,7 +308,7 @@ def test_precision_and_workers_rules(setup, tmp_path, monkeypatch):
             (cpu, cuda), cores
     from pydantic import ValidationError
 
-    from rtmbench.spec.checks import BoxAPSpec
+    from rtmbench.spec.check_specs import BoxAPSpec
     with pytest.raises(ValidationError, match="fp16 needs device cuda"):
         BoxAPSpec(synthetic=4, precision="fp16")
     assert BoxAPSpec(synthetic=4, device="cuda", precision="fp16").workers is None

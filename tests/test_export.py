@@ -17,7 +17,7 @@ from rtmbench.measure.export import (
     fold_batchnorm,
     ort_cpu_session,
 )
-from rtmbench.run.model import network
+from rtmbench.run.build import network
 from tests.conftest import well_conditioned_state_dict
 
 pytest.importorskip("onnxruntime", reason="the onnx extra (onnxruntime) is not installed")

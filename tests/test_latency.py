@@ -12,7 +12,7 @@ from rtmbench.cli import _latency_claims, main
 from rtmbench.errors import InputError
 from rtmbench.measure.latency import LatencyResult, count_model_flops, measure_latency
 from rtmbench.measure.timing import FakeTimer
-from rtmbench.run.model import network
+from rtmbench.run.build import network
 from rtmbench.spec.zoo import load_zoo
 
 HW = (64, 96)

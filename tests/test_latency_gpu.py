@@ -74,7 +74,7 @@ def true_fp32():
 
 def test_cuda_graph_replay_matches_eager(true_fp32):
     from rtmbench.measure.backends.torch_backend import TorchBackend
-    from rtmbench.run.model import network
+    from rtmbench.run.build import network
 
     # TF32 would make BN-folded vs unfolded differ by ~1e-3 relative: compare in true fp32.
     model = network("tiny")
@@ -127,7 +127,7 @@ def _accuracy_images(tmp_path, entry, hw=(320, 320), n=4):
 def _tiny_agrees(tmp_path, backend: str, precision: str, **backend_options):
     """Tiny (well-conditioned weights, 320x320) timed on ``backend`` on CUDA, measured, and its
     detections on 4 generated images agreeing with PyTorch FP32."""
-    from rtmbench.run.model import build
+    from rtmbench.run.build import build
 
     entry = load_zoo().get("tiny")
     model = build(entry, "well-conditioned").model

@@ -10,7 +10,7 @@ import torch
 
 from rtmbench.measure.backends import BackendUnavailable, get_backend
 from rtmbench.measure.latency import measure_latency
-from rtmbench.run.model import build
+from rtmbench.run.build import build
 from rtmbench.spec.zoo import load_zoo
 
 HW = (64, 96)

@@ -11,7 +11,7 @@ import pytest
 
 from rtmbench.measure import latency
 from rtmbench.measure.backends.torch_backend import TorchBackend
-from rtmbench.run.model import build
+from rtmbench.run.build import build
 from rtmbench.spec.zoo import load_zoo
 
 INPUT_HW = (64, 96)

@@ -21,8 +21,8 @@ from pathlib import Path
 from rtmbench.fileio import write_bytes_atomic
 from rtmbench.measure.agreement import top_per_image
 from rtmbench.measure.evaluation import evaluate
+from rtmbench.run.build import build
 from rtmbench.run.checks import CheckContext, golden_path, resolve_dataset
-from rtmbench.run.model import build
 from rtmbench.spec.suite import load_suite
 from rtmbench.spec.zoo import load_zoo
 

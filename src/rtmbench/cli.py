@@ -102,7 +102,7 @@ def _add_complexity(sub: argparse._SubParsersAction) -> None:
 
 def _fetch_coco(args: argparse.Namespace, zoo) -> None:
     from .sources.datasets import fetch_dataset
-    from .spec.datasets import COCO_VAL2017, dataset_dir
+    from .spec.fetched_datasets import COCO_VAL2017, dataset_dir
 
     dataset = zoo.dataset(COCO_VAL2017)
     got = fetch_dataset(dataset, COCO_VAL2017, target=args.coco_dir, progress=not args.quiet)
@@ -126,7 +126,7 @@ def _fetch_coco(args: argparse.Namespace, zoo) -> None:
 
 
 def _cmd_fetch(args: argparse.Namespace) -> int:
-    from .run.model import build
+    from .run.build import build
     from .sources import fetch_weights
     from .spec.zoo import load_zoo
 
@@ -408,7 +408,7 @@ def _add_trust(p: argparse.ArgumentParser) -> None:
 
 def _weights_of(args: argparse.Namespace) -> tuple[str | None, str | None]:
     """(zoo weights id, checkpoint file) from --random-weights / --checkpoint / --weights."""
-    from .spec.checks import RANDOM_INIT
+    from .spec.check_specs import RANDOM_INIT
 
     if getattr(args, "random_weights", False):
         return RANDOM_INIT, None
@@ -423,7 +423,7 @@ def _check_weights_flags(args: argparse.Namespace, entry) -> None:
     from pathlib import Path
 
     from .errors import InputError
-    from .spec.checks import RANDOM_INIT, WELL_CONDITIONED
+    from .spec.check_specs import RANDOM_INIT, WELL_CONDITIONED
 
     weights, checkpoint = _weights_of(args)
     if checkpoint is not None and not Path(checkpoint).is_file():
@@ -439,9 +439,9 @@ def _check_weights_flags(args: argparse.Namespace, entry) -> None:
 
 
 def _build(args: argparse.Namespace, entry, *, default_random: bool, say: str):
-    """The model with its weights, through the one entry point (rtmbench.run.model.build)."""
-    from .run.model import build
-    from .spec.checks import RANDOM_INIT, WELL_CONDITIONED
+    """The model with its weights, through the one entry point (rtmbench.run.build.build)."""
+    from .run.build import build
+    from .spec.check_specs import RANDOM_INIT, WELL_CONDITIONED
 
     weights, checkpoint = _weights_of(args)
     if default_random and checkpoint is None and weights is None:
@@ -463,7 +463,7 @@ def _build(args: argparse.Namespace, entry, *, default_random: bool, say: str):
 
 def _weights_text(info: dict) -> str:
     """Which weights a model has, in words (from its provenance)."""
-    from .spec.checks import RANDOM_INIT, WELL_CONDITIONED
+    from .spec.check_specs import RANDOM_INIT, WELL_CONDITIONED
 
     if info.get("weights") == RANDOM_INIT:
         return ("random-init weights (seeded initialisation, not a trained detector: give "
@@ -736,7 +736,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     model = built.model
     width, height = entry.input_size
     input_hw = _input_hw(args) or (height, width)
-    from .run.model import calibration_batch
+    from .run.build import calibration_batch
 
     # the parity probe: generated images through the zoo's test pipeline (what the model is
     # for; conditioned weights can reach far larger activations on Gaussian noise)
@@ -823,7 +823,7 @@ def _check_protocol_flags(args: argparse.Namespace) -> None:
     from pydantic import ValidationError
 
     from .errors import InputError
-    from .spec.checks import LatencyProtocol
+    from .spec.check_specs import LatencyProtocol
 
     flags = {"min_iterations": "--iterations", "min_duration_s": "--min-duration",
              "warmup_s": "--warmup", "input_size": "--input-size", "batch": "--batch"}

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 from ..errors import InputError
-from ..spec.checks import MAX_BATCH, MAX_IMAGES, MAX_WORKERS
+from ..spec.check_specs import MAX_BATCH, MAX_IMAGES, MAX_WORKERS
 
 PRECISIONS = ("fp32", "fp16")
 DEVICE = re.compile(r"auto|cpu|cuda(:[0-9]+)?")

@@ -153,7 +153,7 @@ class _NoTimer:
 def resolve_eval_device(device: str) -> str:
     """``auto``: cuda where torch sees a GPU, else cpu; ``cuda`` (or ``cuda:N``) without one is
     a missing prerequisite, said before any weights are fetched."""
-    from ..spec.checks import resolve_device
+    from ..spec.check_specs import resolve_device
     from .backends.base import cuda_unavailable_reason
 
     if device == "auto":

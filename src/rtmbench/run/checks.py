@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Literal
 
 from ..errors import DatasetMissing, DeviceMissing, import_problem
 from ..fileio import sha256_file
-from ..spec.checks import (
+from ..spec.check_specs import (
     RANDOM_INIT,
     WELL_CONDITIONED,
     BoxAPSpec,
@@ -108,7 +108,7 @@ def register_check(cls: type[Check]) -> type[Check]:
     if cls.units is not Check.units:
         raise TypeError(f"check {cls.name!r} overrides Check.units: declare its units on its "
                         f"spec instead ({cls.Spec.__name__}.unit_fields, see "
-                        f"rtmbench.spec.checks.CheckSpec), so that the gate, which never "
+                        f"rtmbench.spec.check_specs.CheckSpec), so that the gate, which never "
                         f"imports the checks, expects the same units the runner runs")
     _REGISTRY[cls.name] = cls
     register_spec(cls.name, cls.Spec)
@@ -230,7 +230,7 @@ class LatencyCheck(Check):
             return Outcome("not run", reason=str(exc), provenance={
                 "environment": latency.collect_environment(), "input_hw": [height, width],
                 "batch": spec.batch})
-        from .model import build
+        from .build import build
 
         built = build(unit.model, spec.weights, progress=ctx.progress)
         images, settings, described = None, None, None
@@ -388,7 +388,7 @@ class BoxAPCheck(Check):
         self.missing(unit, spec, ctx)
         root, described = resolve_dataset(spec, ctx.work_dir)
         evaluation = lazy_import("rtmbench.measure.evaluation", "box AP")
-        from .model import build
+        from .build import build
 
         built = build(unit.model, unit.variant, progress=ctx.progress)
         cfg_name, test_cfg = unit.model.evaluation_test_cfg(unit.variant)
@@ -422,7 +422,7 @@ class BoxAPCheck(Check):
         root, described = resolve_dataset(spec, ctx.work_dir)
         evaluation = lazy_import("rtmbench.measure.evaluation", "box AP")
         from ..measure.artifact import ArtifactSpec
-        from .model import build
+        from .build import build
 
         built = build(unit.model, unit.variant, progress=ctx.progress)
         cfg_name, test_cfg = unit.model.evaluation_test_cfg(unit.variant)

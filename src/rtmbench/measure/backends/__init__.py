@@ -37,3 +37,8 @@ def get_backend(name: str, **options) -> Backend:
 __all__ = ["BACKENDS", "DEVICES", "PRECISIONS", "Backend", "BackendError", "BackendUnavailable",
            "Runner",
            "get_backend"]
+
+from ..._aliases import renamed  # noqa: E402
+
+# Renamed modules, still importable under their old names (rtmbench._aliases).
+renamed("rtmbench.measure.backends.onednn", "rtmbench.measure.onednn_fusion")

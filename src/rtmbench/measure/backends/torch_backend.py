@@ -2,7 +2,7 @@
 
 On CPU, channels_last lets oneDNN run its convolution kernels without reordering every
 activation; BN folding removes one memory pass per convolution, and (``onednn_fusion``) each
-conv + SiLU runs as one oneDNN primitive with weights packed once (:mod:`.onednn`).
+conv + SiLU runs as one oneDNN primitive with weights packed once (:mod:`..onednn_fusion`).
 ``layout="contiguous", fold_bn=False, onednn_fusion=False`` is the plain default-layout eager
 baseline the benchmark compares against.
 """
@@ -79,7 +79,7 @@ class TorchBackend(Backend):
             return "off"
         if not (self.fold_bn and self.layout == "channels_last" and x.dtype == torch.float32):
             return "not applied: needs BN folded, channels_last and fp32"
-        from .onednn import OneDNNUnavailable, fuse_onednn
+        from ..onednn_fusion import OneDNNUnavailable, fuse_onednn
 
         try:
             fuse_onednn(net, x)
