@@ -341,7 +341,7 @@ def test_a_folder_without_the_marker_is_not_a_fetched_coco(cache, coco_archives,
     latency = LatencySpec(targets=[{"backends": ["torch"], "devices": ["cpu"],
                                     "precisions": ["fp32"]}],
                           accuracy={"images": 1, "dataset": "${RTMBENCH_COCO}"})
-    unit = Unit(load_zoo().get("tiny"), "latency", "torch", "cpu", "fp32",
+    unit = Unit.of(load_zoo().get("tiny"), "latency", "torch", "cpu", "fp32",
                 input_size=(320, 320), batch=1)
     images, described = accuracy_images(unit, latency, CheckContext(None, tmp_path, {}))
     assert described == str(target) and images.ground_truth is not None

@@ -42,55 +42,19 @@ INFERENCE_BACKENDS = ("torch", "torch-compile", "onnxruntime", "openvino", "tens
 
 
 def _cmd_complexity(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from .judge.judgement import Mark, judge_complexity_claim
-    from .measure.complexity import measure_complexity
+    from .run.complexity_command import complexity_summary, complexity_table, count_and_judge
     from .spec.zoo import load_zoo
 
     zoo = load_zoo(args.zoo)
-    sizes = args.sizes or zoo.sizes
-    entries = [zoo.get(s) for s in sizes]  # validate every name before the slow part
-    rows = []
-    for entry in tqdm(entries, desc="counting params and FLOPs", unit="model", file=sys.stderr,
-                      disable=len(entries) < 2, leave=False):
-        report = measure_complexity(entry)
-        claims = {c.metric: entry.claim_record(c) for c in entry.claims
-                  if c.metric in ("params", "flops")}
-        verdicts = {m: judge_complexity_claim(m, c, report.metrics()) for m, c in claims.items()}
-        rows.append((entry, report, claims, verdicts))
-    ok = {e.size: all(v.mark is Mark.OK for v in vs.values()) for e, _, _, vs in rows}
+    entries = [zoo.get(s) for s in args.sizes or zoo.sizes]  # every name before the slow part
+    rows = count_and_judge(entries)
     if args.json:
-        for entry, report, claims, verdicts in rows:
-            print(json.dumps({"size": entry.size, "model": entry.name,
-                              "input": list(report.input_hw), "params": report.params,
-                              "flops": report.flops, "claims": claims,
-                              "verdicts": {m: {"ok": v.mark is Mark.OK, "explanation": v.text}
-                                           for m, v in verdicts.items()},
-                              "ok": ok[entry.size]}, sort_keys=True))
+        for row in rows:
+            print(json.dumps(row.to_dict(), sort_keys=True))
     else:
-        print(_complexity_table(rows))
-        bad = [s for s, good in ok.items() if not good]
-        print(f"\n{len(rows) - len(bad)}/{len(rows)} sizes match their published params "
-              f"and FLOPs" + (f"; MISSING: {', '.join(bad)}" if bad else "."))
-    return 0 if all(ok.values()) else 1
-
-
-def _complexity_table(rows: list) -> str:
-    """Markdown: claimed vs measured, with a verdict that explains each cell."""
-    lines = ["| size | params (M) claimed | measured | verdict | FLOPs (G) claimed | mmengine | "
-             "mmengine+act | verdict |", "|---|---:|---:|---|---:|---:|---:|---|"]
-    for entry, report, claims, verdicts in rows:
-        cells = []
-        for metric in ("params", "flops"):
-            v = verdicts.get(metric)
-            cells.append(("✅ " if v.mark.ok else "❌ ") + v.text if v else "no claim")
-        p, f = claims.get("params"), claims.get("flops")
-        lines.append(f"| {entry.size} | {p['value'] if p else '—'} | {report.params / 1e6:.3f} | "
-                     f"{cells[0]} | {f['value'] if f else '—'} | "
-                     f"{report.flops['mmengine'] / 1e9:.3f} | "
-                     f"{report.flops['mmengine+act'] / 1e9:.3f} | {cells[1]} |")
-    return "\n".join(lines)
+        print(complexity_table(rows))
+        print("\n" + complexity_summary(rows))
+    return 0 if all(r.ok for r in rows) else 1
 
 
 def _add_complexity(sub: argparse._SubParsersAction) -> None:
@@ -100,67 +64,23 @@ def _add_complexity(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_complexity)
 
 
-def _fetch_coco(args: argparse.Namespace, zoo) -> None:
-    from .sources.datasets import fetch_dataset
-    from .spec.fetched_datasets import COCO_VAL2017, dataset_dir
-
-    dataset = zoo.dataset(COCO_VAL2017)
-    got = fetch_dataset(dataset, COCO_VAL2017, target=args.coco_dir, progress=not args.quiet)
-    if args.json:
-        print(json.dumps(got.to_dict(), sort_keys=True))
-        return
-    print(f"{got.name}: {dataset.title}")
-    for a in got.archives:
-        origin = f"{a.source}: {a.url}" if a.url else a.source
-        print(f"  {a.file}: sha256 {a.sha256}, {a.size:,} bytes from {origin}")
-    if got.source == "cache":
-        print(f"  already fetched and complete ({got.files:,} files); nothing to do")
-    else:
-        checked = "".join(f"; {m} sha256 {h}" for m, h in got.member_sha256.items())
-        print(f"  {got.files:,} files extracted{checked}")
-    if got.path == dataset_dir(COCO_VAL2017):
-        print("  rtmbench evaluate and the suites use it when RTMBENCH_COCO is not set")
-    else:
-        print(f"  to use it: export RTMBENCH_COCO={got.path}")
-    print(got.path)
-
-
 def _cmd_fetch(args: argparse.Namespace) -> int:
-    from .run.build import build
-    from .sources import fetch_weights
+    from .run.fetch_command import describe_coco, fetch_all, fetch_coco, wanted_weights
     from .spec.zoo import load_zoo
 
     zoo = load_zoo(args.zoo)
     coco = args.coco or args.coco_dir is not None
     if coco:
-        _fetch_coco(args, zoo)
+        got = fetch_coco(zoo, args.coco_dir, progress=not args.quiet)
+        print(json.dumps(got.to_dict(), sort_keys=True) if args.json
+              else "\n".join(describe_coco(got, zoo)))
     entries = [zoo.get(s) for s in (args.sizes or ([] if coco else zoo.sizes))]
-    wanted = []
-    for entry in entries:
-        if args.weights != "all":
-            wanted.append((entry, args.weights))
-            continue
-        for w in entry.weights:  # every published checkpoint of the size
-            if w.unavailable:
-                print(f"{entry.name}: no {w.id} weights were published ({w.unavailable}); "
-                      f"skipped.", file=sys.stderr)
-            else:
-                wanted.append((entry, w.id))
-    for entry, weights in wanted:
-        fetched = fetch_weights(entry, weights, progress=not args.quiet)
-        record = {"model": entry.name, "weights": weights or entry.default_weights_id(),
-                  **fetched.provenance(), "path": str(fetched.path)}
-        if args.load or args.trust_checkpoint:
-            built = build(entry, weights, trust=args.trust_checkpoint, progress=False)
-            record["loaded"] = {"layout": built.provenance["layout"], "strict": True}
-        if args.json:
-            print(json.dumps(record, sort_keys=True))
-        else:
-            origin = f"{fetched.source}: {fetched.url}" if fetched.url else fetched.source
-            loaded = (f"\n  loads strictly ({record['loaded']['layout']} layout)"
-                      if "loaded" in record else "")
-            print(f"{entry.name}: {fetched.file}\n  sha256 {fetched.sha256}\n"
-                  f"  {fetched.size:,} bytes from {origin}{loaded}\n  {fetched.path}")
+    wanted, skipped = wanted_weights(entries, args.weights)
+    for note in skipped:
+        print(note, file=sys.stderr)
+    for done in fetch_all(wanted, load=args.load, trust=args.trust_checkpoint,
+                          progress=not args.quiet):
+        print(json.dumps(done.to_dict(), sort_keys=True) if args.json else done.describe())
     return 0
 
 

@@ -28,6 +28,7 @@ from ..errors import InputError, RtmbenchError
 from ..records import Record, Run, UnitKey, load_usable_run
 from ..spec.suite import SuiteBase, load_suite
 from ..spec.zoo import load_zoo
+from ..tables import markdown_table
 from .completeness import Plan, plan_for
 from .history import DEFAULT_RUNS, History, NamedStep, find_steps, judge_unit_history, read_history
 from .judgement import Judgement, Mark, judge_absent, judge_unit, primary_ap
@@ -196,13 +197,8 @@ def history_summary(run: Run, history: History, used: list[Run], found: list[Nam
 
 def format_rows(rows: list[Row]) -> str:
     head = ["model", "metric", "claim", "baseline", "measured", "delta", "verdict"]
-    table = [head] + [[r.model, r.metric, r.claim, r.baseline, r.measured, r.delta, r.verdict]
-                      for r in rows]
-    widths = [max(len(line[i]) for line in table) for i in range(len(head))]
-    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) + " |"
-             for line in table]
-    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    return "\n".join(lines)
+    return markdown_table(head, [[r.model, r.metric, r.claim, r.baseline, r.measured, r.delta,
+                                  r.verdict] for r in rows], pad=True)
 
 
 def plan_summary(plan: Plan, run: Run, tolerances: SuiteBase, given: bool) -> list[str]:

@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Literal
 
 from ..errors import DatasetMissing, DeviceMissing, import_problem
 from ..fileio import sha256_file
+from ..records import UnitKey
 from ..spec.check_specs import (
     RANDOM_INIT,
     WELL_CONDITIONED,
@@ -36,24 +37,25 @@ from ..spec.zoo import Claim, ResolvedModel
 
 @dataclass(frozen=True)
 class Unit:
-    """One record's worth of work: a model, a check and where it runs."""
+    """One record's worth of work: the zoo model and the unit's key (the check and where it
+    runs: :class:`rtmbench.records.UnitKey`, what records, resume and the gate match on).
+    ``unit.check``, ``unit.backend``... read the key."""
 
     model: ResolvedModel
-    check: str
-    backend: str | None = None
-    device: str | None = None
-    precision: str | None = None
-    variant: str | None = None  # e.g. the weights id of a box AP unit
-    input_size: tuple[int, int] | None = None  # width, height (latency)
-    batch: int | None = None
+    key: UnitKey
 
-    @property
-    def key(self):
-        from ..records import UnitKey
+    @classmethod
+    def of(cls, model: ResolvedModel, check: str, backend: str | None = None,
+           device: str | None = None, precision: str | None = None, variant: str | None = None,
+           input_size: tuple[int, int] | None = None, batch: int | None = None) -> Unit:
+        return cls(model, UnitKey(model=model.name, check=check, backend=backend,
+                                  device=device, precision=precision, variant=variant,
+                                  input_size=input_size, batch=batch))
 
-        return UnitKey(model=self.model.name, check=self.check, backend=self.backend,
-                       device=self.device, precision=self.precision, variant=self.variant,
-                       input_size=self.input_size, batch=self.batch)
+    def __getattr__(self, name: str) -> Any:
+        if name in UnitKey.model_fields and name != "model":
+            return getattr(self.key, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property
     def label(self) -> str:
@@ -86,7 +88,7 @@ class Check:
     def units(self, model: ResolvedModel, spec: Any) -> list[Unit]:
         """The units of ``model``: what its spec's ``unit_fields`` says (a check declares its
         units on its spec, where the gate reads them too; it does not override this)."""
-        return [Unit(model, self.name, **f) for f in unit_fields(spec, model)]
+        return [Unit.of(model, self.name, **f) for f in unit_fields(spec, model)]
 
     def claims(self, unit: Unit, spec: Any, ctx: CheckContext) -> dict[str, Any]:
         """The published figures this unit is compared with, as records store them."""

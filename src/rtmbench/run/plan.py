@@ -294,7 +294,7 @@ def make_plan(suite, units: list[tuple[Unit, Any]], ctx: CheckContext, records: 
 
 def format_plan(plan: Plan, *, table: bool = True) -> str:
     """The plan as people read it: a table of units (``table``), then the summary."""
-    from ..judge.report import markdown_table
+    from ..tables import markdown_table
 
     lines = []
     if table:
