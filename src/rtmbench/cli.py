@@ -10,7 +10,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 
-from .errors import OutputNotWritable, RtmbenchError, storage_problem
+from .errors import Failed, OutputNotWritable, RtmbenchError, storage_problem
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -54,7 +54,7 @@ def _cmd_complexity(args: argparse.Namespace) -> int:
     else:
         print(complexity_table(rows))
         print("\n" + complexity_summary(rows))
-    return 0 if all(r.ok for r in rows) else 1
+    return 0 if all(r.ok for r in rows) else Failed.exit_code
 
 
 def _add_complexity(sub: argparse._SubParsersAction) -> None:
@@ -146,7 +146,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                         results_dir=args.results_dir, zoo=zoo, progress=not args.no_progress,
                         show_plan=True)
     print(format_summary(summary))
-    return 1 if summary.failed else 0
+    return Failed.exit_code if summary.failed else 0
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:
@@ -845,10 +845,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+INTERRUPTED_EXIT = 128 + signal.SIGINT  # 130, as a shell reports a process Ctrl-C stopped
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt: every ``finally``
     and context manager runs (temporary directories, locks, partial files), the run stops as
     after Ctrl-C, and :func:`main` exits with 143 (128 + SIGTERM), as a killed process would."""
+
+    exit_code = 128 + signal.SIGTERM  # 143
 
 
 @contextlib.contextmanager
@@ -888,10 +893,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Terminated:
         print(f"rtmbench {args.command}: terminated (SIGTERM); finished work is kept, "
               f"temporary files were removed.", file=sys.stderr)
-        return 143
+        return Terminated.exit_code
     except KeyboardInterrupt:
         print(f"rtmbench {args.command}: interrupted; finished work is kept.", file=sys.stderr)
-        return 130
+        return INTERRUPTED_EXIT
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InputError, RtmbenchError
+from ..errors import Failed, InputError, RtmbenchError
 from ..records import Record, Run, UnitKey, load_usable_run
 from ..spec.suite import SuiteBase, load_suite
 from ..spec.zoo import load_zoo
@@ -236,7 +236,7 @@ def run_gate(run: str, *, baseline: str | None = None, suite: str | None = None,
         past = read_history(history) if history is not None else None
     except RtmbenchError as exc:
         print(f"rtmbench gate: unusable input: {exc}", file=sys.stderr)
-        return 2
+        return InputError.exit_code
     for r in (current, base):
         if r is not None and r.problems:
             print(f"rtmbench gate: note: {r.describe_problems()}", file=sys.stderr)
@@ -261,4 +261,4 @@ def run_gate(run: str, *, baseline: str | None = None, suite: str | None = None,
               + "; ".join(f"{r.model} {r.metric}" for r in unreliable))
     if bad:
         print(f"{len(bad)} regression(s): " + "; ".join(f"{r.model} {r.metric}" for r in bad))
-    return 1 if bad else 0
+    return Failed.exit_code if bad else 0
