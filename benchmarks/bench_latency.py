@@ -141,9 +141,10 @@ def profile_worker(config: str, size: str, width: int, height: int, top: int = 1
     import onnxruntime as ort
 
     from rtmbench.measure.export import export_onnx
+    from rtmbench.measure.requests import ExportRequest
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = export_onnx(model, Path(tmp) / "m.onnx", (height, width))
+        path = export_onnx(model, Path(tmp) / "m.onnx", ExportRequest(input_hw=(height, width)))
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.enable_profiling = True

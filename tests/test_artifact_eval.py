@@ -188,7 +188,7 @@ def test_an_artifact_device_or_precision_other_than_the_evaluations_is_refused(d
         evaluate(entry, coco, model=build(entry, "random-init").model, out_dir=tmp_path,
                  progress=False, device="cpu",
                  artifact=ArtifactSpec("onnxruntime", "cuda", "fp32"))
-    with pytest.raises(InputError, match="unknown --backend 'onnx'"):
+    with pytest.raises(InputError, match="unknown backend 'onnx'"):
         ArtifactSpec("onnx")
 
 

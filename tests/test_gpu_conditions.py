@@ -52,7 +52,7 @@ def test_a_cuda_latency_records_conditions_and_a_throttled_run_is_unreliable(nvm
     real_prepare = torch_backend.TorchBackend.prepare
     monkeypatch.setattr(torch_backend.TorchBackend, "unavailable", lambda self, d, p: None)
     monkeypatch.setattr(torch_backend.TorchBackend, "prepare",
-                        lambda self, m, x, d, p, **k: real_prepare(self, m, x, "cpu", "fp32"))
+                        lambda self, m, x, d, p, *a, **k: real_prepare(self, m, x, "cpu", "fp32"))
     nvml.reasons = [0x1, 0x8]  # idle before timing, hardware slowdown after it
     result = measure_latency(load_zoo().get("tiny"), "torch", "cuda", "fp32", input_hw=(64, 64),
                              warmup_s=0.0, min_iterations=2, min_duration_s=0.0,

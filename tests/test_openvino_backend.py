@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from rtmbench.measure.backends import BackendUnavailable, get_backend
+from rtmbench.measure.backends import BackendUnavailable, PrepareOptions, get_backend
 from rtmbench.measure.latency import measure_latency
 from rtmbench.run.build import build
 from rtmbench.spec.zoo import load_zoo
@@ -99,7 +99,7 @@ def test_a_broken_onnx_file_is_a_failure_not_a_missing_prerequisite(tmp_path):
     broken.write_bytes(b"not an onnx file")
     with pytest.raises(BackendError, match="could not read or compile") as err:
         get_backend("openvino").prepare(torch.nn.Conv2d(3, 3, 1), torch.zeros(1, 3, 8, 8),
-                                        "cpu", "fp32", onnx_path=broken)
+                                        "cpu", "fp32", PrepareOptions(onnx_path=broken))
     assert err.value.outcome == "failed"
 
 

@@ -716,6 +716,12 @@ def _input_hw(args: argparse.Namespace) -> tuple[int, int] | None:
     return (args.input_size[1], args.input_size[0]) if args.input_size else None
 
 
+# What `export`'s flags are called in its request (rtmbench.measure.requests.ExportRequest).
+EXPORT_FLAGS = {"input_size": "--input-size", "batch": "--batch", "opset": "--opset",
+                "fold_bn": "--no-fold-bn", "precision": "--precision",
+                "fp16_converter": "--fp16-converter"}
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -730,7 +736,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
         raise InputError(f"{out} already exists; choose another -o path or pass --force "
                          f"to replace it.")
     _check_weights_flags(args, entry)  # every input before torch is imported (seconds)
-    from .measure.export import export_and_check
+    from .measure.export import ExportError, export_and_check
+    from .measure.requests import ExportRequest
 
     built = _build(args, entry, default_random=True, say="rtmbench export")
     model = built.model
@@ -742,9 +749,17 @@ def _cmd_export(args: argparse.Namespace) -> int:
     # for; conditioned weights can reach far larger activations on Gaussian noise)
     probe = calibration_batch(entry, num_images=args.batch, seed=7,
                               input_size=(input_hw[1], input_hw[0]))
-    report = export_and_check(model, out, input_hw, args.batch, args.dynamic_batch, args.opset,
-                              not args.no_fold_bn, args.precision, args.fp16_converter,
-                              probe=probe)
+    request = ExportRequest(input_hw=input_hw, batch=args.batch,
+                            dynamic_batch=args.dynamic_batch, opset=args.opset,
+                            fold_bn=not args.no_fold_bn, precision=args.precision,
+                            fp16_converter=args.fp16_converter)
+    try:
+        report = export_and_check(model, out, request, probe)
+    except ExportError as exc:
+        if not exc.fields:
+            raise
+        flags = ", ".join(EXPORT_FLAGS[f] for f in exc.fields)
+        raise ExportError(f"{exc} (flags: {flags})", fields=exc.fields) from exc
     from .measure.export import onnx_metadata
 
     meta = onnx_metadata(out)

@@ -29,6 +29,7 @@ from .backends import (
     PRECISIONS,
     BackendError,
     BackendUnavailable,
+    PrepareOptions,
     Runner,
     get_backend,
 )
@@ -141,8 +142,8 @@ class _Artifact:
         start = time.monotonic()
         self.builds += 1
         workdir = self.workdir if self.builds == 1 else self.workdir / f"build-{self.builds}"
-        self.runner = self.backend.prepare(*self.args, include_transfer=self.include_transfer,
-                                           workdir=workdir)
+        self.runner = self.backend.prepare(*self.args, PrepareOptions(
+            include_transfer=self.include_transfer, workdir=workdir))
         self.prepare_s = time.monotonic() - start
 
     @property
