@@ -18,7 +18,7 @@ import rtmbench.measure.backends.tensorrt_backend as trt_backend
 from rtmbench.measure.backends import BackendError, BackendUnavailable, PrepareOptions
 from rtmbench.measure.backends.tensorrt_backend import BuildPlan, TensorRTBackend, plan_build
 from rtmbench.measure.export import FP16_PARITY_ATOL, FP16_PARITY_RTOL, export_onnx
-from rtmbench.measure.requests import ExportRequest
+from rtmbench.measure.requests import BackendOptions, ExportRequest, LatencyRequest, Protocol
 from tests.fakes.devices import HostBuffers
 
 pytest.importorskip("onnxruntime", reason="the fakes run engines in onnxruntime (onnx extra)")
@@ -164,9 +164,10 @@ def test_measure_latency_through_the_11_fake_records_how_it_built(monkeypatch, t
     monkeypatch.setitem(sys.modules, "tensorrt", module)
     monkeypatch.setattr(trt_backend, "cuda_unavailable_reason", lambda: None)
     monkeypatch.setenv("RTMBENCH_CACHE", str(tmp_path))
-    result = measure_latency(load_zoo().get("tiny"), "tensorrt", "cuda", "fp16",
-                             input_hw=(64, 64), warmup_s=0.0, min_iterations=2,
-                             min_duration_s=0.0, reference=False,
-                             backend_options={"buffers": HostBuffers()})
+    request = LatencyRequest("tensorrt", "cuda", "fp16", input_hw=(64, 64),
+                             protocol=Protocol(warmup_s=0.0, min_iterations=2,
+                                               min_duration_s=0.0), reference=False,
+                             options=BackendOptions(extra={"buffers": HostBuffers()}))
+    result = measure_latency(load_zoo().get("tiny"), request)
     assert result.status == "measured", result.reason
     assert result.details["typing"] == "strong" and result.details["onnx_precision"] == "fp16"

@@ -595,20 +595,21 @@ def _scorer(args: argparse.Namespace, command: str) -> str:
     return old
 
 
-def _backend_options(args: argparse.Namespace, backend: str) -> dict:
+def _flag_options(args: argparse.Namespace, backend: str):
     """Backend options from latency's and evaluate's flags (--layout, --ort-provider,
-    --trt-typing, --compile-mode), for the backends they apply to."""
-    options: dict = {}
-    layout = getattr(args, "layout", None)
-    if layout and backend in ("torch", "torch-compile"):
-        options["layout"] = layout
-    if getattr(args, "ort_provider", None) and backend == "onnxruntime":
-        options["provider"] = args.ort_provider
-    if getattr(args, "trt_typing", None) and backend in ("tensorrt", "onnxruntime"):
-        options["typing"] = args.trt_typing
-    if backend == "torch-compile":
-        options["mode"] = getattr(args, "compile_mode", "auto")
-    return options
+    --trt-typing, --compile-mode), for the backends they apply to
+    (rtmbench.run.request_builder.backend_options decides which)."""
+    from .run.request_builder import backend_options
+
+    return backend_options(backend, layout=getattr(args, "layout", None),
+                           provider=getattr(args, "ort_provider", None),
+                           typing=getattr(args, "trt_typing", None),
+                           compile_mode=getattr(args, "compile_mode", "auto"))
+
+
+def _backend_options(args: argparse.Namespace, backend: str) -> dict:
+    """:func:`_flag_options` as the backend constructor's keyword arguments."""
+    return _flag_options(args, backend).kwargs()
 
 
 def _artifact_of(args: argparse.Namespace):
@@ -833,40 +834,41 @@ def _latency_claims(result, entry) -> list[dict]:
     return out
 
 
-def _check_protocol_flags(args: argparse.Namespace) -> None:
-    """The suite's bounds (spec.checks.LatencyProtocol) apply to the flags too."""
-    from pydantic import ValidationError
+# What `latency`'s flags are called in its request (rtmbench.spec.check_specs.LatencyProtocol,
+# whose bounds a suite's latency check has too).
+LATENCY_FLAGS = {"min_iterations": "--iterations", "min_duration_s": "--min-duration",
+                 "warmup_s": "--warmup", "input_size": "--input-size", "batch": "--batch"}
 
+
+def _latency_request(args: argparse.Namespace):
+    """The latency request from the flags (rtmbench.run.request_builder, the runner's builder too):
+    the suite's bounds apply to them, a value out of them is named by its flag."""
     from .errors import InputError
-    from .spec.check_specs import LatencyProtocol
+    from .measure.requests import Remeasure
+    from .run.request_builder import RequestError, latency_request
 
-    flags = {"min_iterations": "--iterations", "min_duration_s": "--min-duration",
-             "warmup_s": "--warmup", "input_size": "--input-size", "batch": "--batch"}
     try:
-        LatencyProtocol(min_iterations=args.iterations, min_duration_s=args.min_duration,
-                        warmup_s=args.warmup, input_size=args.input_size, batch=args.batch)
-    except ValidationError as exc:
-        problems = [f"{flags.get(str(e['loc'][0]), e['loc'][0])} {e['input']}: {e['msg']}"
-                    for e in exc.errors()]
-        raise InputError("; ".join(problems) + ".") from None
+        return latency_request(
+            args.backend, args.device, args.precision,
+            protocol={"min_iterations": args.iterations, "min_duration_s": args.min_duration,
+                      "warmup_s": args.warmup, "input_size": args.input_size,
+                      "batch": args.batch},
+            options=_flag_options(args, args.backend), include_transfer=args.include_transfer,
+            reference=not args.no_reference, remeasure=Remeasure())
+    except RequestError as exc:
+        raise InputError(exc.naming(LATENCY_FLAGS)) from None
 
 
 def _cmd_latency(args: argparse.Namespace) -> int:
     from .spec.zoo import load_zoo
 
     entry = load_zoo(args.zoo).get(args.size)
-    _check_protocol_flags(args)  # every input before torch is imported (seconds)
+    request = _latency_request(args)  # every input before torch is imported (seconds)
     _check_weights_flags(args, entry)
-    from .measure.latency import Remeasure, format_result, measure_latency
+    from .measure.latency import format_result, measure_latency
 
     model = _build(args, entry, default_random=True, say="rtmbench latency").model
-    options = _backend_options(args, args.backend)
-    result = measure_latency(entry, args.backend, args.device, args.precision, model=model,
-                             input_hw=_input_hw(args), batch=args.batch, warmup_s=args.warmup,
-                             min_iterations=args.iterations, min_duration_s=args.min_duration,
-                             include_transfer=args.include_transfer,
-                             reference=not args.no_reference, backend_options=options,
-                             progress=not args.json, remeasure=Remeasure())
+    result = measure_latency(entry, request, model, progress=not args.json)
     claims = _latency_claims(result, entry)
     if args.json:
         print(json.dumps(result.to_dict() | {"claims": claims}, sort_keys=True))
