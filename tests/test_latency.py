@@ -8,12 +8,13 @@ import json
 import pytest
 import torch
 
-from rtmbench.cli import _latency_claims, main
+from rtmbench.cli import main
 from rtmbench.errors import InputError
 from rtmbench.measure.latency import LatencyResult, count_model_flops, measure_latency
 from rtmbench.measure.requests import LatencyRequest, Protocol
 from rtmbench.measure.timing import FakeTimer
 from rtmbench.run.build import network
+from rtmbench.run.latency_command import latency_claims
 from rtmbench.spec.zoo import load_zoo
 
 HW = (64, 96)
@@ -133,20 +134,20 @@ def _result(gpu, backend="tensorrt", precision="fp16", status="measured", median
 
 def test_claims_are_judged_only_on_the_same_hardware(tiny_entry):
     """What `rtmbench latency` prints beside a result: the judge on equal footing only."""
-    same = _latency_claims(_result("NVIDIA GeForce RTX 3090"), tiny_entry)
+    same = latency_claims(_result("NVIDIA GeForce RTX 3090"), tiny_entry)
     by_hw = {c["hardware"]: c for c in same}
     assert by_hw["NVIDIA RTX 3090"]["verdict"] == "miss"  # 1.96 ms vs 0.98 ms: +100%
     assert "+100%" in by_hw["NVIDIA RTX 3090"]["explanation"]
     assert by_hw["NVIDIA T4"]["verdict"] == "not comparable"
-    fast = _latency_claims(_result("NVIDIA GeForce RTX 3090", median=1.0), tiny_entry)
+    fast = latency_claims(_result("NVIDIA GeForce RTX 3090", median=1.0), tiny_entry)
     assert {c["hardware"]: c["verdict"] for c in fast}["NVIDIA RTX 3090"] == "ok"
-    h100 = _latency_claims(_result("NVIDIA H100 80GB HBM3"), tiny_entry)
+    h100 = latency_claims(_result("NVIDIA H100 80GB HBM3"), tiny_entry)
     assert {c["verdict"] for c in h100} == {"not comparable"}
-    cpu = _latency_claims(_result(None, "onnxruntime", "fp32"), tiny_entry)
+    cpu = latency_claims(_result(None, "onnxruntime", "fp32"), tiny_entry)
     assert {c["verdict"] for c in cpu} == {"not comparable"}
-    torch_same_gpu = _latency_claims(_result("NVIDIA GeForce RTX 3090", "torch"), tiny_entry)
+    torch_same_gpu = latency_claims(_result("NVIDIA GeForce RTX 3090", "torch"), tiny_entry)
     assert all("backend" in c["explanation"] for c in torch_same_gpu)
-    not_run = _latency_claims(_result(None, status="not run"), tiny_entry)
+    not_run = latency_claims(_result(None, status="not run"), tiny_entry)
     assert {c["verdict"] for c in not_run} == {"not measured"}
 
 

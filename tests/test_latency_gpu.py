@@ -12,9 +12,9 @@ import json
 import pytest
 import torch
 
-from rtmbench.cli import _latency_claims
 from rtmbench.measure.latency import measure_latency
 from rtmbench.measure.requests import BackendOptions, LatencyRequest, Protocol
+from rtmbench.run.latency_command import latency_claims
 from rtmbench.spec.zoo import load_zoo
 
 pytestmark = [
@@ -39,7 +39,7 @@ def _report(result, entry) -> None:
     summary["gpu"] = result.environment.get("gpu")
     summary["details"] = result.details
     summary["claims"] = [(c["value"], c["hardware"], c["verdict"])
-                         for c in _latency_claims(result, entry)]
+                         for c in latency_claims(result, entry)]
     print("\nGPU-LATENCY " + json.dumps(summary, default=str))
 
 

@@ -713,14 +713,24 @@ def _add_merge(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_merge)
 
 
-def _input_hw(args: argparse.Namespace) -> tuple[int, int] | None:
-    return (args.input_size[1], args.input_size[0]) if args.input_size else None
-
-
 # What `export`'s flags are called in its request (rtmbench.measure.requests.ExportRequest).
 EXPORT_FLAGS = {"input_size": "--input-size", "batch": "--batch", "opset": "--opset",
                 "fold_bn": "--no-fold-bn", "precision": "--precision",
                 "fp16_converter": "--fp16-converter"}
+
+
+def _export_request(args: argparse.Namespace, entry):
+    """The export request from the flags, within the latency units' bounds (named by flag)."""
+    from .errors import InputError
+    from .run.request_builder import RequestError, export_request
+
+    try:
+        return export_request(tuple(args.input_size or entry.input_size), args.batch,
+                              dynamic_batch=args.dynamic_batch, opset=args.opset,
+                              fold_bn=not args.no_fold_bn, precision=args.precision,
+                              fp16_converter=args.fp16_converter)
+    except RequestError as exc:
+        raise InputError(exc.naming(EXPORT_FLAGS)) from None
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -736,52 +746,20 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if out.exists() and not args.force:
         raise InputError(f"{out} already exists; choose another -o path or pass --force "
                          f"to replace it.")
-    _check_weights_flags(args, entry)  # every input before torch is imported (seconds)
-    from .measure.export import ExportError, export_and_check
-    from .measure.requests import ExportRequest
+    request = _export_request(args, entry)  # every input before torch is imported (seconds)
+    _check_weights_flags(args, entry)
+    from .measure.export import ExportError
+    from .run.export_command import export_command
 
     built = _build(args, entry, default_random=True, say="rtmbench export")
-    model = built.model
-    width, height = entry.input_size
-    input_hw = _input_hw(args) or (height, width)
-    from .run.build import calibration_batch
-
-    # the parity probe: generated images through the zoo's test pipeline (what the model is
-    # for; conditioned weights can reach far larger activations on Gaussian noise)
-    probe = calibration_batch(entry, num_images=args.batch, seed=7,
-                              input_size=(input_hw[1], input_hw[0]))
-    request = ExportRequest(input_hw=input_hw, batch=args.batch,
-                            dynamic_batch=args.dynamic_batch, opset=args.opset,
-                            fold_bn=not args.no_fold_bn, precision=args.precision,
-                            fp16_converter=args.fp16_converter)
     try:
-        report = export_and_check(model, out, request, probe)
+        report = export_command(entry, out, request, built)
     except ExportError as exc:
         if not exc.fields:
             raise
         flags = ", ".join(EXPORT_FLAGS[f] for f in exc.fields)
         raise ExportError(f"{exc} (flags: {flags})", fields=exc.fields) from exc
-    from .measure.export import onnx_metadata
-
-    meta = onnx_metadata(out)
-    if args.json:
-        print(json.dumps({"path": str(out), "model": entry.name, "input_hw": list(input_hw),
-                          "batch": args.batch, "opset": args.opset, "precision": args.precision,
-                          "fp16_converter": meta.get("rtmbench.fp16_converter"),
-                          "weights": built.provenance, "parity": report.to_dict()},
-                         default=str))
-    else:
-        io = "FP16 weights and activations, FP32 input/outputs" if args.precision == "fp16" \
-            else "FP32"
-        print(f"wrote {out} ({entry.name} with {_weights_text(built.provenance)}, "
-              f"{args.batch}x3x{input_hw[0]}x{input_hw[1]}, "
-              f"opset {args.opset}, {io}, outputs {', '.join(report.max_abs_error)})"
-              + (f"; converted by {meta['rtmbench.fp16_converter']}"
-                 if "rtmbench.fp16_converter" in meta else ""))
-        tol = report.to_dict()["tolerance"]
-        print(f"ONNX Runtime (CPU) vs PyTorch FP32: max abs error {report.worst:.3g}, "
-              f"{report.worst_relative:.2g} of the output range (bound {tol['atol']:g} + "
-              f"{tol['rtol']:g} x max|output|; every output within it: {report.ok})")
+    print(report.to_json() if args.json else report.text(_weights_text(built.provenance)))
     return 0
 
 
@@ -809,29 +787,6 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="replace an existing output file")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
     p.set_defaults(handler=_cmd_export)
-
-
-def _latency_claims(result, entry) -> list[dict]:
-    """Each published latency of the model beside ``result``, judged on equal footing."""
-    from .judge.judgement import judge_latency_claim
-    from .records import Record
-    from .spec.suite import DEFAULT_TOLERANCES
-
-    if result.status != "measured":
-        return [{**entry.claim_record(c), "verdict": "not measured"}
-                for c in entry.claims_for("latency")]
-    record = Record(run="cli", model=entry.name, check="latency", backend=result.backend,
-                    device=result.device, precision=result.precision,
-                    input_size=(result.input_hw[1], result.input_hw[0]), batch=result.batch,
-                    status="measured", metrics=result.metrics,
-                    provenance={"environment": result.environment,
-                                "hardware": {"gpu": result.environment.get("gpu")}})
-    out = []
-    for claim in entry.claims_for("latency"):
-        data = entry.claim_record(claim)
-        j = judge_latency_claim(record, data, DEFAULT_TOLERANCES["latency"])
-        out.append({**data, "verdict": str(j.mark), "explanation": j.text})
-    return out
 
 
 # What `latency`'s flags are called in its request (rtmbench.spec.check_specs.LatencyProtocol,
@@ -865,23 +820,13 @@ def _cmd_latency(args: argparse.Namespace) -> int:
     entry = load_zoo(args.zoo).get(args.size)
     request = _latency_request(args)  # every input before torch is imported (seconds)
     _check_weights_flags(args, entry)
-    from .measure.latency import format_result, measure_latency
+    from .run.latency_command import measure_command
 
     model = _build(args, entry, default_random=True, say="rtmbench latency").model
-    result = measure_latency(entry, request, model, progress=not args.json)
-    claims = _latency_claims(result, entry)
-    if args.json:
-        print(json.dumps(result.to_dict() | {"claims": claims}, sort_keys=True))
-    else:
-        print(format_result(result))
-        for c in claims:
-            explanation = c.get("explanation") or ""
-            verdict = explanation if explanation.startswith(c["verdict"]) else (
-                f"{c['verdict']}: {explanation}" if explanation else c["verdict"])
-            print(f"  claim {c['value']} ms ({c.get('hardware')}, {c.get('backend')} "
-                  f"{c.get('precision')}, {c.get('source')}): {verdict}")
-    if result.status != "measured":
-        print(f"rtmbench latency: not run: {result.reason}", file=sys.stderr)
+    report = measure_command(entry, request, model, progress=not args.json)
+    print(report.to_json() if args.json else report.text())
+    if not report.measured:
+        print(f"rtmbench latency: not run: {report.result.reason}", file=sys.stderr)
         from .errors import MissingPrerequisite
 
         return MissingPrerequisite.exit_code
