@@ -57,6 +57,7 @@ from _weights import REPO, WEIGHTS_NOTE, calibrated_model
 from rtmbench.data import make_synthetic_coco
 from rtmbench.measure.evaluation import evaluate
 from rtmbench.measure.latency import measure_latency
+from rtmbench.measure.requests import BackendOptions, LatencyRequest, Protocol
 from rtmbench.spec.zoo import load_zoo
 
 FULL_IMAGES = 5000
@@ -150,11 +151,13 @@ def latency_units(device: str, backends: list[str], precisions: list[str]) -> li
 
 
 def run_latency(entry, model, backend: str, precision: str, args) -> dict:
-    options = {"mode": args.compile_mode} if backend == "torch-compile" else {}
+    options = BackendOptions(compile_mode=args.compile_mode if backend == "torch-compile"
+                             else None)
+    protocol = Protocol(warmup_s=args.latency_warmup, min_iterations=args.latency_iterations,
+                        min_duration_s=args.latency_duration)
     start = time.perf_counter()
-    result = measure_latency(entry, backend, args.device, precision, model=model,
-                             warmup_s=args.latency_warmup, min_iterations=args.latency_iterations,
-                             min_duration_s=args.latency_duration, backend_options=options)
+    result = measure_latency(entry, LatencyRequest(backend, args.device, precision,
+                                                   protocol=protocol, options=options), model)
     out = {"status": result.status, "reason": result.reason,
            "wall_s": round(time.perf_counter() - start, 2)}
     if result.status == "measured":

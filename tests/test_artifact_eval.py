@@ -188,7 +188,7 @@ def test_an_artifact_device_or_precision_other_than_the_evaluations_is_refused(d
         evaluate(entry, coco, model=build(entry, "random-init").model, out_dir=tmp_path,
                  progress=False, device="cpu",
                  artifact=ArtifactSpec("onnxruntime", "cuda", "fp32"))
-    with pytest.raises(InputError, match="unknown --backend 'onnx'"):
+    with pytest.raises(InputError, match="unknown backend 'onnx'"):
         ArtifactSpec("onnx")
 
 
@@ -243,15 +243,17 @@ def test_tensorrt_evaluation_uses_the_engine_latency_built(data, trt_fake, tmp_p
     builds the engine, evaluate loads that very engine and builds nothing. The fake "runs" the
     engine in ONNX Runtime: this says nothing of a real TensorRT engine's AP."""
     from rtmbench.measure.latency import measure_latency
+    from rtmbench.measure.requests import BackendOptions, LatencyRequest, Protocol
 
     module, host_buffers = trt_fake
     zoo, coco, reference_ap = data
     entry = load_zoo(zoo).get("tiny")
     model = build(entry, "well-conditioned").model
-    timed = measure_latency(entry, "tensorrt", "cuda", "fp16", model=model,
-                            input_hw=(SIDE, SIDE), batch=2, warmup_s=0.0, min_iterations=2,
-                            min_duration_s=0.0, reference=False,
-                            backend_options={"buffers": host_buffers()})
+    request = LatencyRequest("tensorrt", "cuda", "fp16", input_hw=(SIDE, SIDE), batch=2,
+                             protocol=Protocol(warmup_s=0.0, min_iterations=2,
+                                               min_duration_s=0.0), reference=False,
+                             options=BackendOptions(extra={"buffers": host_buffers()}))
+    timed = measure_latency(entry, request, model)
     assert timed.status == "measured" and timed.details["engine"].startswith("built")
     builds = [c for c in module.FAKE.calls if c[0] == "build"]
     result = evaluate(entry, coco, model=model, out_dir=tmp_path / "eval", batch_size=2,

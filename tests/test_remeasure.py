@@ -11,6 +11,7 @@ import pytest
 
 from rtmbench.measure import latency
 from rtmbench.measure.backends.torch_backend import TorchBackend
+from rtmbench.measure.requests import LatencyRequest, Protocol
 from rtmbench.run.build import build
 from rtmbench.spec.zoo import load_zoo
 
@@ -48,11 +49,16 @@ def contended_first(monkeypatch):
 
 
 def _measure(tiny, remeasure, accuracy=False):
+    """``remeasure`` None: the request's default."""
+    from rtmbench.measure.accuracy import AccuracyCheck
+
     entry, model = tiny
-    images = _images(entry) if accuracy else None
-    return latency.measure_latency(entry, "torch", "cpu", "fp32", model=model, input_hw=INPUT_HW,
-                                   warmup_s=0.0, min_iterations=3, min_duration_s=0.0,
-                                   accuracy_images=images, remeasure=remeasure)
+    check = AccuracyCheck(_images(entry)) if accuracy else None
+    request = LatencyRequest("torch", "cpu", "fp32", input_hw=INPUT_HW,
+                             protocol=Protocol(warmup_s=0.0, min_iterations=3,
+                                               min_duration_s=0.0),
+                             **({"remeasure": remeasure} if remeasure is not None else {}))
+    return latency.measure_latency(entry, request, model, accuracy=check)
 
 
 _IMAGES = {}

@@ -515,20 +515,21 @@ def _scorer(args: argparse.Namespace, command: str) -> str:
     return old
 
 
-def _backend_options(args: argparse.Namespace, backend: str) -> dict:
+def _flag_options(args: argparse.Namespace, backend: str):
     """Backend options from latency's and evaluate's flags (--layout, --ort-provider,
-    --trt-typing, --compile-mode), for the backends they apply to."""
-    options: dict = {}
-    layout = getattr(args, "layout", None)
-    if layout and backend in ("torch", "torch-compile"):
-        options["layout"] = layout
-    if getattr(args, "ort_provider", None) and backend == "onnxruntime":
-        options["provider"] = args.ort_provider
-    if getattr(args, "trt_typing", None) and backend in ("tensorrt", "onnxruntime"):
-        options["typing"] = args.trt_typing
-    if backend == "torch-compile":
-        options["mode"] = getattr(args, "compile_mode", "auto")
-    return options
+    --trt-typing, --compile-mode), for the backends they apply to
+    (rtmbench.run.request_builder.backend_options decides which)."""
+    from .run.request_builder import backend_options
+
+    return backend_options(backend, layout=getattr(args, "layout", None),
+                           provider=getattr(args, "ort_provider", None),
+                           typing=getattr(args, "trt_typing", None),
+                           compile_mode=getattr(args, "compile_mode", "auto"))
+
+
+def _backend_options(args: argparse.Namespace, backend: str) -> dict:
+    """:func:`_flag_options` as the backend constructor's keyword arguments."""
+    return _flag_options(args, backend).kwargs()
 
 
 def _artifact_of(args: argparse.Namespace):
@@ -632,8 +633,24 @@ def _add_merge(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_merge)
 
 
-def _input_hw(args: argparse.Namespace) -> tuple[int, int] | None:
-    return (args.input_size[1], args.input_size[0]) if args.input_size else None
+# What `export`'s flags are called in its request (rtmbench.measure.requests.ExportRequest).
+EXPORT_FLAGS = {"input_size": "--input-size", "batch": "--batch", "opset": "--opset",
+                "fold_bn": "--no-fold-bn", "precision": "--precision",
+                "fp16_converter": "--fp16-converter"}
+
+
+def _export_request(args: argparse.Namespace, entry):
+    """The export request from the flags, within the latency units' bounds (named by flag)."""
+    from .errors import InputError
+    from .run.request_builder import RequestError, export_request
+
+    try:
+        return export_request(tuple(args.input_size or entry.input_size), args.batch,
+                              dynamic_batch=args.dynamic_batch, opset=args.opset,
+                              fold_bn=not args.no_fold_bn, precision=args.precision,
+                              fp16_converter=args.fp16_converter)
+    except RequestError as exc:
+        raise InputError(exc.naming(EXPORT_FLAGS)) from None
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -649,43 +666,20 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if out.exists() and not args.force:
         raise InputError(f"{out} already exists; choose another -o path or pass --force "
                          f"to replace it.")
-    _check_weights_flags(args, entry)  # every input before torch is imported (seconds)
-    from .measure.export import export_and_check
+    request = _export_request(args, entry)  # every input before torch is imported (seconds)
+    _check_weights_flags(args, entry)
+    from .measure.export import ExportError
+    from .run.export_command import export_command
 
     built = _build(args, entry, default_random=True, say="rtmbench export")
-    model = built.model
-    width, height = entry.input_size
-    input_hw = _input_hw(args) or (height, width)
-    from .run.build import calibration_batch
-
-    # the parity probe: generated images through the zoo's test pipeline (what the model is
-    # for; conditioned weights can reach far larger activations on Gaussian noise)
-    probe = calibration_batch(entry, num_images=args.batch, seed=7,
-                              input_size=(input_hw[1], input_hw[0]))
-    report = export_and_check(model, out, input_hw, args.batch, args.dynamic_batch, args.opset,
-                              not args.no_fold_bn, args.precision, args.fp16_converter,
-                              probe=probe)
-    from .measure.export import onnx_metadata
-
-    meta = onnx_metadata(out)
-    if args.json:
-        print(json.dumps({"path": str(out), "model": entry.name, "input_hw": list(input_hw),
-                          "batch": args.batch, "opset": args.opset, "precision": args.precision,
-                          "fp16_converter": meta.get("rtmbench.fp16_converter"),
-                          "weights": built.provenance, "parity": report.to_dict()},
-                         default=str))
-    else:
-        io = "FP16 weights and activations, FP32 input/outputs" if args.precision == "fp16" \
-            else "FP32"
-        print(f"wrote {out} ({entry.name} with {_weights_text(built.provenance)}, "
-              f"{args.batch}x3x{input_hw[0]}x{input_hw[1]}, "
-              f"opset {args.opset}, {io}, outputs {', '.join(report.max_abs_error)})"
-              + (f"; converted by {meta['rtmbench.fp16_converter']}"
-                 if "rtmbench.fp16_converter" in meta else ""))
-        tol = report.to_dict()["tolerance"]
-        print(f"ONNX Runtime (CPU) vs PyTorch FP32: max abs error {report.worst:.3g}, "
-              f"{report.worst_relative:.2g} of the output range (bound {tol['atol']:g} + "
-              f"{tol['rtol']:g} x max|output|; every output within it: {report.ok})")
+    try:
+        report = export_command(entry, out, request, built)
+    except ExportError as exc:
+        if not exc.fields:
+            raise
+        flags = ", ".join(EXPORT_FLAGS[f] for f in exc.fields)
+        raise ExportError(f"{exc} (flags: {flags})", fields=exc.fields) from exc
+    print(report.to_json() if args.json else report.text(_weights_text(built.provenance)))
     return 0
 
 
@@ -715,76 +709,44 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_export)
 
 
-def _latency_claims(result, entry) -> list[dict]:
-    """Each published latency of the model beside ``result``, judged on equal footing."""
-    from .judge.judgement import judge_latency_claim
-    from .records import Record
-    from .spec.suite import DEFAULT_TOLERANCES
-
-    if result.status != "measured":
-        return [{**entry.claim_record(c), "verdict": "not measured"}
-                for c in entry.claims_for("latency")]
-    record = Record(run="cli", model=entry.name, check="latency", backend=result.backend,
-                    device=result.device, precision=result.precision,
-                    input_size=(result.input_hw[1], result.input_hw[0]), batch=result.batch,
-                    status="measured", metrics=result.metrics,
-                    provenance={"environment": result.environment,
-                                "hardware": {"gpu": result.environment.get("gpu")}})
-    out = []
-    for claim in entry.claims_for("latency"):
-        data = entry.claim_record(claim)
-        j = judge_latency_claim(record, data, DEFAULT_TOLERANCES["latency"])
-        out.append({**data, "verdict": str(j.mark), "explanation": j.text})
-    return out
+# What `latency`'s flags are called in its request (rtmbench.spec.check_specs.LatencyProtocol,
+# whose bounds a suite's latency check has too).
+LATENCY_FLAGS = {"min_iterations": "--iterations", "min_duration_s": "--min-duration",
+                 "warmup_s": "--warmup", "input_size": "--input-size", "batch": "--batch"}
 
 
-def _check_protocol_flags(args: argparse.Namespace) -> None:
-    """The suite's bounds (spec.checks.LatencyProtocol) apply to the flags too."""
-    from pydantic import ValidationError
-
+def _latency_request(args: argparse.Namespace):
+    """The latency request from the flags (rtmbench.run.request_builder, the runner's builder too):
+    the suite's bounds apply to them, a value out of them is named by its flag."""
     from .errors import InputError
-    from .spec.check_specs import LatencyProtocol
+    from .measure.requests import Remeasure
+    from .run.request_builder import RequestError, latency_request
 
-    flags = {"min_iterations": "--iterations", "min_duration_s": "--min-duration",
-             "warmup_s": "--warmup", "input_size": "--input-size", "batch": "--batch"}
     try:
-        LatencyProtocol(min_iterations=args.iterations, min_duration_s=args.min_duration,
-                        warmup_s=args.warmup, input_size=args.input_size, batch=args.batch)
-    except ValidationError as exc:
-        problems = [f"{flags.get(str(e['loc'][0]), e['loc'][0])} {e['input']}: {e['msg']}"
-                    for e in exc.errors()]
-        raise InputError("; ".join(problems) + ".") from None
+        return latency_request(
+            args.backend, args.device, args.precision,
+            protocol={"min_iterations": args.iterations, "min_duration_s": args.min_duration,
+                      "warmup_s": args.warmup, "input_size": args.input_size,
+                      "batch": args.batch},
+            options=_flag_options(args, args.backend), include_transfer=args.include_transfer,
+            reference=not args.no_reference, remeasure=Remeasure())
+    except RequestError as exc:
+        raise InputError(exc.naming(LATENCY_FLAGS)) from None
 
 
 def _cmd_latency(args: argparse.Namespace) -> int:
     from .spec.zoo import load_zoo
 
     entry = load_zoo(args.zoo).get(args.size)
-    _check_protocol_flags(args)  # every input before torch is imported (seconds)
+    request = _latency_request(args)  # every input before torch is imported (seconds)
     _check_weights_flags(args, entry)
-    from .measure.latency import Remeasure, format_result, measure_latency
+    from .run.latency_command import measure_command
 
     model = _build(args, entry, default_random=True, say="rtmbench latency").model
-    options = _backend_options(args, args.backend)
-    result = measure_latency(entry, args.backend, args.device, args.precision, model=model,
-                             input_hw=_input_hw(args), batch=args.batch, warmup_s=args.warmup,
-                             min_iterations=args.iterations, min_duration_s=args.min_duration,
-                             include_transfer=args.include_transfer,
-                             reference=not args.no_reference, backend_options=options,
-                             progress=not args.json, remeasure=Remeasure())
-    claims = _latency_claims(result, entry)
-    if args.json:
-        print(json.dumps(result.to_dict() | {"claims": claims}, sort_keys=True))
-    else:
-        print(format_result(result))
-        for c in claims:
-            explanation = c.get("explanation") or ""
-            verdict = explanation if explanation.startswith(c["verdict"]) else (
-                f"{c['verdict']}: {explanation}" if explanation else c["verdict"])
-            print(f"  claim {c['value']} ms ({c.get('hardware')}, {c.get('backend')} "
-                  f"{c.get('precision')}, {c.get('source')}): {verdict}")
-    if result.status != "measured":
-        print(f"rtmbench latency: not run: {result.reason}", file=sys.stderr)
+    report = measure_command(entry, request, model, progress=not args.json)
+    print(report.to_json() if args.json else report.text())
+    if not report.measured:
+        print(f"rtmbench latency: not run: {report.result.reason}", file=sys.stderr)
         from .errors import MissingPrerequisite
 
         return MissingPrerequisite.exit_code

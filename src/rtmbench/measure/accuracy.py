@@ -70,6 +70,24 @@ class AccuracyImages:
         return len(self.ids)
 
 
+@dataclass(frozen=True)
+class AccuracyCheck:
+    """What a timed artifact is checked on: ``images`` (at the timed input size), whose outputs
+    are post-processed with ``settings`` (None: the zoo's test settings of the model, see
+    :meth:`for_model`), agreement scored on each image's best ``top_k`` detections."""
+
+    images: AccuracyImages
+    settings: TestSettings | None = None
+    top_k: int = AGREEMENT_TOP_K
+
+    def for_model(self, entry) -> AccuracyCheck:
+        """This check with ``entry``'s (a zoo model's) test settings where it has none."""
+        if self.settings is not None:
+            return self
+        return dataclasses.replace(
+            self, settings=TestSettings.from_test_cfg(entry.test_cfg.model_dump()))
+
+
 def load_images(entry, root: Path, limit: int, input_size: tuple[int, int], *,
                 described: str, real_coco: bool) -> AccuracyImages:
     """The first ``limit`` images of the COCO-format set at ``root``, decoded, letterboxed to
@@ -127,10 +145,15 @@ def _coco_rows(image_id: int, det: Detections, cat_ids: list[int]) -> list[dict]
 
 
 def artifact_accuracy(infer: Callable[[Tensor], list[Tensor]], reference: nn.Module,
-                      images: AccuracyImages, settings: TestSettings, batch: int = 1,
-                      top_k: int = AGREEMENT_TOP_K, reference_device: str = "cpu") -> dict:
-    """The metrics of the module docstring for the artifact behind ``infer``; the reference
-    runs in true FP32 on ``reference_device`` (a copy of the model goes there)."""
+                      check: AccuracyCheck, batch: int = 1,
+                      reference_device: str = "cpu") -> dict:
+    """The metrics of the module docstring for the artifact behind ``infer`` (``batch``
+    images per call) on ``check``'s images; the reference runs in true FP32 on
+    ``reference_device`` (a copy of the model goes there)."""
+    if check.settings is None:
+        raise ValueError("AccuracyCheck.settings is unset: give the test settings, or "
+                         "AccuracyCheck.for_model(entry) for the zoo's")
+    images, settings, top_k = check.images, check.settings, check.top_k
     strides = tuple(reference.bbox_head.strides)
     reference = reference.eval()
     input_hw = tuple(images.inputs[0].shape[2:])

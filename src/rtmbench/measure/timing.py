@@ -37,6 +37,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .environment import cpu_model
+from .requests import Protocol  # the protocol's one definition, re-exported here
 
 
 class Timer:
@@ -86,21 +87,6 @@ class FakeTimer(Timer):
         duration = next(self.durations)
         self.clock += duration
         return duration
-
-
-@dataclass
-class Protocol:
-    warmup_s: float = 1.0
-    # A few calls even when one already exceeds warmup_s: the first (cold) call is never typical.
-    min_warmup_iterations: int = 3
-    min_iterations: int = 50
-    min_duration_s: float = 3.0
-    outlier_factor: float = 3.0
-    max_remeasure: int = 20
-    # Upper bound so a very slow model still ends: never more than this many kept samples.
-    max_iterations: int = 100_000
-    # Machine-level contention: other processes used more than this many cores on average.
-    busy_other_cores: float = 0.25
 
 
 class LoadProbe:

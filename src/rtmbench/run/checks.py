@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Literal
 
 from ..errors import DatasetMissing, DeviceMissing, import_problem
 from ..fileio import sha256_file
+from ..measure.requests import LatencyRequest, Remeasure
 from ..records import UnitKey
 from ..spec.check_specs import (
     RANDOM_INIT,
@@ -33,6 +34,7 @@ from ..spec.check_specs import (
 )
 from ..spec.schema import Strict
 from ..spec.zoo import Claim, ResolvedModel
+from .request_builder import backend_options, latency_request
 
 
 @dataclass(frozen=True)
@@ -201,14 +203,22 @@ class LatencyCheck(Check):
     Spec = LatencySpec
 
     @staticmethod
-    def backend_options(unit: Unit, spec: LatencySpec) -> dict[str, Any]:
-        """The ONNX Runtime provider of an ``<provider>-ep`` unit, inductor's mode of a
-        torch-compile unit; nothing otherwise."""
-        if unit.backend == "onnxruntime" and unit.variant and unit.variant.endswith("-ep"):
-            return {"provider": unit.variant.removesuffix("-ep")}
-        if unit.backend == "torch-compile":
-            return {"mode": spec.compile_mode}
-        return {}
+    def request(unit: Unit, spec: LatencySpec) -> LatencyRequest:
+        """The unit's request (:func:`rtmbench.run.request_builder.latency_request`): the suite's
+        protocol at the unit's input size and batch, with the reference convolution; the ONNX
+        Runtime provider of an ``<provider>-ep`` unit, inductor's mode of a torch-compile
+        unit; a contended timing taken again, the artifact kept unless its build is
+        autotuned, within a time budget, and not at all while the machine stays busy."""
+        ep = unit.variant.removesuffix("-ep") if unit.variant and unit.variant.endswith(
+            "-ep") else None
+        return latency_request(
+            unit.backend, unit.device, unit.precision,
+            protocol={"min_iterations": spec.min_iterations,
+                      "min_duration_s": spec.min_duration_s, "warmup_s": spec.warmup_s,
+                      "input_size": unit.input_size, "batch": spec.batch},
+            options=backend_options(unit.backend, provider=ep, compile_mode=spec.compile_mode),
+            reference=True, remeasure=Remeasure(attempts=spec.remeasure_contended,
+                                                budget_s=spec.remeasure_budget_s))
 
     def claims(self, unit: Unit, spec: LatencySpec, ctx: CheckContext) -> dict[str, Any]:
         claim = latency_claim(unit.model, unit, ctx.hardware.get("gpu"))
@@ -216,7 +226,7 @@ class LatencyCheck(Check):
 
     def missing(self, unit: Unit, spec: LatencySpec, ctx: CheckContext) -> None:
         backends = lazy_import("rtmbench.measure.backends", "latency")
-        backend = backends.get_backend(unit.backend, **self.backend_options(unit, spec))
+        backend = backends.get_backend(unit.backend, **self.request(unit, spec).options.kwargs())
         if reason := backend.unavailable(unit.device, unit.precision):
             raise backends.BackendUnavailable(reason)
         weights_missing(unit.model, spec.weights)
@@ -224,7 +234,6 @@ class LatencyCheck(Check):
     def run(self, unit: Unit, spec: LatencySpec, ctx: CheckContext) -> Outcome:
         latency = lazy_import("rtmbench.measure.latency", "latency")
         width, height = unit.input_size
-        options = self.backend_options(unit, spec)
         backends = lazy_import("rtmbench.measure.backends", "latency")
         try:
             self.missing(unit, spec, ctx)  # before any building
@@ -235,20 +244,13 @@ class LatencyCheck(Check):
         from .build import build
 
         built = build(unit.model, spec.weights, progress=ctx.progress)
-        images, settings, described = None, None, None
+        check, described = None, None
         if spec.accuracy is not None:
             images, described = accuracy_images(unit, spec, ctx)
-            settings = self._test_settings(unit.model, spec.weights)
-        # a contended timing is taken again, the artifact kept unless its build is autotuned,
-        # within a time budget, and not at all while the machine stays busy (measure.latency)
-        remeasure = latency.Remeasure(attempts=spec.remeasure_contended,
-                                      budget_s=spec.remeasure_budget_s)
-        result = latency.measure_latency(
-            unit.model, unit.backend, unit.device, unit.precision, model=built.model,
-            input_hw=(height, width), batch=spec.batch, warmup_s=spec.warmup_s,
-            min_iterations=spec.min_iterations, min_duration_s=spec.min_duration_s,
-            reference=True, accuracy_images=images, test_settings=settings,
-            backend_options=options, remeasure=remeasure)
+            accuracy = lazy_import("rtmbench.measure.accuracy", "the accuracy check")
+            check = accuracy.AccuracyCheck(images, self._test_settings(unit.model, spec.weights))
+        result = latency.measure_latency(unit.model, self.request(unit, spec), built.model,
+                                         accuracy=check)
         attempts = len((result.details.get("remeasure") or {}).get("attempts") or [None])
         provenance = {"environment": result.environment, "input_hw": [height, width],
                       "batch": spec.batch, "checkpoint": built.provenance,
