@@ -372,13 +372,13 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_report)
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    from .measure.scoring import format_metrics, load_detections, score
+    from .measure.scoring import ScoreOptions, format_metrics, load_detections, score
 
     detections = load_detections(args.detections)
     conventions = [args.convention] if args.convention else None
-    metrics = score(args.annotations, detections, backend=args.backend,
-                    detections_name=f"detections file {args.detections}",
-                    **({"conventions": conventions} if conventions else {}))
+    metrics = score(args.annotations, detections, ScoreOptions(
+        scorer=args.backend, detections_name=f"detections file {args.detections}",
+        **({"conventions": conventions} if conventions else {})))
     print(json.dumps(metrics, sort_keys=False) if args.json else format_metrics(metrics))
     return 0
 

@@ -70,7 +70,7 @@ from ..errors import DatasetError, DeviceMissing, InputError, NonFiniteOutputs
 from ..fileio import append_durable, sha256_file, write_bytes_atomic, write_json_atomic
 from ..models.postprocess import TestSettings, postprocess_batched
 from .eval_plan import PRECISIONS, check_options, parse_shard, plan_batches  # noqa: F401
-from .scoring import DEFAULT_BACKEND, score
+from .scoring import DEFAULT_BACKEND, ScoreOptions, score
 
 MAX_CUDA_WORKERS = 12
 # Images per forward when none is given: 32 on a GPU (what MMDetection's test loaders fill an
@@ -606,9 +606,9 @@ def finalize(out_dir: Path, dataset: CocoDataset, records: list[ImageRecord],
     with ThreadPoolExecutor(1, thread_name_prefix="rtmbench-detections") as pool:
         written = pool.submit(write_detections)
         with timer("score"):
-            metrics = score(dataset.data, results, backend=backend, image_ids=wanted,
-                            workers=scoring_workers,
-                            ground_truth_name=f"COCO annotation file {dataset.annotation_file}")
+            metrics = score(dataset.data, results, ScoreOptions(
+                scorer=backend, image_ids=wanted, workers=scoring_workers,
+                ground_truth_name=f"COCO annotation file {dataset.annotation_file}"))
         with timer("write_detections_wait"):
             written.result()
     timer.count("detections", len(results))
