@@ -417,61 +417,39 @@ def _weights_of(args: argparse.Namespace) -> tuple[str | None, str | None]:
     return getattr(args, "weights", None), None
 
 
-def _check_weights_flags(args: argparse.Namespace, entry) -> None:
-    """--weights names a zoo weights id (or seeded weights), --checkpoint an existing file:
-    said before anything slow (importing torch, fetching)."""
-    from pathlib import Path
-
-    from .errors import InputError
-    from .spec.check_specs import RANDOM_INIT, WELL_CONDITIONED
-
-    weights, checkpoint = _weights_of(args)
-    if checkpoint is not None and not Path(checkpoint).is_file():
-        raise InputError(f"checkpoint {checkpoint} does not exist (or is not a file); fetch "
-                         f"one with `rtmbench fetch SIZE` or give the path of a .pth or "
-                         f".safetensors file.")
-    if weights not in (None, RANDOM_INIT, WELL_CONDITIONED):
-        try:
-            entry.weights_by_id(weights)
-        except InputError as exc:
-            raise InputError(f"--weights: {exc} Or use {RANDOM_INIT} or "
-                             f"{WELL_CONDITIONED} (seeded, no download).") from None
-
-
-def _build(args: argparse.Namespace, entry, *, default_random: bool, say: str):
-    """The model with its weights, through the one entry point (rtmbench.run.build.build)."""
-    from .run.build import build
-    from .spec.check_specs import RANDOM_INIT, WELL_CONDITIONED
+def _weights_choice(args: argparse.Namespace, *, default_random: bool = False):
+    """The weights of --random-weights / --checkpoint / --weights / --trust-checkpoint
+    (``default_random``: none given means random-init)."""
+    from .run.weights_choice import WeightsChoice
+    from .spec.check_specs import RANDOM_INIT
 
     weights, checkpoint = _weights_of(args)
     if default_random and checkpoint is None and weights is None:
         weights = RANDOM_INIT
-    built = build(entry, weights, checkpoint=checkpoint,
-                  trust=getattr(args, "trust_checkpoint", False),
-                  progress=not getattr(args, "no_progress", False))
-    info = built.provenance
-    if info.get("weights") == RANDOM_INIT:
-        print(f"{say}: seeded random weights (random-init): timings are real, detections "
-              f"mean nothing.", file=sys.stderr)
-    elif info.get("weights") == WELL_CONDITIONED:
-        print(f"{say}: seeded well-conditioned weights: varied outputs for accuracy checks, "
-              f"no trained detector.", file=sys.stderr)
-    else:
-        print(f"{say}: {_weights_text(info)}", file=sys.stderr)
+    return WeightsChoice(weights, checkpoint, getattr(args, "trust_checkpoint", False))
+
+
+def _check_weights_flags(args: argparse.Namespace, entry) -> None:
+    """--weights names a zoo weights id (or seeded weights), --checkpoint an existing file:
+    said before anything slow (importing torch, fetching)."""
+    _weights_choice(args).check(entry)
+
+
+def _build(args: argparse.Namespace, entry, *, default_random: bool, say: str):
+    """The model with its weights, through the one entry point (rtmbench.run.build.build)."""
+    from .run.weights_choice import weights_notice
+
+    built = _weights_choice(args, default_random=default_random).build(
+        entry, progress=not getattr(args, "no_progress", False))
+    print(f"{say}: {weights_notice(built.provenance)}", file=sys.stderr)
     return built
 
 
 def _weights_text(info: dict) -> str:
     """Which weights a model has, in words (from its provenance)."""
-    from .spec.check_specs import RANDOM_INIT, WELL_CONDITIONED
+    from .run.weights_choice import describe_weights
 
-    if info.get("weights") == RANDOM_INIT:
-        return ("random-init weights (seeded initialisation, not a trained detector: give "
-                "--weights or --checkpoint for trained ones)")
-    if info.get("weights") == WELL_CONDITIONED:
-        return "well-conditioned weights (seeded, not a trained detector)"
-    return (f"{info.get('weights')} weights from {info.get('path') or info.get('file')} "
-            f"({info.get('layout')} layout, sha256 {str(info.get('sha256'))[:12]})")
+    return describe_weights(info)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
