@@ -170,6 +170,7 @@ def bench_evaluate(num_images: int, rounds: int, batch_size: int, workers: int) 
     from _weights import calibrated_model
     from baseline.legacy import evaluate_before
 
+    from rtmbench.measure.eval_plan import EvaluationRequest
     from rtmbench.measure.evaluation import evaluate
 
     entry = load_zoo().get("tiny")
@@ -190,9 +191,9 @@ def bench_evaluate(num_images: int, rounds: int, batch_size: int, workers: int) 
                                         batch_size=batch_size, workers=workers, device="cpu",
                                         test_cfg=cfg, timings=timings)
                     else:
-                        evaluate(entry, root, model=model, out_dir=out, batch_size=batch_size,
-                                 workers=workers, device="cpu", progress=False, test_cfg=cfg,
-                                 timings=timings)
+                        timings = evaluate(entry, model, EvaluationRequest(
+                            root, out, batch_size=batch_size, workers=workers, device="cpu",
+                            progress=False, test_cfg=cfg, timings=True)).timings
                     wall = time.perf_counter() - start
                     runs.setdefault((variant, cfg_name), []).append(
                         {"wall_s": wall, "stages_s": timings["stages_s"]})

@@ -70,9 +70,9 @@ class ArtifactSpec:
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for value, allowed, what in ((self.backend, BACKENDS, "--backend"),
-                                     (self.device, DEVICES, "--device"),
-                                     (self.precision, PRECISIONS, "--precision")):
+        for value, allowed, what in ((self.backend, BACKENDS, "backend"),
+                                     (self.device, DEVICES, "device"),
+                                     (self.precision, PRECISIONS, "precision")):
             if value not in allowed:
                 raise InputError(f"unknown {what} {value!r}; expected one of "
                                  f"{', '.join(allowed)}.")
