@@ -55,6 +55,7 @@ import torch
 from _weights import REPO, WEIGHTS_NOTE, calibrated_model
 
 from rtmbench.data import make_synthetic_coco
+from rtmbench.measure.eval_plan import EvaluationRequest
 from rtmbench.measure.evaluation import evaluate
 from rtmbench.measure.latency import measure_latency
 from rtmbench.measure.requests import BackendOptions, LatencyRequest, Protocol
@@ -88,12 +89,12 @@ def run_eval(entry, weights_set: str, coco: Path, model, args, work: Path) -> di
     test_cfg = entry.test_cfg if weights_set == "default" else entry.test_cfg_variants[weights_set]
     out_dir = work / f"eval-{entry.size}-{weights_set}"
     shutil.rmtree(out_dir, ignore_errors=True)
-    timings: dict = {}
     start = time.perf_counter()
-    result = evaluate(entry, coco, model=model, out_dir=out_dir, batch_size=args.batch_size,
-                      workers=args.workers, device=args.device, progress=False,
-                      test_cfg=test_cfg, precision=args.eval_precision, timings=timings)
+    result = evaluate(entry, model, EvaluationRequest(
+        coco, out_dir, batch_size=args.batch_size, workers=args.workers, device=args.device,
+        progress=False, test_cfg=test_cfg, precision=args.eval_precision, timings=True))
     wall = time.perf_counter() - start
+    timings = result.timings
     shutil.rmtree(out_dir, ignore_errors=True)
     images = timings.get("newly_inferred", result.num_images)
     stages = timings.get("stages_s", {})

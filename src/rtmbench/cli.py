@@ -292,13 +292,10 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_report)
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    from .measure.scoring import format_metrics, load_detections, score
+    from .measure.scoring import format_metrics
+    from .run.evaluation_command import score_command
 
-    detections = load_detections(args.detections)
-    conventions = [args.convention] if args.convention else None
-    metrics = score(args.annotations, detections, backend=args.backend,
-                    detections_name=f"detections file {args.detections}",
-                    **({"conventions": conventions} if conventions else {}))
+    metrics = score_command(args.annotations, args.detections, args.backend, args.convention)
     print(json.dumps(metrics, sort_keys=False) if args.json else format_metrics(metrics))
     return 0
 
@@ -337,134 +334,57 @@ def _weights_of(args: argparse.Namespace) -> tuple[str | None, str | None]:
     return getattr(args, "weights", None), None
 
 
-def _check_weights_flags(args: argparse.Namespace, entry) -> None:
-    """--weights names a zoo weights id (or seeded weights), --checkpoint an existing file:
-    said before anything slow (importing torch, fetching)."""
-    from pathlib import Path
-
-    from .errors import InputError
-    from .spec.check_specs import RANDOM_INIT, WELL_CONDITIONED
-
-    weights, checkpoint = _weights_of(args)
-    if checkpoint is not None and not Path(checkpoint).is_file():
-        raise InputError(f"checkpoint {checkpoint} does not exist (or is not a file); fetch "
-                         f"one with `rtmbench fetch SIZE` or give the path of a .pth or "
-                         f".safetensors file.")
-    if weights not in (None, RANDOM_INIT, WELL_CONDITIONED):
-        try:
-            entry.weights_by_id(weights)
-        except InputError as exc:
-            raise InputError(f"--weights: {exc} Or use {RANDOM_INIT} or "
-                             f"{WELL_CONDITIONED} (seeded, no download).") from None
-
-
-def _build(args: argparse.Namespace, entry, *, default_random: bool, say: str):
-    """The model with its weights, through the one entry point (rtmbench.run.build.build)."""
-    from .run.build import build
-    from .spec.check_specs import RANDOM_INIT, WELL_CONDITIONED
+def _weights_choice(args: argparse.Namespace, *, default_random: bool = False):
+    """The weights of --random-weights / --checkpoint / --weights / --trust-checkpoint
+    (``default_random``: none given means random-init)."""
+    from .run.weights_choice import WeightsChoice
+    from .spec.check_specs import RANDOM_INIT
 
     weights, checkpoint = _weights_of(args)
     if default_random and checkpoint is None and weights is None:
         weights = RANDOM_INIT
-    built = build(entry, weights, checkpoint=checkpoint,
-                  trust=getattr(args, "trust_checkpoint", False),
-                  progress=not getattr(args, "no_progress", False))
-    info = built.provenance
-    if info.get("weights") == RANDOM_INIT:
-        print(f"{say}: seeded random weights (random-init): timings are real, detections "
-              f"mean nothing.", file=sys.stderr)
-    elif info.get("weights") == WELL_CONDITIONED:
-        print(f"{say}: seeded well-conditioned weights: varied outputs for accuracy checks, "
-              f"no trained detector.", file=sys.stderr)
-    else:
-        print(f"{say}: {_weights_text(info)}", file=sys.stderr)
+    return WeightsChoice(weights, checkpoint, getattr(args, "trust_checkpoint", False))
+
+
+def _check_weights_flags(args: argparse.Namespace, entry) -> None:
+    """--weights names a zoo weights id (or seeded weights), --checkpoint an existing file:
+    said before anything slow (importing torch, fetching)."""
+    _weights_choice(args).check(entry)
+
+
+def _build(args: argparse.Namespace, entry, *, default_random: bool, say: str):
+    """The model with its weights, through the one entry point (rtmbench.run.build.build)."""
+    from .run.weights_choice import weights_notice
+
+    built = _weights_choice(args, default_random=default_random).build(
+        entry, progress=not getattr(args, "no_progress", False))
+    print(f"{say}: {weights_notice(built.provenance)}", file=sys.stderr)
     return built
 
 
 def _weights_text(info: dict) -> str:
     """Which weights a model has, in words (from its provenance)."""
-    from .spec.check_specs import RANDOM_INIT, WELL_CONDITIONED
+    from .run.weights_choice import describe_weights
 
-    if info.get("weights") == RANDOM_INIT:
-        return ("random-init weights (seeded initialisation, not a trained detector: give "
-                "--weights or --checkpoint for trained ones)")
-    if info.get("weights") == WELL_CONDITIONED:
-        return "well-conditioned weights (seeded, not a trained detector)"
-    return (f"{info.get('weights')} weights from {info.get('path') or info.get('file')} "
-            f"({info.get('layout')} layout, sha256 {str(info.get('sha256'))[:12]})")
+    return describe_weights(info)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from .run.evaluation_command import EvaluateOptions, evaluate_command
 
-    from .data import check_coco_root, resolve_coco_root
-    from .errors import InputError
-    from .measure.eval_plan import check_options, parse_shard
-    from .spec.zoo import load_zoo
-
-    # every input is checked before torch is imported (seconds) and weights are fetched
-    entry = load_zoo(args.zoo).get(args.size)
-    scorer = _scorer(args, "evaluate")
-    coco = check_coco_root(resolve_coco_root(args.coco))
-    check_options(batch_size=args.batch_size, workers=args.workers, device=args.device,
-                  precision=args.precision, limit=args.limit)
-    shard = parse_shard(args.shard) if args.shard else None
-    _check_weights_flags(args, entry)
-    weights, checkpoint = _weights_of(args)
-    cfg_name, test_cfg = entry.evaluation_test_cfg("file" if checkpoint else weights,
-                                                   args.test_cfg)
-    artifact = _artifact_of(args)  # exit 3 where the backend cannot run, before any download
-    default_out = entry.name + (f"-{artifact.label.replace('/', '-')}" if artifact else "")
-    out = Path(args.out) if args.out else Path("results") / "eval" / default_out
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} is a file; give a directory for the evaluation's "
-                         f"outputs.")
-    from .measure.evaluation import (
-        default_batch_size,
-        default_workers,
-        evaluate,
-        resolve_eval_device,
-    )
-    from .measure.scoring import format_metrics
-
-    # a missing GPU too: before any download
-    device = artifact.device if artifact else resolve_eval_device(args.device)
-    check_options(batch_size=args.batch_size, workers=args.workers, device=device,
-                  precision=args.precision, limit=args.limit)  # fp16 where auto chose the CPU
-    batch = args.batch_size or (1 if artifact else default_batch_size(device))
-    workers = args.workers if args.workers is not None else default_workers(device)
-    print(f"rtmbench evaluate: test settings {cfg_name!r}: {test_cfg}", file=sys.stderr)
-    print(f"rtmbench evaluate: on {device}, {args.precision}, batch {batch}, {workers} loader "
-          f"worker(s)", file=sys.stderr)
-    if artifact:
-        print(f"rtmbench evaluate: the {artifact.label} artifact at batch {batch} (what "
-              f"`rtmbench latency {args.size} --backend {artifact.backend} --device "
-              f"{artifact.device} --precision {artifact.precision} --batch {batch}` "
-              f"times; a short last batch is padded, its padding's outputs dropped)",
-              file=sys.stderr)
-    model = _build(args, entry, default_random=False, say="rtmbench evaluate").model
-    timings: dict | None = {} if args.timings else None
-    result = evaluate(entry, coco, model=model, out_dir=out, limit=args.limit,
-                      batch_size=batch, workers=args.workers, device=device,
-                      shard=shard, progress=not args.no_progress, backend=scorer,
-                      test_cfg=test_cfg, precision=args.precision, timings=timings,
-                      artifact=artifact)
-    if timings is not None:
-        print("rtmbench evaluate: stage timing " + json.dumps(timings), file=sys.stderr)
-    import os
-
-    if int(os.environ.get("RANK", "0")) != 0:
-        return 0
-    if args.json:
-        print(json.dumps(result.to_dict()))
-    elif result.metrics:
-        print(f"{entry.name}{f' ({artifact.label} artifact)' if artifact else ''}: "
-              f"{result.num_images} images, detections in "
-              f"{result.detections_path}, metrics in {result.metrics_path}")
-        print(format_metrics(result.metrics))
-    else:
-        print(f"{entry.name}: shard {args.shard} done ({result.num_images} images in the "
-              f"evaluation); combine the shards with `rtmbench merge`.")
+    inference = args.backend in INFERENCE_BACKENDS
+    options = EvaluateOptions(
+        size=args.size, zoo=args.zoo, coco=args.coco, weights=_weights_choice(args),
+        test_cfg=args.test_cfg, limit=args.limit, batch_size=args.batch_size,
+        workers=args.workers, precision=args.precision, device=args.device, shard=args.shard,
+        out=args.out, scorer=_scorer(args, "evaluate"),
+        backend=args.backend if inference else None,
+        backend_options=_backend_options(args, args.backend) if inference else {},
+        timings=args.timings, progress=not args.no_progress)
+    evaluated = evaluate_command(
+        options, lambda line: print(f"rtmbench evaluate: {line}", file=sys.stderr))
+    if evaluated.reported_here:
+        print(evaluated.to_json() if args.json else evaluated.text())
     return 0
 
 
@@ -532,24 +452,6 @@ def _backend_options(args: argparse.Namespace, backend: str) -> dict:
     return _flag_options(args, backend).kwargs()
 
 
-def _artifact_of(args: argparse.Namespace):
-    """The ArtifactSpec ``evaluate --backend`` asks for, or None for the PyTorch model."""
-    if args.backend not in INFERENCE_BACKENDS:
-        return None
-    from .measure.artifact import ArtifactSpec
-    from .measure.backends import BackendUnavailable, get_backend
-
-    options = _backend_options(args, args.backend)
-    device = str(args.device).split(":")[0]
-    if device == "auto":  # cuda where there is a GPU and this backend runs there, else cpu
-        on_cuda = get_backend(args.backend, **options).unavailable("cuda", args.precision)
-        device = "cpu" if on_cuda else "cuda"
-    spec = ArtifactSpec(args.backend, device, args.precision, options)
-    if reason := get_backend(spec.backend, **spec.options).unavailable(device, args.precision):
-        raise BackendUnavailable(reason)  # exit 3, before weights are fetched
-    return spec
-
-
 def _add_backend_flags(p: argparse.ArgumentParser) -> None:
     """The backend options latency and evaluate share."""
     p.add_argument("--ort-provider", choices=("cpu", "cuda", "tensorrt"), default=None,
@@ -608,20 +510,11 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_merge(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from .run.evaluation_command import merge_command, merged_text
 
-    from .data import resolve_coco_root
-    from .measure.evaluation import merge_shards
-    from .measure.scoring import format_metrics
-
-    result = merge_shards([Path(d) for d in args.shard_dirs], resolve_coco_root(args.coco),
-                          Path(args.out), backend=_scorer(args, "merge"))
-    if args.json:
-        print(json.dumps(result.to_dict()))
-    else:
-        print(f"merged {len(args.shard_dirs)} shard directories: {result.num_images} images, "
-              f"metrics in {result.metrics_path}")
-        print(format_metrics(result.metrics))
+    result = merge_command(args.shard_dirs, args.coco, args.out, _scorer(args, "merge"))
+    print(json.dumps(result.to_dict()) if args.json
+          else merged_text(result, len(args.shard_dirs)))
     return 0
 
 

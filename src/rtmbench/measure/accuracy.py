@@ -45,7 +45,7 @@ from ..models.postprocess import Detections, TestSettings, postprocess
 from .agreement import TOP_K, agreement_scores
 from .artifact import pad_batch, true_fp32
 from .evaluation import weights_fingerprint
-from .scoring import score
+from .scoring import ScoreOptions, score
 
 AGREEMENT_TOP_K = TOP_K  # the same cut as the smoke gate's golden detections
 # Post-processing for agreement: the unit's test settings with nms_pre at most 1000 (RTMDet's
@@ -207,8 +207,9 @@ def artifact_accuracy(infer: Callable[[Tensor], list[Tensor]], reference: nn.Mod
                "agreement_top_k": top_k, "agreement_nms_pre": settings.nms_pre,
                "accuracy_images": len(images)}
     if images.ground_truth is not None:
-        art_ap = score(images.ground_truth, rows, conventions=("coco",))["coco"]["AP"]
-        ref_ap = score(images.ground_truth, ref_rows, conventions=("coco",))["coco"]["AP"]
+        coco_only = ScoreOptions(conventions=("coco",))
+        art_ap = score(images.ground_truth, rows, coco_only)["coco"]["AP"]
+        ref_ap = score(images.ground_truth, ref_rows, coco_only)["coco"]["AP"]
         metrics |= {"artifact_box_ap": art_ap, "reference_box_ap": ref_ap,
                     "box_ap_delta": art_ap - ref_ap}
     return metrics

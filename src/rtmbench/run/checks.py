@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib
 import os
 import string
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -392,16 +392,15 @@ class BoxAPCheck(Check):
         self.missing(unit, spec, ctx)
         root, described = resolve_dataset(spec, ctx.work_dir)
         evaluation = lazy_import("rtmbench.measure.evaluation", "box AP")
+        cfg_name, test_cfg = unit.model.evaluation_test_cfg(unit.variant)
+        request = evaluation.resolve_request(evaluation.EvaluationRequest(
+            coco_root=root, out_dir=ctx.work_dir / _work_name(unit), limit=spec.limit,
+            test_cfg=test_cfg, device=unit.device, precision=spec.precision,
+            batch_size=spec.batch_size, workers=spec.workers, progress=ctx.progress))
         from .build import build
 
         built = build(unit.model, unit.variant, progress=ctx.progress)
-        cfg_name, test_cfg = unit.model.evaluation_test_cfg(unit.variant)
-        result = evaluation.evaluate(
-            unit.model, root, model=built.model,
-            out_dir=ctx.work_dir / f"box_ap-{unit.model.size}-{unit.variant or 'default'}",
-            limit=spec.limit, batch_size=spec.batch_size, workers=spec.workers,
-            device=unit.device, progress=ctx.progress,
-            test_cfg=test_cfg, precision=spec.precision)
+        result = evaluation.evaluate(unit.model, built.model, request)
         provenance = {"checkpoint": built.provenance, "dataset": described,
                       "evaluation": {k: result.manifest.get(k) for k in
                                      ("device", "batch_size", "precision", "network")
@@ -425,21 +424,24 @@ class BoxAPCheck(Check):
             return Outcome("not run", reason=str(exc), provenance=where)
         root, described = resolve_dataset(spec, ctx.work_dir)
         evaluation = lazy_import("rtmbench.measure.evaluation", "box AP")
-        from ..measure.artifact import ArtifactSpec
+        from ..measure.artifact import ArtifactSpec, true_fp32
         from .build import build
 
-        built = build(unit.model, unit.variant, progress=ctx.progress)
         cfg_name, test_cfg = unit.model.evaluation_test_cfg(unit.variant)
-        limit = spec.artifact_limit or spec.limit
-        reference = self._reference(unit, spec, ctx, root, built.model, test_cfg, limit)
         artifact = ArtifactSpec(unit.backend, unit.device, unit.precision)
-        result = evaluation.evaluate(
-            unit.model, root, model=built.model,
-            out_dir=ctx.work_dir / (f"box_ap-{unit.model.size}-{unit.variant or 'default'}-"
-                                    f"{artifact.label.replace('/', '-')}-bs{unit.batch}"),
-            limit=limit, batch_size=unit.batch, workers=spec.workers, device=unit.device,
-            progress=ctx.progress, test_cfg=test_cfg, precision=unit.precision,
-            artifact=artifact)
+        asked = evaluation.EvaluationRequest(
+            coco_root=root, out_dir=ctx.work_dir / (f"{_work_name(unit)}-"
+                                                    f"{artifact.label.replace('/', '-')}"
+                                                    f"-bs{unit.batch}"),
+            limit=spec.artifact_limit or spec.limit, test_cfg=test_cfg, device=unit.device,
+            precision=unit.precision, batch_size=unit.batch, workers=spec.workers,
+            artifact=artifact, progress=ctx.progress)
+        request = evaluation.resolve_request(asked)
+        reference_request = self._reference_request(unit, spec, ctx, asked)
+        built = build(unit.model, unit.variant, progress=ctx.progress)
+        with true_fp32():  # the FP32 model itself, not TF32's approximation of it
+            reference = evaluation.evaluate(unit.model, built.model, reference_request)
+        result = evaluation.evaluate(unit.model, built.model, request)
         ap, ref_ap = result.metrics["coco"]["AP"], reference.metrics["coco"]["AP"]
         provenance = {**where, "checkpoint": built.provenance, "dataset": described,
                       "test_cfg": {"name": cfg_name, **test_cfg.model_dump()},
@@ -466,23 +468,20 @@ class BoxAPCheck(Check):
         weights_missing(unit.model, unit.variant)
 
     @staticmethod
-    def _reference(unit: Unit, spec: BoxAPSpec, ctx: CheckContext, root: Path, model: Any,
-                   test_cfg: Any, limit: int | None) -> Any:
-        """The PyTorch FP32 model on the artifact's images, on its device (in true FP32 on a
-        GPU): the model's own unit's evaluation when it is that (CPU, same images)."""
+    def _reference_request(unit: Unit, spec: BoxAPSpec, ctx: CheckContext,
+                           artifact: Any) -> Any:
+        """The PyTorch FP32 model on the ``artifact`` request's images, on its device (run in
+        true FP32 on a GPU): the model's own unit's evaluation when it is that (CPU, same
+        images)."""
         evaluation = lazy_import("rtmbench.measure.evaluation", "box AP")
-        from ..measure.artifact import true_fp32
-
         device = "cuda" if unit.device == "cuda" else "cpu"
-        name = f"box_ap-{unit.model.size}-{unit.variant or 'default'}"
+        name, limit = _work_name(unit), artifact.limit
         own = resolve_device(spec.device, ctx.hardware.get("gpu"))  # the model's own unit's
         if not (device == own == "cpu" and limit == spec.limit):
             name += f"-reference-{device}-{limit or 'all'}"
-        with true_fp32():
-            return evaluation.evaluate(
-                unit.model, root, model=model, out_dir=ctx.work_dir / name, limit=limit,
-                batch_size=spec.batch_size, workers=spec.workers, device=device,
-                progress=ctx.progress, test_cfg=test_cfg, precision="fp32")
+        return evaluation.resolve_request(replace(
+            artifact, out_dir=ctx.work_dir / name, device=device, precision="fp32",
+            batch_size=spec.batch_size, artifact=None))
 
     @staticmethod
     def _agreement(result: Any, root: Path, golden: Path) -> float:
@@ -494,6 +493,11 @@ class BoxAPCheck(Check):
         detections = read_json(Path(result.detections_path), "detections file")
         return agreement_ap(detections, load_golden(golden), [im.id for im in dataset.images],
                             dataset.cat_ids)
+
+
+def _work_name(unit: Unit) -> str:
+    """The folder, under the run's work directory, of a box AP unit's model evaluation."""
+    return f"box_ap-{unit.model.size}-{unit.variant or 'default'}"
 
 
 def _is_artifact(unit: Unit) -> bool:
