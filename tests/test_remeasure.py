@@ -117,6 +117,18 @@ def test_the_budget_bounds_the_attempts(tiny, contended_first):
     assert len(remeasure["attempts"]) == 1 and "budget" in remeasure["stopped"]
 
 
+def test_the_default_budget_leaves_room_for_one_attempt_like_the_first(tiny, contended_first):
+    # budget None: as long as the first timing took, plus the wait for quiet before the next
+    result = _measure(tiny, latency.Remeasure(attempts=3))
+    remeasure = result.details["remeasure"]
+    assert [a["contention"] for a in remeasure["attempts"]] == [True, False]
+    assert result.metrics["contention"] is False and remeasure["stopped"] is None
+    contended_first["contended"] = 99
+    result = _measure(tiny, latency.Remeasure(attempts=3))
+    assert len(result.details["remeasure"]["attempts"]) == 2  # never a third
+    assert "budget" in result.details["remeasure"]["stopped"]
+
+
 def test_attempts_run_out(tiny, contended_first):
     contended_first["contended"] = 99
     result = _measure(tiny, latency.Remeasure(attempts=1, budget_s=60))

@@ -294,7 +294,9 @@ def _next_attempt(policy: Remeasure, attempts: list[dict], spent: float, artifac
     if len(attempts) > policy.attempts:
         return (f"contended in all {len(attempts)} attempts" if policy.attempts else
                 "contended; re-measuring is off"), 0.0
-    budget = policy.budget_s if policy.budget_s is not None else attempts[0]["timed_s"]
+    # default: room for one more attempt like the first (and the wait for quiet before it)
+    budget = (policy.budget_s if policy.budget_s is not None
+              else attempts[0]["timed_s"] + policy.quiet_s)
     cost = attempts[-1]["timed_s"] + (artifact.prepare_s if artifact.autotuned else 0.0)
     if spent + policy.quiet_s + cost > budget:
         return (f"contended; another attempt (~{cost:.0f} s) would pass the re-measure budget "
@@ -360,7 +362,9 @@ def format_result(result: LatencyResult) -> str:
         lines.append(f"  throughput {m['throughput_ips']:.1f} img/s over {m['samples']} samples"
                      f" ({m['warmup_iterations']} warm-up); outliers re-measured: "
                      f"{m['outliers_remeasured']}" + ("  ** CONTENTION: run flagged **"
-                                                      if m["contention"] else ""))
+                                                      if m["contention"] else "")
+                     + ("; timing stopped once the load was sustained"
+                        if m.get("stopped_early") else ""))
         lines.append(f"  achieved {result.achieved_gflops:.1f} GFLOP/s "
                      f"({result.flops / 1e9:.3f} GFLOPs, mmengine convention)")
         if result.peak_gflops:

@@ -56,6 +56,12 @@ class Protocol:
     max_iterations: int = 100_000
     # Machine-level contention: other processes used more than this many cores on average.
     busy_other_cores: float = 0.25
+    # Sustained contention, once established, ends the timing: when other processes kept more
+    # than busy_other_cores busy over the first contended_after_s seconds of timing (and at
+    # least contended_min_iterations samples), the run is flagged and stops there. A flagged
+    # run is never judged, so timing on would only multiply a busy machine's time. None: off.
+    contended_after_s: float | None = 1.0
+    contended_min_iterations: int = 5
 
 
 @dataclass(frozen=True)
@@ -67,8 +73,9 @@ class Remeasure:
     first only when its build picks kernels by timing them (:meth:`Backend.autotuned`); its
     accuracy is checked once, after the last timing, on the artifact that timing measured.
     Attempts stop when ``attempts`` more were made, when the next one would take the unit past
-    ``budget_s`` seconds of re-measuring (default: as long as the first timing took, so a unit
-    never takes more than about twice its quiet time), or when the machine stays busy: before
+    ``budget_s`` seconds of re-measuring (default: as long as the first timing took plus
+    ``quiet_s``, room for one attempt like the first, so a unit never takes more than about
+    twice its quiet time), or when the machine stays busy: before
     each further attempt the load is watched for ``quiet_s`` seconds, and if other processes
     still keep more than the protocol's ``busy_other_cores`` busy the contention is sustained
     and waiting for it would only multiply the run's time. The record then says it was
