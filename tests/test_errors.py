@@ -26,6 +26,8 @@ def all_error_classes() -> list[type[RtmbenchError]]:
 # What each class means for a unit; a new class must be added here on purpose.
 EXPECTED = {
     "rtmbench.errors.RtmbenchError": "failed",
+    "rtmbench.errors.Failed": "failed",            # a failed unit, a regression, a missed claim
+    "rtmbench.run.request_builder.RequestError": "failed",  # a request out of its bounds
     "rtmbench.errors.MissingPrerequisite": "not run",
     "rtmbench.errors.InputError": "failed",
     "rtmbench.errors.DatasetError": "failed",

@@ -49,9 +49,6 @@ MAX_PARAMETERS = 6
 # Modules of measure/ whose functions may still take more: the evaluation side, not yet on
 # typed requests (eval_plan.py already complies). A module leaves this list once it complies
 # (the test below says when).
-MORE_PARAMETERS_ALLOWED = {"evaluation.py", "scoring.py"}
-
-
 def _too_many_parameters(path: Path) -> list[str]:
     found = []
     for node in ast.walk(ast.parse(path.read_text())):
@@ -67,14 +64,5 @@ def _too_many_parameters(path: Path) -> list[str]:
 
 def test_measuring_functions_take_at_most_six_parameters():
     measure = SRC / "measure"
-    offenders = [f for path in sorted(measure.rglob("*.py"))
-                 if path.relative_to(measure).as_posix() not in MORE_PARAMETERS_ALLOWED
-                 for f in _too_many_parameters(path)]
+    offenders = [f for path in sorted(measure.rglob("*.py")) for f in _too_many_parameters(path)]
     assert offenders == [], f"more than {MAX_PARAMETERS} parameters: bundle them in a request"
-
-
-@pytest.mark.parametrize("name", sorted(MORE_PARAMETERS_ALLOWED))
-def test_an_allowed_exception_is_still_needed(name):
-    path = SRC / "measure" / name
-    assert path.is_file() and _too_many_parameters(path), (
-        f"measure/{name} complies now: remove it from MORE_PARAMETERS_ALLOWED")

@@ -13,11 +13,11 @@ instead (:meth:`RequestError.naming`).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import ValidationError
 
-from ..errors import InputError
+from ..errors import InputError, Outcome
 from ..measure.requests import (
     BackendOptions,
     ExportRequest,
@@ -30,6 +30,8 @@ from ..spec.check_specs import LatencyProtocol
 
 class RequestError(InputError):
     """Values out of their bounds: ``problems`` is one ``(field, value, why)`` per value."""
+
+    outcome: ClassVar[Outcome] = "failed"  # the request must be fixed
 
     def __init__(self, problems: list[tuple[str, Any, str]]) -> None:
         self.problems = problems
