@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from rtmbench.models.init import head_features, well_conditioned_state_dict
-from rtmbench.run.model import network
+from rtmbench.run.build import network
 
 REPO = Path(__file__).resolve().parents[1]
 

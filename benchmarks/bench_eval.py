@@ -28,8 +28,8 @@ import torch
 
 from rtmbench.data import CocoDataset, TestPipeline, make_synthetic_coco
 from rtmbench.measure.evaluation import _collate, _Images
-from rtmbench.measure.scoring import score
-from rtmbench.run.model import network
+from rtmbench.measure.scoring import ScoreOptions, score
+from rtmbench.run.build import network
 from rtmbench.spec.zoo import load_zoo
 
 
@@ -78,7 +78,7 @@ def bench_scoring(num_images: int, per_image: int) -> None:
     results, times = {}, {}
     for backend in ("pycocotools", "faster"):
         start = time.perf_counter()
-        results[backend] = score(gt, dets, backend=backend)
+        results[backend] = score(gt, dets, ScoreOptions(scorer=backend))
         times[backend] = time.perf_counter() - start
     worst = max(abs(results["faster"][c][k] - results["pycocotools"][c][k])
                 for c in results["faster"] for k in results["faster"][c])
@@ -126,7 +126,7 @@ def bench_scoring_workers(num_images: int, per_image: int, workers: int, rounds:
     for _ in range(rounds):
         for w in (1, workers):
             start = time.perf_counter()
-            results[w] = score(gt, dets, workers=w)
+            results[w] = score(gt, dets, ScoreOptions(workers=w))
             times[w].append(time.perf_counter() - start)
     same = results[1] == results[workers]
     print(f"scoring {num_images} x {per_image} detections, 1 process vs {workers} (by category "
@@ -170,6 +170,7 @@ def bench_evaluate(num_images: int, rounds: int, batch_size: int, workers: int) 
     from _weights import calibrated_model
     from baseline.legacy import evaluate_before
 
+    from rtmbench.measure.eval_plan import EvaluationRequest
     from rtmbench.measure.evaluation import evaluate
 
     entry = load_zoo().get("tiny")
@@ -190,9 +191,9 @@ def bench_evaluate(num_images: int, rounds: int, batch_size: int, workers: int) 
                                         batch_size=batch_size, workers=workers, device="cpu",
                                         test_cfg=cfg, timings=timings)
                     else:
-                        evaluate(entry, root, model=model, out_dir=out, batch_size=batch_size,
-                                 workers=workers, device="cpu", progress=False, test_cfg=cfg,
-                                 timings=timings)
+                        timings = evaluate(entry, model, EvaluationRequest(
+                            root, out, batch_size=batch_size, workers=workers, device="cpu",
+                            progress=False, test_cfg=cfg, timings=True)).timings
                     wall = time.perf_counter() - start
                     runs.setdefault((variant, cfg_name), []).append(
                         {"wall_s": wall, "stages_s": timings["stages_s"]})

@@ -81,6 +81,7 @@ def worker(config: str, size: str, width: int, height: int, warmup: float, itera
            min_duration: float, threads: int | None = None) -> None:
     """Runs in the subprocess: one measurement, printed as one JSON line."""
     from rtmbench.measure.latency import measure_latency
+    from rtmbench.measure.requests import BackendOptions, LatencyRequest, Protocol
     from rtmbench.spec.zoo import load_zoo
 
     spec = CONFIGS[config]
@@ -93,10 +94,11 @@ def worker(config: str, size: str, width: int, height: int, warmup: float, itera
             options["threads"] = threads
         if spec["backend"] == "openvino":
             options["config"] = {**options.get("config", {}), "INFERENCE_NUM_THREADS": threads}
-    result = measure_latency(load_zoo().get(size), spec["backend"], "cpu", "fp32",
-                             input_hw=(height, width), warmup_s=warmup,
-                             min_iterations=iterations, min_duration_s=min_duration,
-                             backend_options=options)
+    request = LatencyRequest(spec["backend"], "cpu", "fp32", input_hw=(height, width),
+                             protocol=Protocol(warmup_s=warmup, min_iterations=iterations,
+                                               min_duration_s=min_duration),
+                             options=BackendOptions.from_kwargs(options))
+    result = measure_latency(load_zoo().get(size), request)
     print(json.dumps(result.to_dict()))
 
 
@@ -105,7 +107,7 @@ def profile_worker(config: str, size: str, width: int, height: int, top: int = 1
     import torch
 
     from rtmbench.measure.backends import get_backend
-    from rtmbench.run.model import network
+    from rtmbench.run.build import network
 
     model = network(size)
     x = torch.randn(1, 3, height, width, generator=torch.Generator().manual_seed(0))
@@ -141,9 +143,10 @@ def profile_worker(config: str, size: str, width: int, height: int, top: int = 1
     import onnxruntime as ort
 
     from rtmbench.measure.export import export_onnx
+    from rtmbench.measure.requests import ExportRequest
 
     with tempfile.TemporaryDirectory() as tmp:
-        path = export_onnx(model, Path(tmp) / "m.onnx", (height, width))
+        path = export_onnx(model, Path(tmp) / "m.onnx", ExportRequest(input_hw=(height, width)))
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.enable_profiling = True

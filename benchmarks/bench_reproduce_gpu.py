@@ -55,8 +55,10 @@ import torch
 from _weights import REPO, WEIGHTS_NOTE, calibrated_model
 
 from rtmbench.data import make_synthetic_coco
+from rtmbench.measure.eval_plan import EvaluationRequest
 from rtmbench.measure.evaluation import evaluate
 from rtmbench.measure.latency import measure_latency
+from rtmbench.measure.requests import BackendOptions, LatencyRequest, Protocol
 from rtmbench.spec.zoo import load_zoo
 
 FULL_IMAGES = 5000
@@ -87,12 +89,12 @@ def run_eval(entry, weights_set: str, coco: Path, model, args, work: Path) -> di
     test_cfg = entry.test_cfg if weights_set == "default" else entry.test_cfg_variants[weights_set]
     out_dir = work / f"eval-{entry.size}-{weights_set}"
     shutil.rmtree(out_dir, ignore_errors=True)
-    timings: dict = {}
     start = time.perf_counter()
-    result = evaluate(entry, coco, model=model, out_dir=out_dir, batch_size=args.batch_size,
-                      workers=args.workers, device=args.device, progress=False,
-                      test_cfg=test_cfg, precision=args.eval_precision, timings=timings)
+    result = evaluate(entry, model, EvaluationRequest(
+        coco, out_dir, batch_size=args.batch_size, workers=args.workers, device=args.device,
+        progress=False, test_cfg=test_cfg, precision=args.eval_precision, timings=True))
     wall = time.perf_counter() - start
+    timings = result.timings
     shutil.rmtree(out_dir, ignore_errors=True)
     images = timings.get("newly_inferred", result.num_images)
     stages = timings.get("stages_s", {})
@@ -150,11 +152,13 @@ def latency_units(device: str, backends: list[str], precisions: list[str]) -> li
 
 
 def run_latency(entry, model, backend: str, precision: str, args) -> dict:
-    options = {"mode": args.compile_mode} if backend == "torch-compile" else {}
+    options = BackendOptions(compile_mode=args.compile_mode if backend == "torch-compile"
+                             else None)
+    protocol = Protocol(warmup_s=args.latency_warmup, min_iterations=args.latency_iterations,
+                        min_duration_s=args.latency_duration)
     start = time.perf_counter()
-    result = measure_latency(entry, backend, args.device, precision, model=model,
-                             warmup_s=args.latency_warmup, min_iterations=args.latency_iterations,
-                             min_duration_s=args.latency_duration, backend_options=options)
+    result = measure_latency(entry, LatencyRequest(backend, args.device, precision,
+                                                   protocol=protocol, options=options), model)
     out = {"status": result.status, "reason": result.reason,
            "wall_s": round(time.perf_counter() - start, 2)}
     if result.status == "measured":

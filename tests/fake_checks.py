@@ -11,7 +11,7 @@ from pydantic import Field
 
 from rtmbench.errors import PackageMissing
 from rtmbench.run.checks import Check, CheckContext, Outcome, Unit, register_check
-from rtmbench.spec.checks import CheckSpec
+from rtmbench.spec.check_specs import CheckSpec
 
 
 class FakeSpec(CheckSpec):

@@ -13,10 +13,10 @@ from rtmbench.cli import main
 from rtmbench.judge.judgement import Mark, judge_unit
 from rtmbench.judge.merge import machine_of
 from rtmbench.judge.report import LEGEND
-from rtmbench.measure.accuracy import artifact_accuracy, load_images
+from rtmbench.measure.accuracy import AccuracyCheck, artifact_accuracy, load_images
 from rtmbench.models.postprocess import TestSettings
 from rtmbench.records import Record, read_run
-from rtmbench.run.model import build
+from rtmbench.run.build import build
 from rtmbench.spec.suite import DEFAULT_TOLERANCES
 from rtmbench.spec.zoo import load_zoo
 from tests.records_factory import PROV, records, write_run
@@ -56,7 +56,8 @@ def _tiny_and_its_engine():
 def test_identical_outputs_agree_fully_and_batches_are_padded(images):
     model, settings, same = _tiny_and_its_engine()
 
-    metrics = artifact_accuracy(same, model, images, settings, batch=2)  # 3 images: 2 + 1(+1)
+    # 3 images in batches of 2: 2 + 1 (+1 padding)
+    metrics = artifact_accuracy(same, model, AccuracyCheck(images, settings), batch=2)
     assert metrics["agreement_ap"] > 0.999 and metrics["accuracy_images"] == 3  # ties: ~1e-4
     assert metrics["output_max_abs_error"] == 0.0
     assert metrics["box_ap_delta"] == pytest.approx(0.0)  # real_coco: scored on annotations too
@@ -65,8 +66,18 @@ def test_identical_outputs_agree_fully_and_batches_are_padded(images):
         out = same(x)
         return [o + o.std() * torch.randn_like(o) if i < 3 else o for i, o in enumerate(out)]
 
-    wrong = artifact_accuracy(noisy, model, images, settings, batch=1)
+    wrong = artifact_accuracy(noisy, model, AccuracyCheck(images, settings), batch=1)
     assert wrong["agreement_ap"] < 0.5 and wrong["output_max_rel_error"] > 0.1
+
+
+def test_an_accuracy_check_takes_the_zoos_test_settings_unless_it_has_its_own(images):
+    entry = load_zoo().get("tiny")
+    zoo_settings = TestSettings.from_test_cfg(entry.test_cfg.model_dump())
+    assert AccuracyCheck(images).for_model(entry).settings == zoo_settings
+    own = AccuracyCheck(images, TestSettings(score_thr=0.5))
+    assert own.for_model(entry) is own
+    with pytest.raises(ValueError, match="settings is unset"):
+        artifact_accuracy(lambda x: [], torch.nn.Identity(), AccuracyCheck(images))
 
 
 def test_non_finite_artifact_outputs_are_a_failure_not_an_error_of_zero(images):
@@ -83,7 +94,7 @@ def test_non_finite_artifact_outputs_are_a_failure_not_an_error_of_zero(images):
         return out
 
     with pytest.raises(NonFiniteOutputs, match="the timed artifact gave NaN") as err:
-        artifact_accuracy(nan_engine, model, images, settings, batch=2)
+        artifact_accuracy(nan_engine, model, AccuracyCheck(images, settings), batch=2)
     assert err.value.outcome == "failed"
 
 
@@ -95,7 +106,7 @@ def test_a_reference_that_detects_nothing_fails_with_that_cause(images):
         for conv in model.bbox_head.rtm_cls:
             conv.bias.fill_(-100.0)
     with pytest.raises(InputError, match="reference detected nothing on the 3 accuracy images"):
-        artifact_accuracy(same, model, images, settings, batch=2)
+        artifact_accuracy(same, model, AccuracyCheck(images, settings), batch=2)
 
 
 def _latency_record(**metrics) -> Record:
@@ -199,14 +210,16 @@ def test_the_compiled_artifact_is_checked_like_every_other(images):
     agreement with PyTorch FP32 is measured on it, not on a fresh eager model."""
     from rtmbench.measure.backends import get_backend
     from rtmbench.measure.latency import measure_latency
+    from rtmbench.measure.requests import LatencyRequest, Protocol
 
     if reason := get_backend("torch-compile").unavailable("cpu", "fp32"):
         pytest.skip(reason)
     entry = load_zoo().get("tiny")
     model = build(entry, "well-conditioned").model
-    result = measure_latency(entry, "torch-compile", "cpu", "fp32", model=model,
-                             input_hw=(64, 96), warmup_s=0.0, min_iterations=2,
-                             min_duration_s=0.0, reference=False, accuracy_images=images)
+    request = LatencyRequest("torch-compile", "cpu", "fp32", input_hw=(64, 96),
+                             protocol=Protocol(warmup_s=0.0, min_iterations=2,
+                                               min_duration_s=0.0), reference=False)
+    result = measure_latency(entry, request, model, accuracy=AccuracyCheck(images))
     assert result.status == "measured", result.reason
     assert result.details["check"]["ok"] and result.details["compile_s"] > 0
     accuracy = result.accuracy

@@ -21,10 +21,11 @@ from rtmbench.cli import main
 from rtmbench.errors import InputError
 from rtmbench.measure.artifact import Artifact, ArtifactSpec, pad_batch
 from rtmbench.measure.backends import Runner
+from rtmbench.measure.eval_plan import EvaluationRequest
 from rtmbench.measure.evaluation import evaluate
 from rtmbench.measure.timing import Timer
 from rtmbench.records import read_run
-from rtmbench.run.model import build
+from rtmbench.run.build import build
 from rtmbench.spec.zoo import load_zoo
 
 pytest.importorskip("onnxruntime", reason="the onnx extra (onnxruntime) is not installed")
@@ -68,11 +69,11 @@ def data(tmp_path_factory):
     entry = load_zoo(zoo).get("tiny")
     coco = make_synthetic_coco(base / "coco", NUM_IMAGES, seed=3)
     model = build(entry, "well-conditioned").model
-    first = evaluate(entry, coco, model=model, out_dir=base / "labels", batch_size=4,
-                     workers=0, progress=False)
+    first = evaluate(entry, model, EvaluationRequest(coco, base / "labels", batch_size=4,
+                                                     workers=0, progress=False))
     relabel_with_detections(coco, first.detections_path)
-    reference = evaluate(entry, coco, model=model, out_dir=base / "reference", batch_size=4,
-                         workers=0, progress=False)
+    reference = evaluate(entry, model, EvaluationRequest(coco, base / "reference", batch_size=4,
+                                                         workers=0, progress=False))
     assert reference.metrics["coco"]["AP"] > 0.9, reference.metrics  # the model finds its own
     return zoo, coco, reference.metrics["coco"]["AP"]
 
@@ -94,9 +95,9 @@ def torch_artifact_ap(data, tmp_path_factory):
     """``evaluate --backend torch`` (the runner latency times), batch 2: 2 + 2 + 1 padded."""
     zoo, coco, _ = data
     entry = load_zoo(zoo).get("tiny")
-    result = evaluate(entry, coco, model=build(entry, "well-conditioned").model,
-                      out_dir=tmp_path_factory.mktemp("torch-artifact"), batch_size=2,
-                      workers=0, progress=False, artifact=ArtifactSpec("torch"))
+    result = evaluate(entry, build(entry, "well-conditioned").model, EvaluationRequest(
+        coco, tmp_path_factory.mktemp("torch-artifact"), batch_size=2, workers=0,
+        progress=False, artifact=ArtifactSpec("torch")))
     return result.metrics["coco"]["AP"]
 
 
@@ -166,29 +167,30 @@ def test_a_resume_never_mixes_two_artifacts(data, tmp_path):
     model = build(entry, "well-conditioned").model
 
     def run(backend):
-        return evaluate(entry, coco, model=model, out_dir=tmp_path, batch_size=4, workers=0,
-                        progress=False, limit=2, artifact=ArtifactSpec(backend))
+        return evaluate(entry, model, EvaluationRequest(
+            coco, tmp_path, batch_size=4, workers=0, progress=False, limit=2,
+            artifact=ArtifactSpec(backend)))
 
     first = run("onnxruntime")
     assert first.newly_inferred == 2 and first.manifest["artifact"]["backend"] == "onnxruntime"
     assert run("onnxruntime").newly_inferred == 0  # the same artifact: resumed, nothing to do
-    with pytest.raises(InputError, match=r"artifact differ.*pass another --out"):
+    with pytest.raises(InputError, match=r"artifact differ.*give another output directory"):
         run("openvino")
     plain = dict(json.loads((tmp_path / "run.json").read_text()))
     assert plain["artifact"]["onnxruntime"]  # the runtime's version is part of the identity
     with pytest.raises(InputError, match="artifact"):  # nor the PyTorch model's detections
-        evaluate(entry, coco, model=model, out_dir=tmp_path, batch_size=4, workers=0,
-                 progress=False, limit=2)
+        evaluate(entry, model, EvaluationRequest(coco, tmp_path, batch_size=4, workers=0,
+                                                 progress=False, limit=2))
 
 
 def test_an_artifact_device_or_precision_other_than_the_evaluations_is_refused(data, tmp_path):
     zoo, coco, _ = data
     entry = load_zoo(zoo).get("tiny")
     with pytest.raises(InputError, match="pass those"):
-        evaluate(entry, coco, model=build(entry, "random-init").model, out_dir=tmp_path,
-                 progress=False, device="cpu",
-                 artifact=ArtifactSpec("onnxruntime", "cuda", "fp32"))
-    with pytest.raises(InputError, match="unknown --backend 'onnx'"):
+        evaluate(entry, build(entry, "random-init").model, EvaluationRequest(
+            coco, tmp_path, progress=False, device="cpu",
+            artifact=ArtifactSpec("onnxruntime", "cuda", "fp32")))
+    with pytest.raises(InputError, match="unknown backend 'onnx'"):
         ArtifactSpec("onnx")
 
 
@@ -243,21 +245,23 @@ def test_tensorrt_evaluation_uses_the_engine_latency_built(data, trt_fake, tmp_p
     builds the engine, evaluate loads that very engine and builds nothing. The fake "runs" the
     engine in ONNX Runtime: this says nothing of a real TensorRT engine's AP."""
     from rtmbench.measure.latency import measure_latency
+    from rtmbench.measure.requests import BackendOptions, LatencyRequest, Protocol
 
     module, host_buffers = trt_fake
     zoo, coco, reference_ap = data
     entry = load_zoo(zoo).get("tiny")
     model = build(entry, "well-conditioned").model
-    timed = measure_latency(entry, "tensorrt", "cuda", "fp16", model=model,
-                            input_hw=(SIDE, SIDE), batch=2, warmup_s=0.0, min_iterations=2,
-                            min_duration_s=0.0, reference=False,
-                            backend_options={"buffers": host_buffers()})
+    request = LatencyRequest("tensorrt", "cuda", "fp16", input_hw=(SIDE, SIDE), batch=2,
+                             protocol=Protocol(warmup_s=0.0, min_iterations=2,
+                                               min_duration_s=0.0), reference=False,
+                             options=BackendOptions(extra={"buffers": host_buffers()}))
+    timed = measure_latency(entry, request, model)
     assert timed.status == "measured" and timed.details["engine"].startswith("built")
     builds = [c for c in module.FAKE.calls if c[0] == "build"]
-    result = evaluate(entry, coco, model=model, out_dir=tmp_path / "eval", batch_size=2,
-                      workers=0, device="cuda", precision="fp16", progress=False,
-                      artifact=ArtifactSpec("tensorrt", "cuda", "fp16",
-                                            {"buffers": host_buffers()}))
+    result = evaluate(entry, model, EvaluationRequest(
+        coco, tmp_path / "eval", batch_size=2, workers=0, device="cuda", precision="fp16",
+        progress=False, artifact=ArtifactSpec("tensorrt", "cuda", "fp16",
+                                              {"buffers": host_buffers()})))
     assert [c for c in module.FAKE.calls if c[0] == "build"] == builds  # no second build
     artifact = result.manifest["artifact"]
     assert artifact["engine_sha256"] == timed.details["engine_sha256"]
@@ -276,10 +280,10 @@ def test_another_engine_for_the_same_settings_is_another_artifact(data, trt_fake
     model = build(entry, "well-conditioned").model
 
     def run():
-        return evaluate(entry, coco, model=model, out_dir=tmp_path / "eval", batch_size=2,
-                        workers=0, device="cuda", precision="fp16", progress=False, limit=2,
-                        artifact=ArtifactSpec("tensorrt", "cuda", "fp16",
-                                              {"buffers": host_buffers()}))
+        return evaluate(entry, model, EvaluationRequest(
+            coco, tmp_path / "eval", batch_size=2, workers=0, device="cuda", precision="fp16",
+            progress=False, limit=2, artifact=ArtifactSpec("tensorrt", "cuda", "fp16",
+                                                           {"buffers": host_buffers()})))
 
     assert run().newly_inferred == 2 and run().newly_inferred == 0
     (engine,) = (tmp_path / "cache" / "tensorrt").glob("*.engine")

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from rtmbench.cli import main
-from rtmbench.run.model import network
+from rtmbench.run.build import network
 from rtmbench.sources import (
     MMYOLO_TO_MMDET,
     CheckpointMismatchError,

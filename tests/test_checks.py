@@ -24,7 +24,7 @@ def _latency(median: float, gpu: str | None, **key) -> Record:
 
 def test_latency_is_judged_only_on_the_claims_own_gpu_within_the_suite_tolerance():
     tiny = load_zoo().get("tiny")
-    unit = Unit(tiny, "latency", "tensorrt", "cuda", "fp16")
+    unit = Unit.of(tiny, "latency", "tensorrt", "cuda", "fp16")
     ten = Tolerance(relative=0.1)
     claim = latency_claim(tiny, unit, "NVIDIA GeForce RTX 3090")
     assert float(claim.value) == 0.98 and claim.hardware == "NVIDIA RTX 3090"
@@ -100,7 +100,7 @@ def test_an_import_error_of_ours_is_a_failed_unit_with_its_traceback(monkeypatch
         unregister_check,
     )
     from rtmbench.run.runner import run_unit
-    from rtmbench.spec.checks import ComplexitySpec
+    from rtmbench.spec.check_specs import ComplexitySpec
 
     ours = _module_of_ours(monkeypatch, tmp_path, "buggy", "from rtmbench.errors import Nope\n")
 
@@ -113,7 +113,7 @@ def test_an_import_error_of_ours_is_a_failed_unit_with_its_traceback(monkeypatch
 
     register_check(Buggy)
     try:
-        result = run_unit(Unit(load_zoo().get("tiny"), "buggy-import"), ComplexitySpec(),
+        result = run_unit(Unit.of(load_zoo().get("tiny"), "buggy-import"), ComplexitySpec(),
                           CheckContext(None, tmp_path, {}))
     finally:
         unregister_check("buggy-import")

@@ -77,10 +77,12 @@ def test_evaluate_and_latency_check_their_inputs_before_importing_torch(tmp_path
         (["evaluate", "tiny", "--coco", str(coco), "--checkpoint", str(tmp_path / "no.pth")], 2),
         (["latency", "huge"], 2),
         (["latency", "tiny", "--iterations", "0"], 2),
+        (["latency", "tiny", "--input-size", "10", "64"], 2),
         (["latency", "tiny", "--weights", "nope"], 2),
         (["latency", "tiny", "--checkpoint", str(tmp_path / "no.pth")], 2),
         (["export", "tiny", "-o", str(a_file)], 2),                       # exists, no --force
         (["export", "tiny", "-o", str(tmp_path / "m.onnx"), "--weights", "nope"], 2),
+        (["export", "tiny", "-o", str(tmp_path / "m.onnx"), "--batch", "0"], 2),
     ]
     code = ("import json, sys\n"
             "from rtmbench.cli import main\n"

@@ -22,7 +22,7 @@ import pytest
 from rtmbench.cli import main
 from rtmbench.data.synthetic import make_synthetic_coco
 from rtmbench.errors import DatasetMissing
-from rtmbench.spec.datasets import COMPLETE_MARKER
+from rtmbench.spec.fetched_datasets import COMPLETE_MARKER
 from tests.fetch_fixtures import SRC
 from tests.http_server import LoopbackServer
 
@@ -341,7 +341,7 @@ def test_a_folder_without_the_marker_is_not_a_fetched_coco(cache, coco_archives,
     latency = LatencySpec(targets=[{"backends": ["torch"], "devices": ["cpu"],
                                     "precisions": ["fp32"]}],
                           accuracy={"images": 1, "dataset": "${RTMBENCH_COCO}"})
-    unit = Unit(load_zoo().get("tiny"), "latency", "torch", "cpu", "fp32",
+    unit = Unit.of(load_zoo().get("tiny"), "latency", "torch", "cpu", "fp32",
                 input_size=(320, 320), batch=1)
     images, described = accuracy_images(unit, latency, CheckContext(None, tmp_path, {}))
     assert described == str(target) and images.ground_truth is not None
@@ -433,7 +433,7 @@ def test_a_full_disk_while_extracting_deletes_the_half_made_folder(cache, coco_a
 
 def test_members_of_two_archives_may_not_collide(coco_archives, tmp_path):
     from rtmbench.sources.archive import extract
-    from rtmbench.sources.errors import DatasetArchiveError
+    from rtmbench.sources.fetch_errors import DatasetArchiveError
     from rtmbench.spec.zoo import Archive
 
     path = tmp_path / VAL

@@ -11,7 +11,7 @@ from torch import nn
 
 from rtmbench.measure.backends import BACKENDS, BackendError, BackendUnavailable, get_backend
 from rtmbench.measure.backends import compile_backend as cb
-from rtmbench.spec.checks import LatencySpec, LatencyTargets
+from rtmbench.spec.check_specs import LatencySpec, LatencyTargets
 
 HAS_CUDA = torch.cuda.is_available()
 

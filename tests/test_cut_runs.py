@@ -223,7 +223,7 @@ def test_plan_keys_of_a_fake_suite_in_run_order(tmp_path):
 
 
 def test_a_check_cannot_declare_its_units_where_the_gate_cannot_see_them():
-    from rtmbench.spec.checks import CheckSpec
+    from rtmbench.spec.check_specs import CheckSpec
 
     class Hidden(Check):
         name = "hidden"
@@ -263,7 +263,7 @@ def test_a_latency_record_that_contradicts_itself_is_unusable_input(tmp_path, ca
 
 
 def test_stored_samples_within_their_rounding_and_subsampling_are_consistent(tmp_path):
-    from rtmbench.records.model import LatencyMetrics
+    from rtmbench.records.record import LatencyMetrics
 
     samples_s = [0.030 + 0.00001 * ((i * 7919) % 1000) for i in range(5001)]
     import numpy as np

@@ -189,7 +189,7 @@ def test_unknown_profile_is_refused(tmp_path):
 def test_a_non_square_input_fits_every_image(size):
     """mmcv's rescale overflows one side of a non-square input; the pipeline fits it instead
     (export's probe batch and the accuracy images both go through it)."""
-    from rtmbench.run.model import calibration_batch
+    from rtmbench.run.build import calibration_batch
     from rtmbench.spec.zoo import load_zoo
 
     batch = calibration_batch(load_zoo().get("tiny"), num_images=3, input_size=size)

@@ -20,7 +20,7 @@ from rtmbench.measure.evaluation import (
 from rtmbench.run import runner
 from rtmbench.run.checks import CheckContext
 from rtmbench.run.runner import plan, run_unit
-from rtmbench.spec.checks import BoxAPSpec, resolve_device
+from rtmbench.spec.check_specs import BoxAPSpec, resolve_device
 from rtmbench.spec.suite import load_suite
 from rtmbench.spec.zoo import load_zoo
 
@@ -28,8 +28,11 @@ from rtmbench.spec.zoo import load_zoo
 @pytest.fixture
 def fake_gpu(monkeypatch):
     """A machine whose torch and hardware provenance see a GPU (nothing runs on it)."""
+    from rtmbench.measure.backends import base
+
     monkeypatch.setattr(runner, "gpu_name", lambda: "NVIDIA H200 (simulated)")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(base, "cuda_unavailable_reason", lambda: None)
 
 
 @pytest.fixture
@@ -93,7 +96,7 @@ def test_a_requested_gpu_that_is_missing_is_not_run(tmp_path, no_gpu, capsys):
                  "--random-weights", "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert code == 3, err
-    assert "device cuda was asked for" in err and "--device auto" in err
+    assert "--device: device cuda was asked for" in err and "use device auto or cpu" in err
     assert not (tmp_path / "out").exists()  # nothing started
 
 
@@ -116,25 +119,29 @@ def test_fp16_on_a_machine_where_auto_chose_the_cpu_is_unusable_input(tmp_path, 
 
 
 def test_the_box_ap_unit_runs_where_it_was_planned(fake_gpu, monkeypatch, tmp_path):
-    """The check hands the planned device to the evaluation, with the device's defaults left to
-    it, in FP32; the record's key says cuda."""
+    """The check hands the planned device to the evaluation, in FP32, with the device's
+    defaults decided by the request's builder (as for `rtmbench evaluate`); the record's key
+    says cuda."""
     seen = {}
 
-    def fake_evaluate(entry, root, **kwargs):
-        seen.update(kwargs)
+    def fake_evaluate(entry, model, request):
+        seen["request"] = request
         return EvalResult({"coco": {"AP": 0.25}}, 4, tmp_path / "detections.json",
-                          manifest={"device": kwargs["device"], "batch_size": 32,
-                                    "precision": kwargs["precision"]})
+                          manifest={"device": request.device, "batch_size": request.batch_size,
+                                    "precision": request.precision})
 
     monkeypatch.setattr(evaluation, "evaluate", fake_evaluate)
+    monkeypatch.setattr(evaluation.os, "sched_getaffinity", lambda pid: set(range(16)),
+                        raising=False)
     suite = load_suite("reproduce")
     spec = BoxAPSpec(synthetic=4, weights="random-init")
     ((unit, _),) = [(u, s) for u, s in plan(_one_box_ap_suite(tmp_path), load_zoo())]
     assert unit.key.device == "cuda"
     result = run_unit(unit, spec, CheckContext(suite, tmp_path, {"gpu": "NVIDIA H200"}, False))
     assert str(result.status) == "measured", result.reason
-    assert seen["device"] == "cuda" and seen["precision"] == "fp32"
-    assert seen["batch_size"] is None and seen["workers"] is None  # suited to the device
+    request = seen["request"]
+    assert request.device == "cuda" and request.precision == "fp32"
+    assert request.batch_size == 32 and request.workers == 12  # suited to the device
     assert result.provenance["evaluation"] == {"device": "cuda", "batch_size": 32,
                                                "precision": "fp32"}
 

@@ -26,6 +26,8 @@ def all_error_classes() -> list[type[RtmbenchError]]:
 # What each class means for a unit; a new class must be added here on purpose.
 EXPECTED = {
     "rtmbench.errors.RtmbenchError": "failed",
+    "rtmbench.errors.Failed": "failed",            # a failed unit, a regression, a missed claim
+    "rtmbench.run.request_builder.RequestError": "failed",  # a request out of its bounds
     "rtmbench.errors.MissingPrerequisite": "not run",
     "rtmbench.errors.InputError": "failed",
     "rtmbench.errors.DatasetError": "failed",
@@ -35,18 +37,19 @@ EXPECTED = {
     "rtmbench.errors.OutputNotWritable": "failed",    # a full disk: fix it, then resume
     "rtmbench.errors.DeviceMissing": "not run",
     "rtmbench.errors.NonFiniteOutputs": "failed",        # NaN/inf from a network or engine
-    "rtmbench.sources.errors.CheckpointError": "failed",
-    "rtmbench.sources.errors.WeightsUnavailable": "not run",
-    "rtmbench.sources.errors.DownloadError": "not run",
-    "rtmbench.sources.errors.OfflineError": "not run",
-    "rtmbench.sources.errors.HashMismatchError": "failed",
-    "rtmbench.sources.errors.UnsafeCheckpointError": "failed",
-    "rtmbench.sources.errors.CheckpointMismatchError": "failed",
-    "rtmbench.sources.errors.SizeLimitError": "failed",     # a source serves too much: not ours
-    "rtmbench.sources.errors.CacheNotWritable": "failed",   # the user's setup must be fixed
-    "rtmbench.sources.errors.UnsafeCachePath": "failed",    # a planted link: never followed
-    "rtmbench.sources.errors.DatasetArchiveError": "failed",  # wrong hash, unsafe entry, caps
-    "rtmbench.sources.errors.DatasetUnavailable": "not run",  # no source delivered an archive
+    "rtmbench.sources.fetch_errors.CheckpointError": "failed",
+    "rtmbench.sources.fetch_errors.WeightsUnavailable": "not run",
+    "rtmbench.sources.fetch_errors.DownloadError": "not run",
+    "rtmbench.sources.fetch_errors.OfflineError": "not run",
+    "rtmbench.sources.fetch_errors.HashMismatchError": "failed",
+    "rtmbench.sources.fetch_errors.UnsafeCheckpointError": "failed",
+    "rtmbench.sources.fetch_errors.CheckpointMismatchError": "failed",
+    # a source serves too much: not ours
+    "rtmbench.sources.fetch_errors.SizeLimitError": "failed",
+    "rtmbench.sources.fetch_errors.CacheNotWritable": "failed",   # the user's setup must be fixed
+    "rtmbench.sources.fetch_errors.UnsafeCachePath": "failed",    # a planted link: never followed
+    "rtmbench.sources.fetch_errors.DatasetArchiveError": "failed",  # wrong hash, unsafe entry, caps
+    "rtmbench.sources.fetch_errors.DatasetUnavailable": "not run",  # no source delivered an archive
     "rtmbench.measure.export.ExportError": "failed",
     "rtmbench.measure.backends.base.BackendUnavailable": "not run",
     "rtmbench.measure.backends.base.BackendError": "failed",

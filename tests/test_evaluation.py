@@ -14,9 +14,10 @@ from rtmbench.cli import main
 from rtmbench.data import make_synthetic_coco
 from rtmbench.errors import InputError
 from rtmbench.measure import evaluation
+from rtmbench.measure.eval_plan import EvaluationRequest
 from rtmbench.measure.evaluation import evaluate, merge_shards
 from rtmbench.measure.scoring import CONVENTIONS, score
-from rtmbench.run.model import network
+from rtmbench.run.build import network
 from rtmbench.sources import CheckpointMismatchError, load_checkpoint
 from rtmbench.spec.zoo import load_zoo
 from tests.conftest import well_conditioned_state_dict
@@ -54,8 +55,8 @@ def setup(tmp_path_factory):
     checkpoint = base / "tiny.pth"
     torch.save({"state_dict": low_score_tiny().state_dict(), "meta": {"note": "test"}},
                checkpoint)
-    reference = evaluate(load_zoo(zoo).get("tiny"), coco, model=low_score_tiny(),
-                         out_dir=base / "reference", batch_size=BATCH, workers=2, progress=False)
+    reference = evaluate(load_zoo(zoo).get("tiny"), low_score_tiny(), EvaluationRequest(
+        coco, base / "reference", batch_size=BATCH, workers=2, progress=False))
     return coco, checkpoint, reference, base, zoo
 
 
@@ -89,8 +90,8 @@ def test_end_to_end_writes_valid_coco_results(setup):
 
 def test_rerun_resumes_with_nothing_left_to_do(setup):
     coco, _, ref, base, zoo = setup
-    again = evaluate(load_zoo(zoo).get("tiny"), coco, model=low_score_tiny(),
-                     out_dir=base / "reference", batch_size=BATCH, workers=0, progress=False)
+    again = evaluate(load_zoo(zoo).get("tiny"), low_score_tiny(), EvaluationRequest(
+        coco, base / "reference", batch_size=BATCH, workers=0, progress=False))
     assert again.newly_inferred == 0 and again.metrics == ref.metrics
 
 
@@ -108,11 +109,11 @@ def test_interrupted_run_resumes_to_identical_metrics(setup, tmp_path, monkeypat
 
     monkeypatch.setattr(evaluation, "_append_lines", append_then_crash)
     with pytest.raises(KeyboardInterrupt):
-        evaluate(load_zoo(zoo).get("tiny"), coco, model=model_from(checkpoint), out_dir=tmp_path,
-                 batch_size=BATCH, workers=0, progress=False)
+        evaluate(load_zoo(zoo).get("tiny"), model_from(checkpoint), EvaluationRequest(
+            coco, tmp_path, batch_size=BATCH, workers=0, progress=False))
     monkeypatch.setattr(evaluation, "_append_lines", real_append)
-    resumed = evaluate(load_zoo(zoo).get("tiny"), coco, model=model_from(checkpoint),
-                       out_dir=tmp_path, batch_size=BATCH, workers=0, progress=False)
+    resumed = evaluate(load_zoo(zoo).get("tiny"), model_from(checkpoint), EvaluationRequest(
+        coco, tmp_path, batch_size=BATCH, workers=0, progress=False))
     assert resumed.newly_inferred == NUM_IMAGES - BATCH
     assert resumed.metrics == ref.metrics
     assert resumed.detections_path.read_bytes() == ref.detections_path.read_bytes()
@@ -164,9 +165,9 @@ def test_killed_cli_run_resumes_to_identical_metrics(setup, tmp_path):
 def test_shards_merge_to_the_single_process_result(setup, tmp_path):
     coco, checkpoint, ref, _, zoo = setup
     for i in range(3):
-        result = evaluate(load_zoo(zoo).get("tiny"), coco, model=model_from(checkpoint),
-                          out_dir=tmp_path / f"shard{i}", batch_size=BATCH, workers=0,
-                          shard=(i, 3), progress=False)
+        result = evaluate(load_zoo(zoo).get("tiny"), model_from(checkpoint), EvaluationRequest(
+            coco, tmp_path / f"shard{i}", batch_size=BATCH, workers=0, shard=(i, 3),
+            progress=False))
         assert result.metrics == {}
     merged = merge_shards([tmp_path / f"shard{i}" for i in range(3)], coco, tmp_path / "all")
     assert merged.metrics == ref.metrics
@@ -178,12 +179,11 @@ def test_shards_merge_to_the_single_process_result(setup, tmp_path):
 def test_different_settings_in_the_same_directory_are_refused(setup):
     coco, _, _, base, zoo = setup
     with pytest.raises(InputError, match="batch_size.*differ"):
-        evaluate(load_zoo(zoo).get("tiny"), coco, model=low_score_tiny(),
-                 out_dir=base / "reference",
-                 batch_size=BATCH + 1, workers=0, progress=False)
+        evaluate(load_zoo(zoo).get("tiny"), low_score_tiny(), EvaluationRequest(
+            coco, base / "reference", batch_size=BATCH + 1, workers=0, progress=False))
     with pytest.raises(InputError, match="weights_sha256"):
-        evaluate(load_zoo(zoo).get("tiny"), coco, model=network("tiny"),
-                 out_dir=base / "reference", batch_size=BATCH, workers=0, progress=False)
+        evaluate(load_zoo(zoo).get("tiny"), network("tiny"), EvaluationRequest(
+            coco, base / "reference", batch_size=BATCH, workers=0, progress=False))
 
 
 def test_checkpoint_and_cli_errors_are_one_paragraph(setup, tmp_path, capsys):
@@ -236,8 +236,8 @@ def test_claim_test_cfg_variant_is_used_and_recorded(setup, tmp_path):
     threshold = sorted(d["score"] for d in everything)[len(everything) // 2]
     variant = entry.test_cfg_variants["pre-pr9494"].model_copy(
         update={"score_thr": threshold, "max_per_img": 300, "nms_pre": 30000})
-    result = evaluate(entry, coco, model=model_from(checkpoint), out_dir=tmp_path / "old",
-                      batch_size=BATCH, workers=0, progress=False, test_cfg=variant)
+    result = evaluate(entry, model_from(checkpoint), EvaluationRequest(
+        coco, tmp_path / "old", batch_size=BATCH, workers=0, progress=False, test_cfg=variant))
     assert result.manifest["test_cfg"]["score_thr"] == threshold
     kept = json.loads(result.detections_path.read_text())
     assert kept and min(d["score"] for d in kept) > threshold
@@ -271,10 +271,10 @@ def test_cli_offline_without_checkpoint_says_which_file_to_put_where(setup, tmp_
 
 def test_stage_timings_are_filled_only_when_asked(setup, tmp_path):
     coco, checkpoint, ref, _, zoo = setup
-    timings: dict = {}
-    result = evaluate(load_zoo(zoo).get("tiny"), coco, model=model_from(checkpoint),
-                      out_dir=tmp_path / "timed", batch_size=BATCH, workers=1, progress=False,
-                      timings=timings)
+    assert ref.timings is None  # not asked for
+    result = evaluate(load_zoo(zoo).get("tiny"), model_from(checkpoint), EvaluationRequest(
+        coco, tmp_path / "timed", batch_size=BATCH, workers=1, progress=False, timings=True))
+    timings = result.timings
     assert result.metrics == ref.metrics  # timing changes nothing
     stages = timings["stages_s"]
     for stage in ("loader_wait", "decode_resize_pad_in_workers", "h2d_normalize", "forward",
@@ -292,12 +292,12 @@ def test_stage_timings_are_filled_only_when_asked(setup, tmp_path):
 
 def test_precision_and_workers_rules(setup, tmp_path, monkeypatch):
     coco, _, _, _, zoo = setup
-    with pytest.raises(InputError, match="fp16 needs --device cuda"):
-        evaluate(load_zoo(zoo).get("tiny"), coco, model=low_score_tiny(), out_dir=tmp_path,
-                 precision="fp16", progress=False)
+    with pytest.raises(InputError, match="precision fp16 needs device cuda"):
+        evaluate(load_zoo(zoo).get("tiny"), low_score_tiny(), EvaluationRequest(
+            coco, tmp_path, precision="fp16", progress=False))
     with pytest.raises(InputError, match="unknown precision"):
-        evaluate(load_zoo(zoo).get("tiny"), coco, model=low_score_tiny(), out_dir=tmp_path,
-                 precision="int8", progress=False)
+        evaluate(load_zoo(zoo).get("tiny"), low_score_tiny(), EvaluationRequest(
+            coco, tmp_path, precision="int8", progress=False))
     # the rule on every kind of machine, not only on the cores this one has
     for cores, cpu, cuda in ((1, 1, 1), (2, 2, 1), (3, 2, 1), (4, 2, 2), (14, 2, 12),
                              (64, 2, 12)):
@@ -308,7 +308,7 @@ def test_precision_and_workers_rules(setup, tmp_path, monkeypatch):
             (cpu, cuda), cores
     from pydantic import ValidationError
 
-    from rtmbench.spec.checks import BoxAPSpec
+    from rtmbench.spec.check_specs import BoxAPSpec
     with pytest.raises(ValidationError, match="fp16 needs device cuda"):
         BoxAPSpec(synthetic=4, precision="fp16")
     assert BoxAPSpec(synthetic=4, device="cuda", precision="fp16").workers is None
@@ -359,8 +359,8 @@ def test_non_finite_network_outputs_fail_the_evaluation_and_nothing_of_them_is_k
 
     model.register_forward_hook(nan_on_second_batch)
     with pytest.raises(NonFiniteOutputs, match=r"NaN or infinite outputs \(fp32, cpu\)") as err:
-        evaluate(load_zoo(zoo).get("tiny"), coco, model=model, out_dir=tmp_path,
-                 batch_size=BATCH, workers=0, progress=False)
+        evaluate(load_zoo(zoo).get("tiny"), model, EvaluationRequest(
+            coco, tmp_path, batch_size=BATCH, workers=0, progress=False))
     assert err.value.outcome == "failed" and err.value.exit_code == 1
     kept = [json.loads(line)["image_id"] for f in tmp_path.rglob("*.jsonl")
             for line in f.read_text().splitlines() if line.strip()]

@@ -17,11 +17,13 @@ from rtmbench.measure.export import (
     fold_batchnorm,
     ort_cpu_session,
 )
-from rtmbench.run.model import network
+from rtmbench.measure.requests import ExportRequest
+from rtmbench.run.build import network
 from tests.conftest import well_conditioned_state_dict
 
 pytest.importorskip("onnxruntime", reason="the onnx extra (onnxruntime) is not installed")
 HW = (96, 128)  # small, and not square: catches a swapped H/W
+AT_HW = ExportRequest(input_hw=HW)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +46,7 @@ def test_fold_batchnorm_keeps_outputs_and_removes_bn(tiny):
 
 def test_export_parity_with_onnxruntime(tiny, tmp_path):
     path = tmp_path / "tiny.onnx"
-    report = export_and_check(tiny, path, HW)
+    report = export_and_check(tiny, path, AT_HW)
     assert path.exists() and report.ok
     assert list(report.max_abs_error) == ["cls_8", "cls_16", "cls_32", "box_8", "box_16",
                                           "box_32"]
@@ -60,7 +62,7 @@ def test_export_parity_with_onnxruntime(tiny, tmp_path):
 
 
 def test_dynamic_batch(tiny, tmp_path):
-    path = export_onnx(tiny, tmp_path / "dyn.onnx", HW, dynamic_batch=True)
+    path = export_onnx(tiny, tmp_path / "dyn.onnx", ExportRequest(input_hw=HW, dynamic_batch=True))
     report = check_parity(tiny, path, HW, batch=3)
     assert report.ok
     session = ort_cpu_session(path)
@@ -71,14 +73,21 @@ def test_dynamic_batch(tiny, tmp_path):
 def test_disagreement_fails(tiny, tmp_path, monkeypatch):
     other = network("tiny")
     other.load_state_dict(well_conditioned_state_dict(other, seed=1))
-    path = export_onnx(other, tmp_path / "other.onnx", HW)
+    path = export_onnx(other, tmp_path / "other.onnx", AT_HW)
     report = check_parity(tiny, path, HW)
     assert not report.ok and report.worst > 1e-2
     import rtmbench.measure.export as export
 
     monkeypatch.setattr(export, "export_onnx", lambda *a, **k: path)  # writes the wrong model
-    with pytest.raises(ExportError, match="disagrees with PyTorch"):
-        export.export_and_check(tiny, tmp_path / "x.onnx", HW)
+    with pytest.raises(ExportError, match="disagrees with PyTorch") as err:
+        export.export_and_check(tiny, tmp_path / "x.onnx", AT_HW)
+    # the fix names the request's fields; the command line adds its flags for them
+    assert err.value.fields == ("opset", "fold_bn") and "--" not in str(err.value)
+    assert "Try another opset, or export without BN folding" in str(err.value)
+    import pickle
+
+    again = pickle.loads(pickle.dumps(err.value))  # from a worker process: fields kept
+    assert str(again) == str(err.value) and again.fields == ("opset", "fold_bn")
 
 
 def test_cli_export(tmp_path, capsys):
@@ -107,8 +116,8 @@ def test_fp16_export_is_fp16_inside_fp32_at_the_edges(tiny, tmp_path):
     from onnx import TensorProto
 
     path = tmp_path / "tiny16.onnx"
-    report = export_and_check(tiny, path, HW, precision="fp16",
-                              fp16_converter="onnxconverter-common")
+    report = export_and_check(tiny, path, ExportRequest(input_hw=HW, precision="fp16",
+                                                        fp16_converter="onnxconverter-common"))
     model = onnx.load(path)
     onnx.checker.check_model(model, full_check=True)
     assert [i.type.tensor_type.elem_type for i in model.graph.input] == [TensorProto.FLOAT]
@@ -150,14 +159,16 @@ def test_fp16_tolerance_covers_fp16_arithmetic(tiny):
 def test_fp16_export_of_a_wrong_model_fails_its_check(tiny, tmp_path, monkeypatch):
     other = network("tiny")
     other.load_state_dict(well_conditioned_state_dict(other, seed=1))
-    path = export_onnx(other, tmp_path / "other16.onnx", HW, precision="fp16",
-                       fp16_converter="onnxconverter-common")
+    path = export_onnx(other, tmp_path / "other16.onnx",
+                       ExportRequest(input_hw=HW, precision="fp16",
+                                     fp16_converter="onnxconverter-common"))
     assert not check_parity(tiny, path, HW).ok  # precision read from the file's metadata
     import rtmbench.measure.export as export
 
     monkeypatch.setattr(export, "export_onnx", lambda *a, **k: path)
     with pytest.raises(ExportError, match="of fp16 files"):
-        export.export_and_check(tiny, tmp_path / "x.onnx", HW, precision="fp16")
+        export.export_and_check(tiny, tmp_path / "x.onnx",
+                                ExportRequest(input_hw=HW, precision="fp16"))
 
 
 def test_fp16_converter_choice(tiny, tmp_path, monkeypatch):
@@ -172,7 +183,8 @@ def test_fp16_converter_choice(tiny, tmp_path, monkeypatch):
 
     monkeypatch.setattr(export, "_modelopt_autocast", lambda: None)
     with pytest.raises(PackageMissing, match="nvidia-modelopt"):
-        export_onnx(tiny, tmp_path / "a.onnx", HW, precision="fp16", fp16_converter="modelopt")
+        export_onnx(tiny, tmp_path / "a.onnx",
+                    ExportRequest(input_hw=HW, precision="fp16", fp16_converter="modelopt"))
     calls = []
 
     def convert_to_mixed_precision(onnx_path, low_precision_type, keep_io_types):
@@ -187,7 +199,7 @@ def test_fp16_converter_choice(tiny, tmp_path, monkeypatch):
 
     fake = types.SimpleNamespace(convert_to_mixed_precision=convert_to_mixed_precision)
     monkeypatch.setattr(export, "_modelopt_autocast", lambda: fake)
-    path = export_onnx(tiny, tmp_path / "b.onnx", HW, precision="fp16")
+    path = export_onnx(tiny, tmp_path / "b.onnx", ExportRequest(input_hw=HW, precision="fp16"))
     assert calls == [("fp16", True)]
     assert export.onnx_metadata(path)["rtmbench.fp16_converter"].startswith("modelopt-autocast")
 
@@ -239,6 +251,8 @@ def test_export_writes_to_o_only_once_the_file_is_checked(tmp_path, capsys, monk
         assert main(argv + extra) == code
         err = capsys.readouterr().err
         assert "Traceback" not in err and (code == 130 or str(out) in err), err
+        if failure == "disagree":  # the fix, named by the command's flags
+            assert "(flags: --opset, --no-fold-bn)" in err, err
         if not extra:
             assert _leftovers(tmp_path) == []
             out.write_bytes(b"the user's previous file")

@@ -15,7 +15,7 @@ import torch
 
 from rtmbench.cli import main
 from rtmbench.records import read_run
-from rtmbench.run.model import network
+from rtmbench.run.build import network
 from rtmbench.spec.zoo import load_zoo
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,6 +11,7 @@ import rtmbench.measure.backends.torch_backend as torch_backend
 from rtmbench.judge.judgement import Mark, judge_unit
 from rtmbench.measure.gpu_conditions import GpuProbe, conditions, decode_reasons, open_probe
 from rtmbench.measure.latency import measure_latency
+from rtmbench.measure.requests import LatencyRequest, Protocol
 from rtmbench.spec.zoo import load_zoo
 from tests.test_accuracy import _latency_record, _Tolerances
 
@@ -52,11 +53,12 @@ def test_a_cuda_latency_records_conditions_and_a_throttled_run_is_unreliable(nvm
     real_prepare = torch_backend.TorchBackend.prepare
     monkeypatch.setattr(torch_backend.TorchBackend, "unavailable", lambda self, d, p: None)
     monkeypatch.setattr(torch_backend.TorchBackend, "prepare",
-                        lambda self, m, x, d, p, **k: real_prepare(self, m, x, "cpu", "fp32"))
+                        lambda self, m, x, d, p, *a, **k: real_prepare(self, m, x, "cpu", "fp32"))
     nvml.reasons = [0x1, 0x8]  # idle before timing, hardware slowdown after it
-    result = measure_latency(load_zoo().get("tiny"), "torch", "cuda", "fp32", input_hw=(64, 64),
-                             warmup_s=0.0, min_iterations=2, min_duration_s=0.0,
-                             reference=False)
+    request = LatencyRequest("torch", "cuda", "fp32", input_hw=(64, 64), reference=False,
+                             protocol=Protocol(warmup_s=0.0, min_iterations=2,
+                                               min_duration_s=0.0))
+    result = measure_latency(load_zoo().get("tiny"), request)
     assert result.status == "measured"
     assert result.metrics["throttled"] is True
     assert result.metrics["throttle_reasons"] == ["hw_slowdown"]

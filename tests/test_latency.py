@@ -8,15 +8,22 @@ import json
 import pytest
 import torch
 
-from rtmbench.cli import _latency_claims, main
+from rtmbench.cli import main
 from rtmbench.errors import InputError
 from rtmbench.measure.latency import LatencyResult, count_model_flops, measure_latency
+from rtmbench.measure.requests import LatencyRequest, Protocol
 from rtmbench.measure.timing import FakeTimer
-from rtmbench.run.model import network
+from rtmbench.run.build import network
+from rtmbench.run.latency_command import latency_claims
 from rtmbench.spec.zoo import load_zoo
 
 HW = (64, 96)
-QUICK = dict(input_hw=HW, warmup_s=0.05, min_iterations=5, min_duration_s=0.05)
+QUICK_PROTOCOL = Protocol(warmup_s=0.05, min_iterations=5, min_duration_s=0.05)
+
+
+def quick(backend: str, device: str = "cpu", precision: str = "fp32") -> LatencyRequest:
+    """A short timing of ``backend`` at HW."""
+    return LatencyRequest(backend, device, precision, input_hw=HW, protocol=QUICK_PROTOCOL)
 METRICS = ("median_ms", "mean_ms", "min_ms", "p90_ms", "p99_ms", "stdev_ms", "cv",
            "throughput_ips", "samples")
 HAS_CUDA = torch.cuda.is_available()
@@ -44,7 +51,7 @@ def _check_measured(result: LatencyResult):
 
 
 def test_torch_cpu_measured(tiny_entry):
-    result = measure_latency(tiny_entry, "torch", "cpu", "fp32", **QUICK)
+    result = measure_latency(tiny_entry, quick("torch"))
     _check_measured(result)
     assert result.details["layout"] == "channels_last" and result.details["bn_folded"]
     assert result.input_hw == HW
@@ -52,7 +59,7 @@ def test_torch_cpu_measured(tiny_entry):
 
 def test_onnxruntime_cpu_measured(tiny_entry):
     pytest.importorskip("onnxruntime", reason="the onnx extra (onnxruntime) is not installed")
-    result = measure_latency(tiny_entry, "onnxruntime", "cpu", "fp32", **QUICK)
+    result = measure_latency(tiny_entry, quick("onnxruntime"))
     _check_measured(result)
     assert result.details["providers"] == ["CPUExecutionProvider"]
     assert result.details["graph_optimization"] == "ORT_ENABLE_ALL"
@@ -61,9 +68,10 @@ def test_onnxruntime_cpu_measured(tiny_entry):
 def test_statistics_through_measure_latency_with_a_fake_timer(tiny_entry):
     # Model calls take 20 ms, then the reference conv's take 4 ms (its own FakeTimer phase).
     durations = itertools.chain([0.020] * 8, itertools.repeat(0.004))
-    result = measure_latency(tiny_entry, "torch", "cpu", "fp32", input_hw=HW, warmup_s=0.0,
-                             min_iterations=5, min_duration_s=0.0,
-                             timer=FakeTimer(durations), batch=1)
+    request = LatencyRequest("torch", "cpu", "fp32", input_hw=HW, batch=1,
+                             protocol=Protocol(warmup_s=0.0, min_iterations=5,
+                                               min_duration_s=0.0))
+    result = measure_latency(tiny_entry, request, timer=FakeTimer(durations))
     assert result.metrics["median_ms"] == pytest.approx(20.0)
     assert result.metrics["stdev_ms"] == 0.0 and result.metrics["samples"] == 5
     assert result.metrics["throughput_ips"] == pytest.approx(50.0)
@@ -77,7 +85,7 @@ def test_statistics_through_measure_latency_with_a_fake_timer(tiny_entry):
 @pytest.mark.parametrize("backend,precision", [("torch", "fp32"), ("torch", "fp16"),
                                                ("onnxruntime", "fp32"), ("tensorrt", "fp16")])
 def test_cuda_backends_not_run_without_gpu(tiny_entry, backend, precision):
-    result = measure_latency(tiny_entry, backend, "cuda", precision, **QUICK)
+    result = measure_latency(tiny_entry, quick(backend, "cuda", precision))
     assert result.status == "not run" and result.metrics == {}
     assert result.achieved_gflops is None and result.environment["cpu"]
     assert "CUDA" in result.reason or "onnxruntime" in result.reason
@@ -89,7 +97,7 @@ def test_cuda_backends_not_run_without_gpu(tiny_entry, backend, precision):
     ("onnxruntime", "cpu", "fp16", "fp32 only"),
 ])
 def test_impossible_combinations_are_not_run(tiny_entry, backend, device, precision, fragment):
-    result = measure_latency(tiny_entry, backend, device, precision, **QUICK)
+    result = measure_latency(tiny_entry, quick(backend, device, precision))
     assert result.status == "not run" and fragment in result.reason
 
 
@@ -104,16 +112,18 @@ def test_missing_tensorrt_package_is_the_reason(tiny_entry, monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "tensorrt" else real(name, *a))
-    result = measure_latency(tiny_entry, "tensorrt", "cuda", "fp16", **QUICK)
+    result = measure_latency(tiny_entry, quick("tensorrt", "cuda", "fp16"))
     assert result.status == "not run" and "tensorrt Python package is not installed" in \
         result.reason
 
 
 def test_unknown_names_are_user_errors(tiny_entry):
     with pytest.raises(InputError, match="unknown backend"):
-        measure_latency(tiny_entry, "tvm", "cpu", "fp32")
+        measure_latency(tiny_entry, LatencyRequest("tvm", "cpu", "fp32"))
     with pytest.raises(InputError, match="unknown precision"):
-        measure_latency(tiny_entry, "torch", "cpu", "int8")
+        measure_latency(tiny_entry, LatencyRequest("torch", "cpu", "int8"))
+    with pytest.raises(InputError, match="unknown device 'gpu'"):
+        LatencyRequest("torch", "gpu", "fp32")
 
 
 def _result(gpu, backend="tensorrt", precision="fp16", status="measured", median=1.96):
@@ -124,20 +134,20 @@ def _result(gpu, backend="tensorrt", precision="fp16", status="measured", median
 
 def test_claims_are_judged_only_on_the_same_hardware(tiny_entry):
     """What `rtmbench latency` prints beside a result: the judge on equal footing only."""
-    same = _latency_claims(_result("NVIDIA GeForce RTX 3090"), tiny_entry)
+    same = latency_claims(_result("NVIDIA GeForce RTX 3090"), tiny_entry)
     by_hw = {c["hardware"]: c for c in same}
     assert by_hw["NVIDIA RTX 3090"]["verdict"] == "miss"  # 1.96 ms vs 0.98 ms: +100%
     assert "+100%" in by_hw["NVIDIA RTX 3090"]["explanation"]
     assert by_hw["NVIDIA T4"]["verdict"] == "not comparable"
-    fast = _latency_claims(_result("NVIDIA GeForce RTX 3090", median=1.0), tiny_entry)
+    fast = latency_claims(_result("NVIDIA GeForce RTX 3090", median=1.0), tiny_entry)
     assert {c["hardware"]: c["verdict"] for c in fast}["NVIDIA RTX 3090"] == "ok"
-    h100 = _latency_claims(_result("NVIDIA H100 80GB HBM3"), tiny_entry)
+    h100 = latency_claims(_result("NVIDIA H100 80GB HBM3"), tiny_entry)
     assert {c["verdict"] for c in h100} == {"not comparable"}
-    cpu = _latency_claims(_result(None, "onnxruntime", "fp32"), tiny_entry)
+    cpu = latency_claims(_result(None, "onnxruntime", "fp32"), tiny_entry)
     assert {c["verdict"] for c in cpu} == {"not comparable"}
-    torch_same_gpu = _latency_claims(_result("NVIDIA GeForce RTX 3090", "torch"), tiny_entry)
+    torch_same_gpu = latency_claims(_result("NVIDIA GeForce RTX 3090", "torch"), tiny_entry)
     assert all("backend" in c["explanation"] for c in torch_same_gpu)
-    not_run = _latency_claims(_result(None, status="not run"), tiny_entry)
+    not_run = latency_claims(_result(None, status="not run"), tiny_entry)
     assert {c["verdict"] for c in not_run} == {"not measured"}
 
 

@@ -12,15 +12,20 @@ import json
 import pytest
 import torch
 
-from rtmbench.cli import _latency_claims
 from rtmbench.measure.latency import measure_latency
+from rtmbench.measure.requests import BackendOptions, LatencyRequest, Protocol
+from rtmbench.run.latency_command import latency_claims
 from rtmbench.spec.zoo import load_zoo
 
 pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU visible to torch"),
 ]
-PROTOCOL = dict(warmup_s=1.0, min_iterations=200, min_duration_s=2.0)
+PROTOCOL = Protocol(warmup_s=1.0, min_iterations=200, min_duration_s=2.0)
+
+
+def _on_cuda(backend: str, precision: str, **fields) -> LatencyRequest:
+    return LatencyRequest(backend, "cuda", precision, protocol=PROTOCOL, **fields)
 
 
 def _report(result, entry) -> None:
@@ -34,14 +39,14 @@ def _report(result, entry) -> None:
     summary["gpu"] = result.environment.get("gpu")
     summary["details"] = result.details
     summary["claims"] = [(c["value"], c["hardware"], c["verdict"])
-                         for c in _latency_claims(result, entry)]
+                         for c in latency_claims(result, entry)]
     print("\nGPU-LATENCY " + json.dumps(summary, default=str))
 
 
 @pytest.mark.parametrize("size", ["tiny", "s", "m"])
 def test_torch_cuda_fp16_cuda_graphs(size):
     entry = load_zoo().get(size)
-    result = measure_latency(entry, "torch", "cuda", "fp16", **PROTOCOL)
+    result = measure_latency(entry, _on_cuda("torch", "fp16"))
     _report(result, entry)
     assert result.status == "measured", result.reason
     assert result.details["cuda_graphs"] is True and result.details["dtype"] == "torch.float16"
@@ -51,9 +56,9 @@ def test_torch_cuda_fp16_cuda_graphs(size):
 
 def test_torch_cuda_fp32_and_transfer_switch():
     entry = load_zoo().get("tiny")
-    excluded = measure_latency(entry, "torch", "cuda", "fp32", **PROTOCOL)
-    included = measure_latency(entry, "torch", "cuda", "fp32", include_transfer=True,
-                               reference=False, **PROTOCOL)
+    excluded = measure_latency(entry, _on_cuda("torch", "fp32"))
+    included = measure_latency(entry, _on_cuda("torch", "fp32", include_transfer=True,
+                                               reference=False))
     _report(excluded, entry)
     _report(included, entry)
     assert excluded.status == included.status == "measured"
@@ -74,7 +79,7 @@ def true_fp32():
 
 def test_cuda_graph_replay_matches_eager(true_fp32):
     from rtmbench.measure.backends.torch_backend import TorchBackend
-    from rtmbench.run.model import network
+    from rtmbench.run.build import network
 
     # TF32 would make BN-folded vs unfolded differ by ~1e-3 relative: compare in true fp32.
     model = network("tiny")
@@ -95,7 +100,7 @@ def test_onnxruntime_cuda():
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         pytest.skip(f"onnxruntime {ort.__version__} has no CUDAExecutionProvider")
     entry = load_zoo().get("tiny")
-    result = measure_latency(entry, "onnxruntime", "cuda", "fp32", **PROTOCOL)
+    result = measure_latency(entry, _on_cuda("onnxruntime", "fp32"))
     _report(result, entry)
     assert result.status == "measured", result.reason
     assert result.details["providers"][0] == "CUDAExecutionProvider"
@@ -106,11 +111,11 @@ def test_onnxruntime_cuda():
 def test_tensorrt_fp16_engine_built_then_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("RTMBENCH_CACHE", str(tmp_path))
     entry = load_zoo().get("tiny")
-    first = measure_latency(entry, "tensorrt", "cuda", "fp16", reference=False, **PROTOCOL)
+    first = measure_latency(entry, _on_cuda("tensorrt", "fp16", reference=False))
     _report(first, entry)
     assert first.status == "measured", first.reason
     assert first.details["engine"].startswith("built")
-    second = measure_latency(entry, "tensorrt", "cuda", "fp16", reference=False, **PROTOCOL)
+    second = measure_latency(entry, _on_cuda("tensorrt", "fp16", reference=False))
     assert second.details["engine"].startswith("cache hit")
 
 
@@ -127,13 +132,15 @@ def _accuracy_images(tmp_path, entry, hw=(320, 320), n=4):
 def _tiny_agrees(tmp_path, backend: str, precision: str, **backend_options):
     """Tiny (well-conditioned weights, 320x320) timed on ``backend`` on CUDA, measured, and its
     detections on 4 generated images agreeing with PyTorch FP32."""
-    from rtmbench.run.model import build
+    from rtmbench.measure.accuracy import AccuracyCheck
+    from rtmbench.run.build import build
 
     entry = load_zoo().get("tiny")
     model = build(entry, "well-conditioned").model
-    result = measure_latency(entry, backend, "cuda", precision, model=model, input_hw=(320, 320),
-                             reference=False, backend_options=backend_options,
-                             accuracy_images=_accuracy_images(tmp_path, entry), **PROTOCOL)
+    request = _on_cuda(backend, precision, input_hw=(320, 320), reference=False,
+                       options=BackendOptions.from_kwargs(backend_options))
+    result = measure_latency(entry, request, model,
+                             accuracy=AccuracyCheck(_accuracy_images(tmp_path, entry)))
     _report(result, entry)
     assert result.status == "measured", result.reason
     assert result.accuracy["agreement_ap"] >= 0.9, result.accuracy
@@ -179,7 +186,7 @@ def test_torch_cuda_graph_agreement_and_gpu_conditions(tmp_path):
 def test_torch_compile_cuda_reduce_overhead(precision):
     """torch.compile on CUDA: compiled (cudagraph trees), checked against eager, timed."""
     entry = load_zoo().get("tiny")
-    result = measure_latency(entry, "torch-compile", "cuda", precision, **PROTOCOL)
+    result = measure_latency(entry, _on_cuda("torch-compile", precision))
     _report(result, entry)
     assert result.status == "measured", result.reason
     d = result.details

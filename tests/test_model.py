@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rtmbench.run.model import network
+from rtmbench.run.build import network
 from rtmbench.spec.zoo import load_zoo
 from tests.conftest import well_conditioned_state_dict
 

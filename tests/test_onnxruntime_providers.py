@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 import rtmbench.measure.backends.onnxruntime_backend as ort_backend
-from rtmbench.measure.backends import BackendUnavailable
+from rtmbench.measure.backends import BackendUnavailable, PrepareOptions
 from rtmbench.measure.backends.onnxruntime_backend import OnnxRuntimeBackend, provider_config
 from tests.fakes import onnxruntime_gpu
 
@@ -47,7 +47,8 @@ def test_tensorrt_provider_fp16_by_tensorrt_version(gpu, monkeypatch, tmp_path, 
                                                     typing, fp16_flag, onnx_precision):
     monkeypatch.setattr(ort_backend, "tensorrt_version_for_provider", lambda: trt_version)
     x = torch.randn(1, 3, *HW)
-    runner = OnnxRuntimeBackend().prepare(small_net(), x, "cuda", "fp16", workdir=tmp_path)
+    runner = OnnxRuntimeBackend().prepare(small_net(), x, "cuda", "fp16",
+                                          PrepareOptions(workdir=tmp_path))
     session = gpu.sessions[-1]
     assert session["provider"] == "TensorrtExecutionProvider"
     assert session["options"]["trt_fp16_enable"] is fp16_flag
@@ -66,14 +67,15 @@ def test_tensorrt_provider_fp16_by_tensorrt_version(gpu, monkeypatch, tmp_path, 
 
 def test_cuda_provider_times_fp16_from_the_fp16_file(gpu, tmp_path):
     runner = OnnxRuntimeBackend(provider="cuda").prepare(small_net(), torch.randn(1, 3, *HW),
-                                                         "cuda", "fp16", workdir=tmp_path)
+                                                         "cuda", "fp16",
+                                                         PrepareOptions(workdir=tmp_path))
     session = gpu.sessions[-1]
     assert session["provider"] == "CUDAExecutionProvider" and session["options"] == {}
     assert _onnx_precision(session["path"]) == "fp16"
     assert runner.details["onnx_precision"] == "fp16" and "typing" not in runner.details
     assert runner.details["fp16_converter"]
     fp32 = OnnxRuntimeBackend().prepare(small_net(), torch.randn(1, 3, *HW), "cuda", "fp32",
-                                        workdir=tmp_path / "32")
+                                        PrepareOptions(workdir=tmp_path / "32"))
     assert fp32.details["provider"] == "CUDAExecutionProvider"
     assert _onnx_precision(gpu.sessions[-1]["path"]) == "fp32"
 
@@ -83,7 +85,8 @@ def test_a_provider_that_falls_back_to_the_cpu_is_not_run(monkeypatch, tmp_path)
     onnxruntime_gpu.install(monkeypatch, fall_back=True)
     with pytest.raises(BackendUnavailable, match="fell back"):
         OnnxRuntimeBackend(provider="cuda").prepare(small_net(), torch.randn(1, 3, *HW),
-                                                    "cuda", "fp16", workdir=tmp_path)
+                                                    "cuda", "fp16",
+                                                    PrepareOptions(workdir=tmp_path))
 
 
 def test_missing_gpu_providers_are_the_reason(monkeypatch):
@@ -110,7 +113,8 @@ def test_provider_config_table():
 
 def test_cpu_provider_runs_for_real(tmp_path):
     x = torch.randn(1, 3, *HW)
-    runner = OnnxRuntimeBackend().prepare(small_net(), x, "cpu", "fp32", workdir=tmp_path)
+    runner = OnnxRuntimeBackend().prepare(small_net(), x, "cpu", "fp32",
+                                          PrepareOptions(workdir=tmp_path))
     assert runner.details["providers"] == ["CPUExecutionProvider"]
     assert runner.details["onnx_precision"] == "fp32"
     with torch.no_grad():

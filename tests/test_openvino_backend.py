@@ -8,13 +8,14 @@ import json
 import pytest
 import torch
 
-from rtmbench.measure.backends import BackendUnavailable, get_backend
+from rtmbench.measure.backends import BackendUnavailable, PrepareOptions, get_backend
 from rtmbench.measure.latency import measure_latency
-from rtmbench.run.model import build
+from rtmbench.measure.requests import LatencyRequest, Protocol
+from rtmbench.run.build import build
 from rtmbench.spec.zoo import load_zoo
 
 HW = (64, 96)
-QUICK = dict(input_hw=HW, warmup_s=0.05, min_iterations=5, min_duration_s=0.05)
+QUICK = Protocol(warmup_s=0.05, min_iterations=5, min_duration_s=0.05)
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +37,10 @@ def test_latency_and_its_artifact_check(tiny_entry):
         root = make_synthetic_coco(f"{tmp}/coco", 2, seed=0)
         images = load_images(tiny_entry, root, 2, (HW[1], HW[0]), described="2 generated",
                              real_coco=False)
-    result = measure_latency(tiny_entry, "openvino", "cpu", "fp32", model=model,
-                             accuracy_images=images, **QUICK)
+    from rtmbench.measure.accuracy import AccuracyCheck
+
+    request = LatencyRequest("openvino", "cpu", "fp32", input_hw=HW, protocol=QUICK)
+    result = measure_latency(tiny_entry, request, model, accuracy=AccuracyCheck(images))
     assert result.status == "measured", result.reason
     assert result.reference["details"]["outputs"] == ["output_0"]  # the reference conv, too
     assert 0 < result.fraction_of_peak and result.metrics["samples"] >= 5
@@ -72,7 +75,8 @@ def test_infer_gives_the_models_outputs_and_keeps_the_timed_input():
     ("cuda", "fp32", "CPU only"), ("cpu", "fp16", "fp32 only")])
 def test_what_it_does_not_run_says_why(device, precision, words, tiny_entry):
     assert words in get_backend("openvino").unavailable(device, precision)
-    result = measure_latency(tiny_entry, "openvino", device, precision, **QUICK)
+    result = measure_latency(tiny_entry, LatencyRequest("openvino", device, precision,
+                                                        input_hw=HW, protocol=QUICK))
     assert result.status == "not run" and words in result.reason
 
 
@@ -99,7 +103,7 @@ def test_a_broken_onnx_file_is_a_failure_not_a_missing_prerequisite(tmp_path):
     broken.write_bytes(b"not an onnx file")
     with pytest.raises(BackendError, match="could not read or compile") as err:
         get_backend("openvino").prepare(torch.nn.Conv2d(3, 3, 1), torch.zeros(1, 3, 8, 8),
-                                        "cpu", "fp32", onnx_path=broken)
+                                        "cpu", "fp32", PrepareOptions(onnx_path=broken))
     assert err.value.outcome == "failed"
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rtmbench.run.model import network
+from rtmbench.run.build import network
 from tests.conftest import well_conditioned_state_dict
 
 pytestmark = [

@@ -11,7 +11,8 @@ import pytest
 
 from rtmbench.measure import latency
 from rtmbench.measure.backends.torch_backend import TorchBackend
-from rtmbench.run.model import build
+from rtmbench.measure.requests import LatencyRequest, Protocol
+from rtmbench.run.build import build
 from rtmbench.spec.zoo import load_zoo
 
 INPUT_HW = (64, 96)
@@ -48,11 +49,16 @@ def contended_first(monkeypatch):
 
 
 def _measure(tiny, remeasure, accuracy=False):
+    """``remeasure`` None: the request's default."""
+    from rtmbench.measure.accuracy import AccuracyCheck
+
     entry, model = tiny
-    images = _images(entry) if accuracy else None
-    return latency.measure_latency(entry, "torch", "cpu", "fp32", model=model, input_hw=INPUT_HW,
-                                   warmup_s=0.0, min_iterations=3, min_duration_s=0.0,
-                                   accuracy_images=images, remeasure=remeasure)
+    check = AccuracyCheck(_images(entry)) if accuracy else None
+    request = LatencyRequest("torch", "cpu", "fp32", input_hw=INPUT_HW,
+                             protocol=Protocol(warmup_s=0.0, min_iterations=3,
+                                               min_duration_s=0.0),
+                             **({"remeasure": remeasure} if remeasure is not None else {}))
+    return latency.measure_latency(entry, request, model, accuracy=check)
 
 
 _IMAGES = {}
@@ -109,6 +115,18 @@ def test_the_budget_bounds_the_attempts(tiny, contended_first):
     result = _measure(tiny, latency.Remeasure(attempts=5, budget_s=0.0))
     remeasure = result.details["remeasure"]
     assert len(remeasure["attempts"]) == 1 and "budget" in remeasure["stopped"]
+
+
+def test_the_default_budget_leaves_room_for_one_attempt_like_the_first(tiny, contended_first):
+    # budget None: as long as the first timing took, plus the wait for quiet before the next
+    result = _measure(tiny, latency.Remeasure(attempts=3))
+    remeasure = result.details["remeasure"]
+    assert [a["contention"] for a in remeasure["attempts"]] == [True, False]
+    assert result.metrics["contention"] is False and remeasure["stopped"] is None
+    contended_first["contended"] = 99
+    result = _measure(tiny, latency.Remeasure(attempts=3))
+    assert len(result.details["remeasure"]["attempts"]) == 2  # never a third
+    assert "budget" in result.details["remeasure"]["stopped"]
 
 
 def test_attempts_run_out(tiny, contended_first):

@@ -13,7 +13,7 @@ from pycocotools.cocoeval import COCOeval
 from rtmbench.cli import main
 from rtmbench.data import make_synthetic_coco
 from rtmbench.errors import DatasetError, InputError
-from rtmbench.measure.scoring import CONVENTIONS, metric_names, score
+from rtmbench.measure.scoring import CONVENTIONS, ScoreOptions, metric_names, score
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def test_ground_truth_as_detections_scores_ap_one(gt, backend):
     data = json.loads(gt.read_text())
     dets = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"],
              "score": 1.0} for a in data["annotations"]]
-    metrics = score(data, dets, backend=backend)
+    metrics = score(data, dets, ScoreOptions(scorer=backend))
     for convention in CONVENTIONS:
         assert metrics[convention]["AP"] == 1.0
         assert metrics[convention]["AP50"] == metrics[convention]["AP75"] == 1.0
@@ -66,7 +66,7 @@ def test_perturbation_scores_exactly_what_pycocotools_computes(gt, convention):
     data = json.loads(gt.read_text())
     dets = perturbed(data)
     expected = pycocotools_stats(gt, dets, CONVENTIONS[convention])
-    ours = score(gt, dets, backend="pycocotools")[convention]
+    ours = score(gt, dets, ScoreOptions(scorer="pycocotools"))[convention]
     assert list(ours) == metric_names(convention)
     assert list(ours.values()) == expected  # bit for bit
     assert 0.05 < ours["AP"] < 0.95
@@ -77,7 +77,7 @@ def test_faster_backend_gives_pycocotools_numbers(gt, convention):
     data = json.loads(gt.read_text())
     dets = perturbed(data, seed=1)
     expected = pycocotools_stats(gt, dets, CONVENTIONS[convention])
-    faster = list(score(gt, dets, backend="faster")[convention].values())
+    faster = list(score(gt, dets, ScoreOptions(scorer="faster"))[convention].values())
     # faster-coco-eval divides tp / (tp + fp) in C++: precision values can differ from numpy's
     # in the last bit (<= 2.2e-16), so the 12 means agree to ~1e-16, not always bit for bit.
     assert faster == pytest.approx(expected, abs=1e-12, rel=0)
@@ -95,7 +95,7 @@ def test_maxdets_conventions_share_the_headline_ap_but_not_the_rest(gt):
     dets = [dict(d, score=d["score"] / 2) if d["image_id"] == image_id else d for d in dets]
     dets += [{"image_id": image_id, "category_id": data["annotations"][0]["category_id"],
               "bbox": [0.0, 0.0, 1.0 + i / 100, 1.0], "score": 0.9} for i in range(150)]
-    both = score(data, dets, backend="pycocotools")
+    both = score(data, dets, ScoreOptions(scorer="pycocotools"))
     assert both["coco"]["AP"] == both["mmdet-proposal"]["AP"]
     assert both["coco"]["AP50"] != both["mmdet-proposal"]["AP50"]
     assert both["coco"]["AR100"] == both["mmdet-proposal"]["AR100"]
@@ -109,7 +109,7 @@ def test_image_ids_restrict_the_evaluation(gt):
     small = {"images": [im for im in data["images"] if im["id"] in first],
              "annotations": [a for a in data["annotations"] if a["image_id"] in first],
              "categories": data["categories"]}
-    assert score(data, dets, image_ids=first) == score(small, dets)
+    assert score(data, dets, ScoreOptions(image_ids=first)) == score(small, dets)
 
 
 def test_detections_on_unknown_images_and_unknown_options_are_errors(gt):
@@ -117,7 +117,7 @@ def test_detections_on_unknown_images_and_unknown_options_are_errors(gt):
     with pytest.raises(DatasetError, match="not in the ground truth"):
         score(data, [{"image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1], "score": 1.0}])
     with pytest.raises(InputError, match="unknown scoring backend"):
-        score(data, [], backend="nope")
+        score(data, [], ScoreOptions(scorer="nope"))
 
 
 def test_score_cli_prints_json_and_table(gt, tmp_path, capsys):
@@ -171,7 +171,7 @@ def test_bad_detections_are_the_same_clear_error_on_both_backends(gt, change, ki
         dets = perturbed(data)
         change(dets)
         with pytest.raises(kind) as err:
-            score(data, dets, backend=backend, detections_name="dets.json")
+            score(data, dets, ScoreOptions(scorer=backend, detections_name="dets.json"))
         messages.append(str(err.value))
     assert messages[0] == messages[1]
     assert messages[0].startswith("dets.json: ") and all(w in messages[0] for w in words), \
@@ -201,7 +201,7 @@ def test_bad_ground_truth_is_the_same_clear_error_on_both_backends(gt, tmp_path,
     messages = []
     for backend in ("faster", "pycocotools"):
         with pytest.raises(DatasetError) as err:
-            score(path, dets, backend=backend)
+            score(path, dets, ScoreOptions(scorer=backend))
         messages.append(str(err.value))
     assert messages[0] == messages[1]
     assert str(path) in messages[0] and all(w in messages[0] for w in words), messages[0]
@@ -225,7 +225,7 @@ def test_zero_sized_boxes_and_empty_annotations_score_alike_on_both_backends(gt)
     data = json.loads(gt.read_text())
     dets = perturbed(data)
     dets[0]["bbox"][2] = 0.0
-    results = [score(data, dets, backend=b) for b in ("faster", "pycocotools")]
+    results = [score(data, dets, ScoreOptions(scorer=b)) for b in ("faster", "pycocotools")]
     for convention in CONVENTIONS:
         assert np.allclose(list(results[0][convention].values()),
                            list(results[1][convention].values()), atol=1e-12)
@@ -245,7 +245,7 @@ def test_ground_truth_without_annotations_is_refused_never_an_ap_of_minus_one(gt
         path = tmp_path / f"{name}.json"
         path.write_text(json.dumps(truth))
         with pytest.raises(DatasetError, match="nothing can be scored"):
-            score(truth, dets, backend=backend)
+            score(truth, dets, ScoreOptions(scorer=backend))
         detections = tmp_path / "dets.json"
         detections.write_text(json.dumps(dets))
         for extra in ([], ["--json"]):
@@ -273,12 +273,12 @@ def test_a_json_file_nested_too_deeply_is_named_never_a_traceback(gt, tmp_path, 
 def test_parallel_scoring_by_category_gives_the_same_numbers_bit_for_bit(gt, backend):
     data = json.loads(gt.read_text())
     dets = perturbed(data, seed=3)
-    one = score(data, dets, backend=backend, workers=1)
-    assert score(data, dets, backend=backend, workers=3) == one
+    one = score(data, dets, ScoreOptions(scorer=backend, workers=1))
+    assert score(data, dets, ScoreOptions(scorer=backend, workers=3)) == one
     ids = sorted({im["id"] for im in data["images"]})[::2]
     subset = [d for d in dets if d["image_id"] in set(ids)]
-    assert score(data, subset, backend=backend, image_ids=ids, workers=4) == score(
-        data, subset, backend=backend, image_ids=ids, workers=1)
+    assert score(data, subset, ScoreOptions(backend, ids, workers=4)) == score(
+        data, subset, ScoreOptions(backend, ids, workers=1))
 
 
 @pytest.mark.parametrize("cores, workers", [(1, 1), (2, 1), (3, 1), (4, 4), (8, 8), (64, 8)])

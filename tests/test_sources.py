@@ -21,14 +21,14 @@ import pytest
 
 from rtmbench.cli import main
 from rtmbench.sources import DownloadError, FetchSettings, HashMismatchError, fetch_file
-from rtmbench.sources.errors import (
+from rtmbench.sources.fetch import part_for, parts_of
+from rtmbench.sources.fetch_errors import (
     CacheNotWritable,
     CheckpointError,
     OfflineError,
     SizeLimitError,
     UnsafeCachePath,
 )
-from rtmbench.sources.fetch import part_for, parts_of
 from tests.fetch_fixtures import FAST
 from tests.http_server import LoopbackProxy, LoopbackServer
 
@@ -217,7 +217,7 @@ def test_cli_fetch_json_and_records_name_the_hf_source(cache, hub, tmp_path, mon
     record = json.loads(capsys.readouterr().out)
     assert (record["source"], record["url"]) == ("origin", f"hf://openmmlab/rtmdet@{COMMIT}/"
                                                            f"{name}")
-    from rtmbench.run.model import build
+    from rtmbench.run.build import build
 
     built = build("tiny", progress=False, zoo_path=zoo)  # what a record's checkpoint holds
     assert built.provenance["url"] == record["url"] and built.provenance["source"] == "cache"
@@ -565,7 +565,7 @@ def test_a_planted_sidecar_and_hashes_json_cannot_vouch_for_a_modified_file(cach
 def test_loading_hashes_the_bytes_it_loads_never_a_sidecar(cache, tmp_path):
     """The sha256 a record carries is that of the bytes loaded; a fetched file changed in the
     cache before it is loaded is refused."""
-    from rtmbench.run.model import network
+    from rtmbench.run.build import network
     from rtmbench.sources import load_checkpoint
     from tests.test_checkpoints import _served_tiny, _tiny_state
 

@@ -15,9 +15,10 @@ import torch
 from torch import nn
 
 import rtmbench.measure.backends.tensorrt_backend as trt_backend
-from rtmbench.measure.backends import BackendError, BackendUnavailable
+from rtmbench.measure.backends import BackendError, BackendUnavailable, PrepareOptions
 from rtmbench.measure.backends.tensorrt_backend import BuildPlan, TensorRTBackend, plan_build
 from rtmbench.measure.export import FP16_PARITY_ATOL, FP16_PARITY_RTOL, export_onnx
+from rtmbench.measure.requests import BackendOptions, ExportRequest, LatencyRequest, Protocol
 from tests.fakes.devices import HostBuffers
 
 pytest.importorskip("onnxruntime", reason="the fakes run engines in onnxruntime (onnx extra)")
@@ -91,8 +92,8 @@ def test_builds_binds_and_runs_on_each_version(fake, tmp_path):
     with warnings.catch_warnings():
         # 10.x: no deprecated flag is used (the fake warns "fake TensorRT ...: X is deprecated")
         warnings.filterwarnings("error", message="fake TensorRT", category=DeprecationWarning)
-        runner = TensorRTBackend(buffers=HostBuffers()).prepare(net, x, "cuda", "fp16",
-                                                                workdir=tmp_path / "w")
+        runner = TensorRTBackend(buffers=HostBuffers()).prepare(
+            net, x, "cuda", "fp16", PrepareOptions(workdir=tmp_path / "w"))
     typing, network_flags, builder_flags, onnx_precision = EXPECTED[_major(fake)]
     d = runner.details
     assert d["tensorrt"] == fake.__version__ and d["typing"] == typing
@@ -120,13 +121,13 @@ def test_builds_binds_and_runs_on_each_version(fake, tmp_path):
 def test_engine_cache_key_includes_the_typing(fake, tmp_path):
     net, x = small_net(), torch.zeros(1, 3, *HW)
     backend = TensorRTBackend(buffers=HostBuffers())
-    first = backend.prepare(net, x, "cuda", "fp16", workdir=tmp_path / "a")
-    again = backend.prepare(net, x, "cuda", "fp16", workdir=tmp_path / "b")
+    first = backend.prepare(net, x, "cuda", "fp16", PrepareOptions(workdir=tmp_path / "a"))
+    again = backend.prepare(net, x, "cuda", "fp16", PrepareOptions(workdir=tmp_path / "b"))
     assert first.details["engine"].startswith("built")
     assert again.details["engine"].startswith("cache hit")
     if _major(fake) == "10":  # both modes exist: the other one is another engine
         strong = TensorRTBackend(typing="strong", buffers=HostBuffers()).prepare(
-            net, x, "cuda", "fp16", workdir=tmp_path / "c")
+            net, x, "cuda", "fp16", PrepareOptions(workdir=tmp_path / "c"))
         assert strong.details["engine"].startswith("built") and "_strong.engine" in \
             strong.details["engine"]
 
@@ -138,7 +139,7 @@ def test_parse_and_build_failures_are_backend_errors(fake, tmp_path):
     with pytest.raises(BackendError, match="could not parse") as info:
         backend.build_engine(broken, "fp16")
     assert info.value.outcome == "failed"
-    path = export_onnx(small_net(), tmp_path / "n.onnx", HW)
+    path = export_onnx(small_net(), tmp_path / "n.onnx", ExportRequest(input_hw=HW))
     # A plan no version accepts: a precision flag on a strongly typed network (10.x refuses
     # to build it; 11.x has no such flag at all; 8.6 has no strong typing).
     bad = BuildPlan("strong", "fp32", ("STRONGLY_TYPED",), ("FP16",))
@@ -163,9 +164,10 @@ def test_measure_latency_through_the_11_fake_records_how_it_built(monkeypatch, t
     monkeypatch.setitem(sys.modules, "tensorrt", module)
     monkeypatch.setattr(trt_backend, "cuda_unavailable_reason", lambda: None)
     monkeypatch.setenv("RTMBENCH_CACHE", str(tmp_path))
-    result = measure_latency(load_zoo().get("tiny"), "tensorrt", "cuda", "fp16",
-                             input_hw=(64, 64), warmup_s=0.0, min_iterations=2,
-                             min_duration_s=0.0, reference=False,
-                             backend_options={"buffers": HostBuffers()})
+    request = LatencyRequest("tensorrt", "cuda", "fp16", input_hw=(64, 64),
+                             protocol=Protocol(warmup_s=0.0, min_iterations=2,
+                                               min_duration_s=0.0), reference=False,
+                             options=BackendOptions(extra={"buffers": HostBuffers()}))
+    result = measure_latency(load_zoo().get("tiny"), request)
     assert result.status == "measured", result.reason
     assert result.details["typing"] == "strong" and result.details["onnx_precision"] == "fp16"

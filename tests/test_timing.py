@@ -105,6 +105,43 @@ def test_sustained_load_from_other_processes_flags_the_run():
     assert m.other_cores == pytest.approx(0.1) and m.contention is False
 
 
+class _RateProbe(LoadProbe):
+    """Other processes keep ``others`` cores busy all along; time is the fake timer's."""
+
+    def __init__(self, timer: FakeTimer, others: float):
+        self.timer, self.others, self.reads = timer, others, 0
+
+    def snapshot(self):
+        self.reads += 1
+        t = self.timer.clock
+        return t, 100.0 + t * (1.0 + self.others), t  # this process: one core all along
+
+
+def test_sustained_contention_ends_the_timing_once_established():
+    # 0.3 s per call: 50 samples would take 15 s; the load is clear after 1 s and 5 samples.
+    protocol = Protocol(warmup_s=0.0, min_iterations=50, min_duration_s=3.0)
+    timer = FakeTimer([0.3] * 200)
+    m = measure(lambda: None, protocol, timer, load_probe=_RateProbe(timer, others=1.0))
+    assert m.contention is True and m.stopped_early is True
+    assert len(m.samples_s) == 5  # warm-up 0.9 s, then 1 s of timing: 4 samples, the 5th
+    assert m.stats()["stopped_early"] is True and m.other_cores == pytest.approx(1.0)
+
+
+def test_a_quiet_machine_times_the_whole_protocol_and_probing_can_be_off():
+    protocol = Protocol(warmup_s=0.0, min_iterations=50, min_duration_s=3.0)
+    timer = FakeTimer([0.3] * 200)
+    probe = _RateProbe(timer, others=0.1)
+    m = measure(lambda: None, protocol, timer, load_probe=probe)
+    assert len(m.samples_s) == 50 and not m.contention and not m.stopped_early
+    assert probe.reads > 10  # it looked, about every PROBE_EVERY_S of timing
+    timer = FakeTimer([0.3] * 200)
+    m = measure(lambda: None, Protocol(warmup_s=0.0, min_iterations=50, min_duration_s=3.0,
+                                       contended_after_s=None),
+                timer, load_probe=_RateProbe(timer, others=1.0))
+    # off: the whole protocol is timed, and the run is still flagged at the end
+    assert len(m.samples_s) == 50 and m.contention and not m.stopped_early
+
+
 def test_environment_is_recorded():
     """The real description of this host (RTMBENCH_TEST_FAKE_CPU does not apply here): what
     it asserts holds on any machine."""

@@ -20,9 +20,10 @@ from pathlib import Path
 
 from rtmbench.fileio import write_bytes_atomic
 from rtmbench.measure.agreement import top_per_image
+from rtmbench.measure.eval_plan import EvaluationRequest
 from rtmbench.measure.evaluation import evaluate
+from rtmbench.run.build import build
 from rtmbench.run.checks import CheckContext, golden_path, resolve_dataset
-from rtmbench.run.model import build
 from rtmbench.spec.suite import load_suite
 from rtmbench.spec.zoo import load_zoo
 
@@ -45,9 +46,9 @@ def main(argv: list[str] | None = None) -> int:
         ctx = CheckContext(suite, Path(tmp), {}, progress=False)
         root, described = resolve_dataset(spec, Path(tmp))
         cfg_name, test_cfg = entry.evaluation_test_cfg(weights)
-        result = evaluate(entry, root, model=build(entry, weights).model, out_dir=Path(tmp) / "e",
-                          batch_size=spec.batch_size, workers=spec.workers, progress=False,
-                          test_cfg=test_cfg)
+        result = evaluate(entry, build(entry, weights).model, EvaluationRequest(
+            root, Path(tmp) / "e", batch_size=spec.batch_size, workers=spec.workers,
+            progress=False, test_cfg=test_cfg))
         detections = json.loads(result.detections_path.read_text())
         out = golden_path(spec, ctx)
     data = {"about": "golden detections of the smoke suite's box_ap check; written by "

@@ -10,7 +10,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 
-from .errors import OutputNotWritable, RtmbenchError, storage_problem
+from .errors import Failed, OutputNotWritable, RtmbenchError, storage_problem
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -42,55 +42,19 @@ INFERENCE_BACKENDS = ("torch", "torch-compile", "onnxruntime", "openvino", "tens
 
 
 def _cmd_complexity(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from .judge.judgement import Mark, judge_complexity_claim
-    from .measure.complexity import measure_complexity
+    from .run.complexity_command import complexity_summary, complexity_table, count_and_judge
     from .spec.zoo import load_zoo
 
     zoo = load_zoo(args.zoo)
-    sizes = args.sizes or zoo.sizes
-    entries = [zoo.get(s) for s in sizes]  # validate every name before the slow part
-    rows = []
-    for entry in tqdm(entries, desc="counting params and FLOPs", unit="model", file=sys.stderr,
-                      disable=len(entries) < 2, leave=False):
-        report = measure_complexity(entry)
-        claims = {c.metric: entry.claim_record(c) for c in entry.claims
-                  if c.metric in ("params", "flops")}
-        verdicts = {m: judge_complexity_claim(m, c, report.metrics()) for m, c in claims.items()}
-        rows.append((entry, report, claims, verdicts))
-    ok = {e.size: all(v.mark is Mark.OK for v in vs.values()) for e, _, _, vs in rows}
+    entries = [zoo.get(s) for s in args.sizes or zoo.sizes]  # every name before the slow part
+    rows = count_and_judge(entries)
     if args.json:
-        for entry, report, claims, verdicts in rows:
-            print(json.dumps({"size": entry.size, "model": entry.name,
-                              "input": list(report.input_hw), "params": report.params,
-                              "flops": report.flops, "claims": claims,
-                              "verdicts": {m: {"ok": v.mark is Mark.OK, "explanation": v.text}
-                                           for m, v in verdicts.items()},
-                              "ok": ok[entry.size]}, sort_keys=True))
+        for row in rows:
+            print(json.dumps(row.to_dict(), sort_keys=True))
     else:
-        print(_complexity_table(rows))
-        bad = [s for s, good in ok.items() if not good]
-        print(f"\n{len(rows) - len(bad)}/{len(rows)} sizes match their published params "
-              f"and FLOPs" + (f"; MISSING: {', '.join(bad)}" if bad else "."))
-    return 0 if all(ok.values()) else 1
-
-
-def _complexity_table(rows: list) -> str:
-    """Markdown: claimed vs measured, with a verdict that explains each cell."""
-    lines = ["| size | params (M) claimed | measured | verdict | FLOPs (G) claimed | mmengine | "
-             "mmengine+act | verdict |", "|---|---:|---:|---|---:|---:|---:|---|"]
-    for entry, report, claims, verdicts in rows:
-        cells = []
-        for metric in ("params", "flops"):
-            v = verdicts.get(metric)
-            cells.append(("✅ " if v.mark.ok else "❌ ") + v.text if v else "no claim")
-        p, f = claims.get("params"), claims.get("flops")
-        lines.append(f"| {entry.size} | {p['value'] if p else '—'} | {report.params / 1e6:.3f} | "
-                     f"{cells[0]} | {f['value'] if f else '—'} | "
-                     f"{report.flops['mmengine'] / 1e9:.3f} | "
-                     f"{report.flops['mmengine+act'] / 1e9:.3f} | {cells[1]} |")
-    return "\n".join(lines)
+        print(complexity_table(rows))
+        print("\n" + complexity_summary(rows))
+    return 0 if all(r.ok for r in rows) else Failed.exit_code
 
 
 def _add_complexity(sub: argparse._SubParsersAction) -> None:
@@ -100,67 +64,23 @@ def _add_complexity(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_complexity)
 
 
-def _fetch_coco(args: argparse.Namespace, zoo) -> None:
-    from .sources.datasets import fetch_dataset
-    from .spec.datasets import COCO_VAL2017, dataset_dir
-
-    dataset = zoo.dataset(COCO_VAL2017)
-    got = fetch_dataset(dataset, COCO_VAL2017, target=args.coco_dir, progress=not args.quiet)
-    if args.json:
-        print(json.dumps(got.to_dict(), sort_keys=True))
-        return
-    print(f"{got.name}: {dataset.title}")
-    for a in got.archives:
-        origin = f"{a.source}: {a.url}" if a.url else a.source
-        print(f"  {a.file}: sha256 {a.sha256}, {a.size:,} bytes from {origin}")
-    if got.source == "cache":
-        print(f"  already fetched and complete ({got.files:,} files); nothing to do")
-    else:
-        checked = "".join(f"; {m} sha256 {h}" for m, h in got.member_sha256.items())
-        print(f"  {got.files:,} files extracted{checked}")
-    if got.path == dataset_dir(COCO_VAL2017):
-        print("  rtmbench evaluate and the suites use it when RTMBENCH_COCO is not set")
-    else:
-        print(f"  to use it: export RTMBENCH_COCO={got.path}")
-    print(got.path)
-
-
 def _cmd_fetch(args: argparse.Namespace) -> int:
-    from .run.model import build
-    from .sources import fetch_weights
+    from .run.fetch_command import describe_coco, fetch_all, fetch_coco, wanted_weights
     from .spec.zoo import load_zoo
 
     zoo = load_zoo(args.zoo)
     coco = args.coco or args.coco_dir is not None
     if coco:
-        _fetch_coco(args, zoo)
+        got = fetch_coco(zoo, args.coco_dir, progress=not args.quiet)
+        print(json.dumps(got.to_dict(), sort_keys=True) if args.json
+              else "\n".join(describe_coco(got, zoo)))
     entries = [zoo.get(s) for s in (args.sizes or ([] if coco else zoo.sizes))]
-    wanted = []
-    for entry in entries:
-        if args.weights != "all":
-            wanted.append((entry, args.weights))
-            continue
-        for w in entry.weights:  # every published checkpoint of the size
-            if w.unavailable:
-                print(f"{entry.name}: no {w.id} weights were published ({w.unavailable}); "
-                      f"skipped.", file=sys.stderr)
-            else:
-                wanted.append((entry, w.id))
-    for entry, weights in wanted:
-        fetched = fetch_weights(entry, weights, progress=not args.quiet)
-        record = {"model": entry.name, "weights": weights or entry.default_weights_id(),
-                  **fetched.provenance(), "path": str(fetched.path)}
-        if args.load or args.trust_checkpoint:
-            built = build(entry, weights, trust=args.trust_checkpoint, progress=False)
-            record["loaded"] = {"layout": built.provenance["layout"], "strict": True}
-        if args.json:
-            print(json.dumps(record, sort_keys=True))
-        else:
-            origin = f"{fetched.source}: {fetched.url}" if fetched.url else fetched.source
-            loaded = (f"\n  loads strictly ({record['loaded']['layout']} layout)"
-                      if "loaded" in record else "")
-            print(f"{entry.name}: {fetched.file}\n  sha256 {fetched.sha256}\n"
-                  f"  {fetched.size:,} bytes from {origin}{loaded}\n  {fetched.path}")
+    wanted, skipped = wanted_weights(entries, args.weights)
+    for note in skipped:
+        print(note, file=sys.stderr)
+    for done in fetch_all(wanted, load=args.load, trust=args.trust_checkpoint,
+                          progress=not args.quiet):
+        print(json.dumps(done.to_dict(), sort_keys=True) if args.json else done.describe())
     return 0
 
 
@@ -226,7 +146,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                         results_dir=args.results_dir, zoo=zoo, progress=not args.no_progress,
                         show_plan=True)
     print(format_summary(summary))
-    return 1 if summary.failed else 0
+    return Failed.exit_code if summary.failed else 0
 
 
 def _add_run(sub: argparse._SubParsersAction) -> None:
@@ -372,13 +292,10 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_report)
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    from .measure.scoring import format_metrics, load_detections, score
+    from .measure.scoring import format_metrics
+    from .run.evaluation_command import score_command
 
-    detections = load_detections(args.detections)
-    conventions = [args.convention] if args.convention else None
-    metrics = score(args.annotations, detections, backend=args.backend,
-                    detections_name=f"detections file {args.detections}",
-                    **({"conventions": conventions} if conventions else {}))
+    metrics = score_command(args.annotations, args.detections, args.backend, args.convention)
     print(json.dumps(metrics, sort_keys=False) if args.json else format_metrics(metrics))
     return 0
 
@@ -408,7 +325,7 @@ def _add_trust(p: argparse.ArgumentParser) -> None:
 
 def _weights_of(args: argparse.Namespace) -> tuple[str | None, str | None]:
     """(zoo weights id, checkpoint file) from --random-weights / --checkpoint / --weights."""
-    from .spec.checks import RANDOM_INIT
+    from .spec.check_specs import RANDOM_INIT
 
     if getattr(args, "random_weights", False):
         return RANDOM_INIT, None
@@ -417,134 +334,57 @@ def _weights_of(args: argparse.Namespace) -> tuple[str | None, str | None]:
     return getattr(args, "weights", None), None
 
 
-def _check_weights_flags(args: argparse.Namespace, entry) -> None:
-    """--weights names a zoo weights id (or seeded weights), --checkpoint an existing file:
-    said before anything slow (importing torch, fetching)."""
-    from pathlib import Path
-
-    from .errors import InputError
-    from .spec.checks import RANDOM_INIT, WELL_CONDITIONED
-
-    weights, checkpoint = _weights_of(args)
-    if checkpoint is not None and not Path(checkpoint).is_file():
-        raise InputError(f"checkpoint {checkpoint} does not exist (or is not a file); fetch "
-                         f"one with `rtmbench fetch SIZE` or give the path of a .pth or "
-                         f".safetensors file.")
-    if weights not in (None, RANDOM_INIT, WELL_CONDITIONED):
-        try:
-            entry.weights_by_id(weights)
-        except InputError as exc:
-            raise InputError(f"--weights: {exc} Or use {RANDOM_INIT} or "
-                             f"{WELL_CONDITIONED} (seeded, no download).") from None
-
-
-def _build(args: argparse.Namespace, entry, *, default_random: bool, say: str):
-    """The model with its weights, through the one entry point (rtmbench.run.model.build)."""
-    from .run.model import build
-    from .spec.checks import RANDOM_INIT, WELL_CONDITIONED
+def _weights_choice(args: argparse.Namespace, *, default_random: bool = False):
+    """The weights of --random-weights / --checkpoint / --weights / --trust-checkpoint
+    (``default_random``: none given means random-init)."""
+    from .run.weights_choice import WeightsChoice
+    from .spec.check_specs import RANDOM_INIT
 
     weights, checkpoint = _weights_of(args)
     if default_random and checkpoint is None and weights is None:
         weights = RANDOM_INIT
-    built = build(entry, weights, checkpoint=checkpoint,
-                  trust=getattr(args, "trust_checkpoint", False),
-                  progress=not getattr(args, "no_progress", False))
-    info = built.provenance
-    if info.get("weights") == RANDOM_INIT:
-        print(f"{say}: seeded random weights (random-init): timings are real, detections "
-              f"mean nothing.", file=sys.stderr)
-    elif info.get("weights") == WELL_CONDITIONED:
-        print(f"{say}: seeded well-conditioned weights: varied outputs for accuracy checks, "
-              f"no trained detector.", file=sys.stderr)
-    else:
-        print(f"{say}: {_weights_text(info)}", file=sys.stderr)
+    return WeightsChoice(weights, checkpoint, getattr(args, "trust_checkpoint", False))
+
+
+def _check_weights_flags(args: argparse.Namespace, entry) -> None:
+    """--weights names a zoo weights id (or seeded weights), --checkpoint an existing file:
+    said before anything slow (importing torch, fetching)."""
+    _weights_choice(args).check(entry)
+
+
+def _build(args: argparse.Namespace, entry, *, default_random: bool, say: str):
+    """The model with its weights, through the one entry point (rtmbench.run.build.build)."""
+    from .run.weights_choice import weights_notice
+
+    built = _weights_choice(args, default_random=default_random).build(
+        entry, progress=not getattr(args, "no_progress", False))
+    print(f"{say}: {weights_notice(built.provenance)}", file=sys.stderr)
     return built
 
 
 def _weights_text(info: dict) -> str:
     """Which weights a model has, in words (from its provenance)."""
-    from .spec.checks import RANDOM_INIT, WELL_CONDITIONED
+    from .run.weights_choice import describe_weights
 
-    if info.get("weights") == RANDOM_INIT:
-        return ("random-init weights (seeded initialisation, not a trained detector: give "
-                "--weights or --checkpoint for trained ones)")
-    if info.get("weights") == WELL_CONDITIONED:
-        return "well-conditioned weights (seeded, not a trained detector)"
-    return (f"{info.get('weights')} weights from {info.get('path') or info.get('file')} "
-            f"({info.get('layout')} layout, sha256 {str(info.get('sha256'))[:12]})")
+    return describe_weights(info)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from .run.evaluation_command import EvaluateOptions, evaluate_command
 
-    from .data import check_coco_root, resolve_coco_root
-    from .errors import InputError
-    from .measure.eval_plan import check_options, parse_shard
-    from .spec.zoo import load_zoo
-
-    # every input is checked before torch is imported (seconds) and weights are fetched
-    entry = load_zoo(args.zoo).get(args.size)
-    scorer = _scorer(args, "evaluate")
-    coco = check_coco_root(resolve_coco_root(args.coco))
-    check_options(batch_size=args.batch_size, workers=args.workers, device=args.device,
-                  precision=args.precision, limit=args.limit)
-    shard = parse_shard(args.shard) if args.shard else None
-    _check_weights_flags(args, entry)
-    weights, checkpoint = _weights_of(args)
-    cfg_name, test_cfg = entry.evaluation_test_cfg("file" if checkpoint else weights,
-                                                   args.test_cfg)
-    artifact = _artifact_of(args)  # exit 3 where the backend cannot run, before any download
-    default_out = entry.name + (f"-{artifact.label.replace('/', '-')}" if artifact else "")
-    out = Path(args.out) if args.out else Path("results") / "eval" / default_out
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} is a file; give a directory for the evaluation's "
-                         f"outputs.")
-    from .measure.evaluation import (
-        default_batch_size,
-        default_workers,
-        evaluate,
-        resolve_eval_device,
-    )
-    from .measure.scoring import format_metrics
-
-    # a missing GPU too: before any download
-    device = artifact.device if artifact else resolve_eval_device(args.device)
-    check_options(batch_size=args.batch_size, workers=args.workers, device=device,
-                  precision=args.precision, limit=args.limit)  # fp16 where auto chose the CPU
-    batch = args.batch_size or (1 if artifact else default_batch_size(device))
-    workers = args.workers if args.workers is not None else default_workers(device)
-    print(f"rtmbench evaluate: test settings {cfg_name!r}: {test_cfg}", file=sys.stderr)
-    print(f"rtmbench evaluate: on {device}, {args.precision}, batch {batch}, {workers} loader "
-          f"worker(s)", file=sys.stderr)
-    if artifact:
-        print(f"rtmbench evaluate: the {artifact.label} artifact at batch {batch} (what "
-              f"`rtmbench latency {args.size} --backend {artifact.backend} --device "
-              f"{artifact.device} --precision {artifact.precision} --batch {batch}` "
-              f"times; a short last batch is padded, its padding's outputs dropped)",
-              file=sys.stderr)
-    model = _build(args, entry, default_random=False, say="rtmbench evaluate").model
-    timings: dict | None = {} if args.timings else None
-    result = evaluate(entry, coco, model=model, out_dir=out, limit=args.limit,
-                      batch_size=batch, workers=args.workers, device=device,
-                      shard=shard, progress=not args.no_progress, backend=scorer,
-                      test_cfg=test_cfg, precision=args.precision, timings=timings,
-                      artifact=artifact)
-    if timings is not None:
-        print("rtmbench evaluate: stage timing " + json.dumps(timings), file=sys.stderr)
-    import os
-
-    if int(os.environ.get("RANK", "0")) != 0:
-        return 0
-    if args.json:
-        print(json.dumps(result.to_dict()))
-    elif result.metrics:
-        print(f"{entry.name}{f' ({artifact.label} artifact)' if artifact else ''}: "
-              f"{result.num_images} images, detections in "
-              f"{result.detections_path}, metrics in {result.metrics_path}")
-        print(format_metrics(result.metrics))
-    else:
-        print(f"{entry.name}: shard {args.shard} done ({result.num_images} images in the "
-              f"evaluation); combine the shards with `rtmbench merge`.")
+    inference = args.backend in INFERENCE_BACKENDS
+    options = EvaluateOptions(
+        size=args.size, zoo=args.zoo, coco=args.coco, weights=_weights_choice(args),
+        test_cfg=args.test_cfg, limit=args.limit, batch_size=args.batch_size,
+        workers=args.workers, precision=args.precision, device=args.device, shard=args.shard,
+        out=args.out, scorer=_scorer(args, "evaluate"),
+        backend=args.backend if inference else None,
+        backend_options=_backend_options(args, args.backend) if inference else {},
+        timings=args.timings, progress=not args.no_progress)
+    evaluated = evaluate_command(
+        options, lambda line: print(f"rtmbench evaluate: {line}", file=sys.stderr))
+    if evaluated.reported_here:
+        print(evaluated.to_json() if args.json else evaluated.text())
     return 0
 
 
@@ -595,38 +435,21 @@ def _scorer(args: argparse.Namespace, command: str) -> str:
     return old
 
 
-def _backend_options(args: argparse.Namespace, backend: str) -> dict:
+def _flag_options(args: argparse.Namespace, backend: str):
     """Backend options from latency's and evaluate's flags (--layout, --ort-provider,
-    --trt-typing, --compile-mode), for the backends they apply to."""
-    options: dict = {}
-    layout = getattr(args, "layout", None)
-    if layout and backend in ("torch", "torch-compile"):
-        options["layout"] = layout
-    if getattr(args, "ort_provider", None) and backend == "onnxruntime":
-        options["provider"] = args.ort_provider
-    if getattr(args, "trt_typing", None) and backend in ("tensorrt", "onnxruntime"):
-        options["typing"] = args.trt_typing
-    if backend == "torch-compile":
-        options["mode"] = getattr(args, "compile_mode", "auto")
-    return options
+    --trt-typing, --compile-mode), for the backends they apply to
+    (rtmbench.run.request_builder.backend_options decides which)."""
+    from .run.request_builder import backend_options
+
+    return backend_options(backend, layout=getattr(args, "layout", None),
+                           provider=getattr(args, "ort_provider", None),
+                           typing=getattr(args, "trt_typing", None),
+                           compile_mode=getattr(args, "compile_mode", "auto"))
 
 
-def _artifact_of(args: argparse.Namespace):
-    """The ArtifactSpec ``evaluate --backend`` asks for, or None for the PyTorch model."""
-    if args.backend not in INFERENCE_BACKENDS:
-        return None
-    from .measure.artifact import ArtifactSpec
-    from .measure.backends import BackendUnavailable, get_backend
-
-    options = _backend_options(args, args.backend)
-    device = str(args.device).split(":")[0]
-    if device == "auto":  # cuda where there is a GPU and this backend runs there, else cpu
-        on_cuda = get_backend(args.backend, **options).unavailable("cuda", args.precision)
-        device = "cpu" if on_cuda else "cuda"
-    spec = ArtifactSpec(args.backend, device, args.precision, options)
-    if reason := get_backend(spec.backend, **spec.options).unavailable(device, args.precision):
-        raise BackendUnavailable(reason)  # exit 3, before weights are fetched
-    return spec
+def _backend_options(args: argparse.Namespace, backend: str) -> dict:
+    """:func:`_flag_options` as the backend constructor's keyword arguments."""
+    return _flag_options(args, backend).kwargs()
 
 
 def _add_backend_flags(p: argparse.ArgumentParser) -> None:
@@ -687,20 +510,11 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_merge(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from .run.evaluation_command import merge_command, merged_text
 
-    from .data import resolve_coco_root
-    from .measure.evaluation import merge_shards
-    from .measure.scoring import format_metrics
-
-    result = merge_shards([Path(d) for d in args.shard_dirs], resolve_coco_root(args.coco),
-                          Path(args.out), backend=_scorer(args, "merge"))
-    if args.json:
-        print(json.dumps(result.to_dict()))
-    else:
-        print(f"merged {len(args.shard_dirs)} shard directories: {result.num_images} images, "
-              f"metrics in {result.metrics_path}")
-        print(format_metrics(result.metrics))
+    result = merge_command(args.shard_dirs, args.coco, args.out, _scorer(args, "merge"))
+    print(json.dumps(result.to_dict()) if args.json
+          else merged_text(result, len(args.shard_dirs)))
     return 0
 
 
@@ -712,8 +526,24 @@ def _add_merge(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_merge)
 
 
-def _input_hw(args: argparse.Namespace) -> tuple[int, int] | None:
-    return (args.input_size[1], args.input_size[0]) if args.input_size else None
+# What `export`'s flags are called in its request (rtmbench.measure.requests.ExportRequest).
+EXPORT_FLAGS = {"input_size": "--input-size", "batch": "--batch", "opset": "--opset",
+                "fold_bn": "--no-fold-bn", "precision": "--precision",
+                "fp16_converter": "--fp16-converter"}
+
+
+def _export_request(args: argparse.Namespace, entry):
+    """The export request from the flags, within the latency units' bounds (named by flag)."""
+    from .errors import InputError
+    from .run.request_builder import RequestError, export_request
+
+    try:
+        return export_request(tuple(args.input_size or entry.input_size), args.batch,
+                              dynamic_batch=args.dynamic_batch, opset=args.opset,
+                              fold_bn=not args.no_fold_bn, precision=args.precision,
+                              fp16_converter=args.fp16_converter)
+    except RequestError as exc:
+        raise InputError(exc.naming(EXPORT_FLAGS)) from None
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
@@ -729,43 +559,20 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if out.exists() and not args.force:
         raise InputError(f"{out} already exists; choose another -o path or pass --force "
                          f"to replace it.")
-    _check_weights_flags(args, entry)  # every input before torch is imported (seconds)
-    from .measure.export import export_and_check
+    request = _export_request(args, entry)  # every input before torch is imported (seconds)
+    _check_weights_flags(args, entry)
+    from .measure.export import ExportError
+    from .run.export_command import export_command
 
     built = _build(args, entry, default_random=True, say="rtmbench export")
-    model = built.model
-    width, height = entry.input_size
-    input_hw = _input_hw(args) or (height, width)
-    from .run.model import calibration_batch
-
-    # the parity probe: generated images through the zoo's test pipeline (what the model is
-    # for; conditioned weights can reach far larger activations on Gaussian noise)
-    probe = calibration_batch(entry, num_images=args.batch, seed=7,
-                              input_size=(input_hw[1], input_hw[0]))
-    report = export_and_check(model, out, input_hw, args.batch, args.dynamic_batch, args.opset,
-                              not args.no_fold_bn, args.precision, args.fp16_converter,
-                              probe=probe)
-    from .measure.export import onnx_metadata
-
-    meta = onnx_metadata(out)
-    if args.json:
-        print(json.dumps({"path": str(out), "model": entry.name, "input_hw": list(input_hw),
-                          "batch": args.batch, "opset": args.opset, "precision": args.precision,
-                          "fp16_converter": meta.get("rtmbench.fp16_converter"),
-                          "weights": built.provenance, "parity": report.to_dict()},
-                         default=str))
-    else:
-        io = "FP16 weights and activations, FP32 input/outputs" if args.precision == "fp16" \
-            else "FP32"
-        print(f"wrote {out} ({entry.name} with {_weights_text(built.provenance)}, "
-              f"{args.batch}x3x{input_hw[0]}x{input_hw[1]}, "
-              f"opset {args.opset}, {io}, outputs {', '.join(report.max_abs_error)})"
-              + (f"; converted by {meta['rtmbench.fp16_converter']}"
-                 if "rtmbench.fp16_converter" in meta else ""))
-        tol = report.to_dict()["tolerance"]
-        print(f"ONNX Runtime (CPU) vs PyTorch FP32: max abs error {report.worst:.3g}, "
-              f"{report.worst_relative:.2g} of the output range (bound {tol['atol']:g} + "
-              f"{tol['rtol']:g} x max|output|; every output within it: {report.ok})")
+    try:
+        report = export_command(entry, out, request, built)
+    except ExportError as exc:
+        if not exc.fields:
+            raise
+        flags = ", ".join(EXPORT_FLAGS[f] for f in exc.fields)
+        raise ExportError(f"{exc} (flags: {flags})", fields=exc.fields) from exc
+    print(report.to_json() if args.json else report.text(_weights_text(built.provenance)))
     return 0
 
 
@@ -795,76 +602,44 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_cmd_export)
 
 
-def _latency_claims(result, entry) -> list[dict]:
-    """Each published latency of the model beside ``result``, judged on equal footing."""
-    from .judge.judgement import judge_latency_claim
-    from .records import Record
-    from .spec.suite import DEFAULT_TOLERANCES
-
-    if result.status != "measured":
-        return [{**entry.claim_record(c), "verdict": "not measured"}
-                for c in entry.claims_for("latency")]
-    record = Record(run="cli", model=entry.name, check="latency", backend=result.backend,
-                    device=result.device, precision=result.precision,
-                    input_size=(result.input_hw[1], result.input_hw[0]), batch=result.batch,
-                    status="measured", metrics=result.metrics,
-                    provenance={"environment": result.environment,
-                                "hardware": {"gpu": result.environment.get("gpu")}})
-    out = []
-    for claim in entry.claims_for("latency"):
-        data = entry.claim_record(claim)
-        j = judge_latency_claim(record, data, DEFAULT_TOLERANCES["latency"])
-        out.append({**data, "verdict": str(j.mark), "explanation": j.text})
-    return out
+# What `latency`'s flags are called in its request (rtmbench.spec.check_specs.LatencyProtocol,
+# whose bounds a suite's latency check has too).
+LATENCY_FLAGS = {"min_iterations": "--iterations", "min_duration_s": "--min-duration",
+                 "warmup_s": "--warmup", "input_size": "--input-size", "batch": "--batch"}
 
 
-def _check_protocol_flags(args: argparse.Namespace) -> None:
-    """The suite's bounds (spec.checks.LatencyProtocol) apply to the flags too."""
-    from pydantic import ValidationError
-
+def _latency_request(args: argparse.Namespace):
+    """The latency request from the flags (rtmbench.run.request_builder, the runner's builder too):
+    the suite's bounds apply to them, a value out of them is named by its flag."""
     from .errors import InputError
-    from .spec.checks import LatencyProtocol
+    from .measure.requests import Remeasure
+    from .run.request_builder import RequestError, latency_request
 
-    flags = {"min_iterations": "--iterations", "min_duration_s": "--min-duration",
-             "warmup_s": "--warmup", "input_size": "--input-size", "batch": "--batch"}
     try:
-        LatencyProtocol(min_iterations=args.iterations, min_duration_s=args.min_duration,
-                        warmup_s=args.warmup, input_size=args.input_size, batch=args.batch)
-    except ValidationError as exc:
-        problems = [f"{flags.get(str(e['loc'][0]), e['loc'][0])} {e['input']}: {e['msg']}"
-                    for e in exc.errors()]
-        raise InputError("; ".join(problems) + ".") from None
+        return latency_request(
+            args.backend, args.device, args.precision,
+            protocol={"min_iterations": args.iterations, "min_duration_s": args.min_duration,
+                      "warmup_s": args.warmup, "input_size": args.input_size,
+                      "batch": args.batch},
+            options=_flag_options(args, args.backend), include_transfer=args.include_transfer,
+            reference=not args.no_reference, remeasure=Remeasure())
+    except RequestError as exc:
+        raise InputError(exc.naming(LATENCY_FLAGS)) from None
 
 
 def _cmd_latency(args: argparse.Namespace) -> int:
     from .spec.zoo import load_zoo
 
     entry = load_zoo(args.zoo).get(args.size)
-    _check_protocol_flags(args)  # every input before torch is imported (seconds)
+    request = _latency_request(args)  # every input before torch is imported (seconds)
     _check_weights_flags(args, entry)
-    from .measure.latency import Remeasure, format_result, measure_latency
+    from .run.latency_command import measure_command
 
     model = _build(args, entry, default_random=True, say="rtmbench latency").model
-    options = _backend_options(args, args.backend)
-    result = measure_latency(entry, args.backend, args.device, args.precision, model=model,
-                             input_hw=_input_hw(args), batch=args.batch, warmup_s=args.warmup,
-                             min_iterations=args.iterations, min_duration_s=args.min_duration,
-                             include_transfer=args.include_transfer,
-                             reference=not args.no_reference, backend_options=options,
-                             progress=not args.json, remeasure=Remeasure())
-    claims = _latency_claims(result, entry)
-    if args.json:
-        print(json.dumps(result.to_dict() | {"claims": claims}, sort_keys=True))
-    else:
-        print(format_result(result))
-        for c in claims:
-            explanation = c.get("explanation") or ""
-            verdict = explanation if explanation.startswith(c["verdict"]) else (
-                f"{c['verdict']}: {explanation}" if explanation else c["verdict"])
-            print(f"  claim {c['value']} ms ({c.get('hardware')}, {c.get('backend')} "
-                  f"{c.get('precision')}, {c.get('source')}): {verdict}")
-    if result.status != "measured":
-        print(f"rtmbench latency: not run: {result.reason}", file=sys.stderr)
+    report = measure_command(entry, request, model, progress=not args.json)
+    print(report.to_json() if args.json else report.text())
+    if not report.measured:
+        print(f"rtmbench latency: not run: {report.result.reason}", file=sys.stderr)
         from .errors import MissingPrerequisite
 
         return MissingPrerequisite.exit_code
@@ -925,10 +700,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+INTERRUPTED_EXIT = 128 + signal.SIGINT  # 130, as a shell reports a process Ctrl-C stopped
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt: every ``finally``
     and context manager runs (temporary directories, locks, partial files), the run stops as
     after Ctrl-C, and :func:`main` exits with 143 (128 + SIGTERM), as a killed process would."""
+
+    exit_code = 128 + signal.SIGTERM  # 143
 
 
 @contextlib.contextmanager
@@ -968,10 +748,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Terminated:
         print(f"rtmbench {args.command}: terminated (SIGTERM); finished work is kept, "
               f"temporary files were removed.", file=sys.stderr)
-        return 143
+        return Terminated.exit_code
     except KeyboardInterrupt:
         print(f"rtmbench {args.command}: interrupted; finished work is kept.", file=sys.stderr)
-        return 130
+        return INTERRUPTED_EXIT
 
 
 if __name__ == "__main__":

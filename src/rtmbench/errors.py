@@ -28,6 +28,14 @@ class RtmbenchError(Exception):
     outcome: ClassVar[Outcome] = "failed"
 
 
+class Failed(RtmbenchError):
+    """What a command found is wrong: a failed unit, a regression, a missed claim. Its exit
+    code (1) is what ``run``, ``gate`` and ``complexity`` return then."""
+
+    outcome: ClassVar[Outcome] = "failed"
+    exit_code: ClassVar[int] = 1
+
+
 class MissingPrerequisite(RtmbenchError):
     """Something the unit needs is absent on this machine; the unit is "not run"."""
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import DatasetError, DatasetMissing
-from ..spec.datasets import COCO_VAL2017, FETCH_COCO, dataset_dir, fetched_dataset
+from ..spec.fetched_datasets import COCO_VAL2017, FETCH_COCO, dataset_dir, fetched_dataset
 from ..spec.settings import load_settings
 
 ANNOTATIONS = Path("annotations") / "instances_val2017.json"

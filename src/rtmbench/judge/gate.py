@@ -24,10 +24,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InputError, RtmbenchError
+from ..errors import Failed, InputError, RtmbenchError
 from ..records import Record, Run, UnitKey, load_usable_run
 from ..spec.suite import SuiteBase, load_suite
 from ..spec.zoo import load_zoo
+from ..tables import markdown_table
 from .completeness import Plan, plan_for
 from .history import DEFAULT_RUNS, History, NamedStep, find_steps, judge_unit_history, read_history
 from .judgement import Judgement, Mark, judge_absent, judge_unit, primary_ap
@@ -196,13 +197,8 @@ def history_summary(run: Run, history: History, used: list[Run], found: list[Nam
 
 def format_rows(rows: list[Row]) -> str:
     head = ["model", "metric", "claim", "baseline", "measured", "delta", "verdict"]
-    table = [head] + [[r.model, r.metric, r.claim, r.baseline, r.measured, r.delta, r.verdict]
-                      for r in rows]
-    widths = [max(len(line[i]) for line in table) for i in range(len(head))]
-    lines = ["| " + " | ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) + " |"
-             for line in table]
-    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    return "\n".join(lines)
+    return markdown_table(head, [[r.model, r.metric, r.claim, r.baseline, r.measured, r.delta,
+                                  r.verdict] for r in rows], pad=True)
 
 
 def plan_summary(plan: Plan, run: Run, tolerances: SuiteBase, given: bool) -> list[str]:
@@ -240,7 +236,7 @@ def run_gate(run: str, *, baseline: str | None = None, suite: str | None = None,
         past = read_history(history) if history is not None else None
     except RtmbenchError as exc:
         print(f"rtmbench gate: unusable input: {exc}", file=sys.stderr)
-        return 2
+        return InputError.exit_code
     for r in (current, base):
         if r is not None and r.problems:
             print(f"rtmbench gate: note: {r.describe_problems()}", file=sys.stderr)
@@ -265,4 +261,4 @@ def run_gate(run: str, *, baseline: str | None = None, suite: str | None = None,
               + "; ".join(f"{r.model} {r.metric}" for r in unreliable))
     if bad:
         print(f"{len(bad)} regression(s): " + "; ".join(f"{r.model} {r.metric}" for r in bad))
-    return 1 if bad else 0
+    return Failed.exit_code if bad else 0

@@ -25,6 +25,7 @@ from ..fileio import write_if_changed
 from ..records import LOCAL, Record, Run, latest_run, list_runs, load_usable_run, resolve_run
 from ..spec.suite import SuiteBase, load_suite
 from ..spec.zoo import Zoo, load_zoo
+from ..tables import markdown_table
 from .judgement import Judgement, Mark, flops_field, judge_claims, judge_unit, primary_ap
 from .merge import Machine, MergeKey, merge_runs
 
@@ -125,12 +126,6 @@ def _find(merged: Merged, **match: Any) -> Record | None:
              if all(getattr(k, f) == v for f, v in match.items())]
     rank = {"verified": 0, "measured": 0, "failed": 1, "not run": 2}
     return min(found, key=lambda r: rank.get(str(r.status), 3), default=None)
-
-
-def markdown_table(head: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-    lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------------ the seed table

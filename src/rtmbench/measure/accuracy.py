@@ -45,7 +45,7 @@ from ..models.postprocess import Detections, TestSettings, postprocess
 from .agreement import TOP_K, agreement_scores
 from .artifact import pad_batch, true_fp32
 from .evaluation import weights_fingerprint
-from .scoring import score
+from .scoring import ScoreOptions, score
 
 AGREEMENT_TOP_K = TOP_K  # the same cut as the smoke gate's golden detections
 # Post-processing for agreement: the unit's test settings with nms_pre at most 1000 (RTMDet's
@@ -68,6 +68,24 @@ class AccuracyImages:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+
+@dataclass(frozen=True)
+class AccuracyCheck:
+    """What a timed artifact is checked on: ``images`` (at the timed input size), whose outputs
+    are post-processed with ``settings`` (None: the zoo's test settings of the model, see
+    :meth:`for_model`), agreement scored on each image's best ``top_k`` detections."""
+
+    images: AccuracyImages
+    settings: TestSettings | None = None
+    top_k: int = AGREEMENT_TOP_K
+
+    def for_model(self, entry) -> AccuracyCheck:
+        """This check with ``entry``'s (a zoo model's) test settings where it has none."""
+        if self.settings is not None:
+            return self
+        return dataclasses.replace(
+            self, settings=TestSettings.from_test_cfg(entry.test_cfg.model_dump()))
 
 
 def load_images(entry, root: Path, limit: int, input_size: tuple[int, int], *,
@@ -127,10 +145,15 @@ def _coco_rows(image_id: int, det: Detections, cat_ids: list[int]) -> list[dict]
 
 
 def artifact_accuracy(infer: Callable[[Tensor], list[Tensor]], reference: nn.Module,
-                      images: AccuracyImages, settings: TestSettings, batch: int = 1,
-                      top_k: int = AGREEMENT_TOP_K, reference_device: str = "cpu") -> dict:
-    """The metrics of the module docstring for the artifact behind ``infer``; the reference
-    runs in true FP32 on ``reference_device`` (a copy of the model goes there)."""
+                      check: AccuracyCheck, batch: int = 1,
+                      reference_device: str = "cpu") -> dict:
+    """The metrics of the module docstring for the artifact behind ``infer`` (``batch``
+    images per call) on ``check``'s images; the reference runs in true FP32 on
+    ``reference_device`` (a copy of the model goes there)."""
+    if check.settings is None:
+        raise ValueError("AccuracyCheck.settings is unset: give the test settings, or "
+                         "AccuracyCheck.for_model(entry) for the zoo's")
+    images, settings, top_k = check.images, check.settings, check.top_k
     strides = tuple(reference.bbox_head.strides)
     reference = reference.eval()
     input_hw = tuple(images.inputs[0].shape[2:])
@@ -184,8 +207,9 @@ def artifact_accuracy(infer: Callable[[Tensor], list[Tensor]], reference: nn.Mod
                "agreement_top_k": top_k, "agreement_nms_pre": settings.nms_pre,
                "accuracy_images": len(images)}
     if images.ground_truth is not None:
-        art_ap = score(images.ground_truth, rows, conventions=("coco",))["coco"]["AP"]
-        ref_ap = score(images.ground_truth, ref_rows, conventions=("coco",))["coco"]["AP"]
+        coco_only = ScoreOptions(conventions=("coco",))
+        art_ap = score(images.ground_truth, rows, coco_only)["coco"]["AP"]
+        ref_ap = score(images.ground_truth, ref_rows, coco_only)["coco"]["AP"]
         metrics |= {"artifact_box_ap": art_ap, "reference_box_ap": ref_ap,
                     "box_ap_delta": art_ap - ref_ap}
     return metrics

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from .scoring import DEFAULT_BACKEND, check_detections, score
+from .scoring import DEFAULT_BACKEND, ScoreOptions, check_detections, score
 
 TOP_K = 100  # pycocotools' headline AP counts 100 detections per image
 
@@ -57,8 +57,8 @@ def agreement_scores(detections: list[dict], reference: list[dict], image_ids: l
     ground_truth = reference_as_ground_truth(reference, image_ids, category_ids, top_k)
     wanted = set(image_ids)
     candidate = top_per_image([d for d in detections if d["image_id"] in wanted], top_k)
-    return score(ground_truth, candidate, backend=backend, image_ids=image_ids,
-                 conventions=("coco",))["coco"]
+    return score(ground_truth, candidate, ScoreOptions(scorer=backend, image_ids=image_ids,
+                                                       conventions=("coco",)))["coco"]
 
 
 def agreement_ap(detections: list[dict], reference: list[dict], image_ids: list[int],

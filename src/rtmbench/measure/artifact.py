@@ -41,7 +41,8 @@ from torch import Tensor, nn
 
 from ..errors import InputError
 from ..fileio import sha256_file
-from .backends import BACKENDS, DEVICES, PRECISIONS, BackendUnavailable, Runner, get_backend
+from .backends import BackendUnavailable, PrepareOptions, Runner, get_backend
+from .requests import check_names
 
 # What a backend's ``details`` say that decides what it computes (the rest: threads, paths,
 # timings, say how it ran, not what).
@@ -70,12 +71,7 @@ class ArtifactSpec:
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for value, allowed, what in ((self.backend, BACKENDS, "--backend"),
-                                     (self.device, DEVICES, "--device"),
-                                     (self.precision, PRECISIONS, "--precision")):
-            if value not in allowed:
-                raise InputError(f"unknown {what} {value!r}; expected one of "
-                                 f"{', '.join(allowed)}.")
+        check_names(self.backend, self.device, self.precision)  # an InputError naming the field
 
     @property
     def label(self) -> str:
@@ -164,7 +160,7 @@ def prepare_artifact(spec: ArtifactSpec, model: nn.Module, input_hw: tuple[int, 
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     runner = backend.prepare(model, example_input(batch, input_hw), spec.device, spec.precision,
-                             workdir=workdir)
+                             PrepareOptions(workdir=workdir))
     if runner.infer is None:
         raise BackendUnavailable(f"the {spec.backend} runner cannot give its outputs for an "
                                  f"input, so it cannot be evaluated")

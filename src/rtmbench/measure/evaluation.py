@@ -1,7 +1,10 @@
 """COCO box AP of one model: batched inference, resumable per-image predictions, sharding.
 
-Images are sorted by id and cut into fixed batches of ``batch_size``; shard i of n (an
-explicit ``--shard i/n`` or rank i of n under torchrun) runs batches i, i+n, i+2n, ... So every
+What to evaluate, how and where is one :class:`~.eval_plan.EvaluationRequest`: ``evaluate(entry,
+model, request)``; :func:`resolve_request` decides its device and the defaults suited to it.
+
+Images are sorted by id and cut into fixed batches of ``batch_size``; shard i of n (a
+request's ``shard=(i, n)`` or rank i of n under torchrun) runs batches i, i+n, i+2n, ... So every
 image is always inferred in the same batch, whatever the number of processes or interruptions,
 and the merged detections are bit-identical to a single-process run.
 
@@ -16,15 +19,15 @@ A rerun with the same settings skips every image already in a predictions file (
 a crash is dropped and its batch redone); different settings in the same directory are refused
 rather than mixed or overwritten.
 
-What runs the network: by default the PyTorch model itself (below). With ``artifact`` (an
-:class:`~.artifact.ArtifactSpec`, ``rtmbench evaluate --backend``) the per-batch forward is
+What runs the network: by default the PyTorch model itself (below). With the request's
+``artifact`` (an :class:`~.artifact.ArtifactSpec`, ``rtmbench evaluate --backend``) the forward is
 the timed artifact's instead (:mod:`.artifact`: the export, engine or compiled graph the
 latency check times, static ``batch_size`` x 3 x H x W, the last batch padded), run on the
 host side of the pipeline: its outputs come back as host FP32 tensors and go through the same
 batched post-processing. Its identity is part of ``run.json`` (``artifact``), and its ONNX
 export, if any, is kept in ``artifact/`` beside the predictions.
 
-Throughput. DataLoader workers decode, resize and pad (``workers=None``: :func:`default_workers`);
+Throughput. DataLoader workers decode, resize and pad (``workers`` None: :func:`default_workers`);
 on CUDA the batches arrive in pinned memory and go to the GPU with non-blocking copies as
 uint8, where they are normalised. On CUDA the network runs BN-folded and channels_last in
 ``precision`` fp32 (cuDNN may use TF32, as torch's default allows) or fp16, with cuDNN's
@@ -39,12 +42,12 @@ every image's predictions, scoring takes them from memory instead of parsing the
 detections are many (:func:`rtmbench.measure.scoring.score`), while ``detections.json`` is
 written.
 
-Stage timing: pass ``timings={}`` and it is filled with seconds per stage (decode+resize+pad
-summed over the workers, waiting for the loader, H2D + normalise, forward, post-processing,
-device-to-host, writing predictions, reading them back, scoring, writing detections.json) and
-counts (images, batches, NMS candidates). On CUDA each timed stage is synchronised, so stages
-are attributed exactly; without ``timings`` nothing is synchronised or timed beyond what the
-evaluation needs.
+Stage timing: with the request's ``timings``, the result's ``timings`` hold seconds per stage
+(decode+resize+pad summed over the workers, waiting for the loader, H2D + normalise, forward,
+post-processing, device-to-host, writing predictions, reading them back, scoring, writing
+detections.json) and counts (images, batches, NMS candidates). On CUDA each timed stage is
+synchronised, so stages are attributed exactly; without ``timings`` nothing is synchronised or
+timed beyond what the evaluation needs.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -69,8 +72,8 @@ from ..data import CocoDataset, ImageRecord, TestPipeline
 from ..errors import DatasetError, DeviceMissing, InputError, NonFiniteOutputs
 from ..fileio import append_durable, sha256_file, write_bytes_atomic, write_json_atomic
 from ..models.postprocess import TestSettings, postprocess_batched
-from .eval_plan import PRECISIONS, check_options, parse_shard, plan_batches  # noqa: F401
-from .scoring import DEFAULT_BACKEND, score
+from .eval_plan import EvaluationRequest, about, check_out_dir, plan_batches
+from .scoring import DEFAULT_BACKEND, ScoreOptions, score
 
 MAX_CUDA_WORKERS = 12
 # Images per forward when none is given: 32 on a GPU (what MMDetection's test loaders fill an
@@ -90,6 +93,7 @@ class EvalResult:
     backend: str = DEFAULT_BACKEND  # the COCOeval implementation that scored (the scorer)
     newly_inferred: int = 0
     manifest: dict = field(default_factory=dict)
+    timings: dict | None = None  # seconds per stage and counts, when the request asked
 
     def to_dict(self) -> dict:
         # "backend" is the scorer, as it always was (kept for scripts that read it); "scorer"
@@ -153,7 +157,7 @@ class _NoTimer:
 def resolve_eval_device(device: str) -> str:
     """``auto``: cuda where torch sees a GPU, else cpu; ``cuda`` (or ``cuda:N``) without one is
     a missing prerequisite, said before any weights are fetched."""
-    from ..spec.checks import resolve_device
+    from ..spec.check_specs import resolve_device
     from .backends.base import cuda_unavailable_reason
 
     if device == "auto":
@@ -161,14 +165,37 @@ def resolve_eval_device(device: str) -> str:
     try:
         kind = torch.device(device).type
     except (RuntimeError, ValueError):
-        raise InputError(f"unknown device {device!r}; use auto, cpu or cuda (cuda:N for one "
-                         f"GPU of several).") from None
+        raise about("device", InputError(f"unknown device {device!r}; use auto, cpu or cuda "
+                                         f"(cuda:N for one GPU of several).")) from None
     if kind not in ("cpu", "cuda"):
-        raise InputError(f"device {device!r} is not supported; use auto, cpu or cuda.")
+        raise about("device", InputError(f"device {device!r} is not supported; use auto, cpu "
+                                         f"or cuda."))
     if kind == "cuda" and (reason := cuda_unavailable_reason()):
-        raise DeviceMissing(f"device {device} was asked for, but {reason}; use --device auto "
-                            f"or cpu.")
+        raise about("device", DeviceMissing(f"device {device} was asked for, but {reason}; use "
+                                            f"device auto or cpu."))
     return device
+
+
+def resolve_request(request: EvaluationRequest) -> EvaluationRequest:
+    """``request`` with its device decided and the defaults suited to it, checked again there:
+    the device ``auto`` is cuda where torch sees a GPU, else cpu (:func:`resolve_eval_device`;
+    cuda asked for without a GPU is DeviceMissing), and with an artifact the artifact's device
+    (its backend said whether it runs there); the batch size 1 for an artifact (the batch
+    latency times by default), else :func:`default_batch_size`; the workers
+    :func:`default_workers`. Then fp16 where auto chose the CPU is refused (and an output
+    directory that is a file, :func:`~.eval_plan.check_out_dir`). A resolved request
+    comes back as it is: ``evaluate`` calls this too, and the CLI and the runner call it first
+    (to say where it runs, to find a missing GPU before any weights are fetched)."""
+    check_out_dir(request.out_dir)
+    artifact = request.artifact
+    device = resolve_eval_device(request.device) if artifact is None else artifact.device
+    batch = request.batch_size
+    if batch is None:
+        batch = 1 if artifact is not None else default_batch_size(device)
+    workers = request.workers if request.workers is not None else default_workers(device)
+    if (device, batch, workers) == (request.device, request.batch_size, request.workers):
+        return request
+    return replace(request, device=device, batch_size=batch, workers=workers)
 
 
 def default_batch_size(device: str) -> int:
@@ -419,14 +446,17 @@ def coco_results(predictions: dict[int, list[list[float]]]) -> list[dict]:
 
 # --- run manifest --------------------------------------------------------------------------
 
-def _manifest(entry, dataset: CocoDataset, records: list[ImageRecord], batch_size: int,
-              device: str, fingerprint: str, test_cfg, precision: str = "fp32") -> dict:
+def _manifest(entry, dataset: CocoDataset, records: list[ImageRecord],
+              request: EvaluationRequest, device: str, fingerprint: str) -> dict:
+    """What run.json records of an evaluation (the keys it always had): ``device`` is where the
+    network runs (cpu for an artifact, whose own device the caller puts in)."""
+    precision = request.precision
     manifest = {"model": entry.name, "weights_sha256": fingerprint,
             "annotations_sha256": sha256_file(dataset.annotation_file),
             "num_images": len(records), "image_ids_sha256": _image_ids_sha256(records),
-            "batch_size": batch_size, "device": torch.device(device).type,
+            "batch_size": request.batch_size, "device": torch.device(device).type,
             "input_size": list(entry.input_size), "pipeline": entry.pipeline.model_dump(),
-            "test_cfg": test_cfg.model_dump()}
+            "test_cfg": request.test_cfg.model_dump()}
     if torch.device(device).type == "cuda":  # CPU runs keep the manifest they always had
         manifest |= {"precision": precision, "network": "bn-folded, channels_last",
                      "cudnn_tf32": bool(torch.backends.cudnn.allow_tf32) and precision == "fp32"}
@@ -445,7 +475,8 @@ def read_manifest(out_dir: Path, fix: str | None = None) -> dict:
     """``out_dir``'s run.json; a damaged one is an InputError naming it, with ``fix`` (default:
     delete the folder to redo the evaluation there)."""
     path = out_dir / MANIFEST
-    fix = fix or (f"Delete {out_dir} to redo the evaluation there, or pass another --out")
+    fix = fix or (f"Delete {out_dir} to redo the evaluation there, or give another output "
+                  f"directory")
     try:
         data = json.loads(path.read_bytes(), parse_constant=_not_finite)
     except OSError as exc:
@@ -475,8 +506,8 @@ def _check_manifest(out_dir: Path, manifest: dict, *, create: bool) -> None:
                       if manifest.get(k) != existing.get(k))
         raise InputError(f"{out_dir} holds an evaluation with different settings "
                          f"({', '.join(diff)} differ; see {path}). Rerun with the same "
-                         f"settings to resume it, or "
-                         f"pass another --out to start a new one.")
+                         f"settings to resume it, or give another output directory to start a "
+                         f"new one.")
 
 
 # --- distributed ---------------------------------------------------------------------------
@@ -508,24 +539,37 @@ def _inference_network(model: torch.nn.Module, device: torch.device,
                                     memory_format=torch.channels_last).eval()
 
 
-def _infer(model, loader, pipeline: TestPipeline, entry, test_cfg, device: torch.device,
-           cat_ids: list[int], path: Path, bar, precision: str = "fp32", timer=None,
-           written: dict | None = None, forward=None, what: str | None = None) -> int:
+@dataclass(frozen=True)
+class _Pass:
+    """One inference pass: what runs each batch (``forward``: x -> (cls_scores, bbox_preds),
+    the PyTorch network or a timed artifact's :meth:`.artifact.Artifact.forward`; ``failure``
+    says what gave NaN), on which device and in which precision, how its outputs become
+    detections (the pipeline's normalisation, the test settings, the strides, the network's
+    input height and width, the data set's category ids) and the predictions file they are
+    appended to."""
+
+    forward: Callable
+    failure: str
+    device: torch.device
+    precision: str
+    pipeline: TestPipeline
+    settings: TestSettings
+    strides: tuple
+    input_hw: tuple[int, int]
+    cat_ids: list[int]
+    path: Path
+
+
+def _infer(job: _Pass, loader, bar, timer=None, written: dict | None = None) -> int:
     """Infer every batch of ``loader`` and append its predictions; return the image count.
-    ``written``, if given, receives what was appended (image id -> detections). ``forward``
-    (x -> (cls_scores, bbox_preds)) replaces the PyTorch network, e.g. a timed artifact's
-    (:meth:`.artifact.Artifact.forward`); ``what`` names it in errors."""
-    settings = TestSettings.from_test_cfg(test_cfg.model_dump())
-    input_hw = (entry.input_size[1], entry.input_size[0])
-    strides = model.arch.strides
+    ``written``, if given, receives what was appended (image id -> detections)."""
+    device, pipeline, strides, input_hw = job.device, job.pipeline, job.strides, job.input_hw
     timer = timer or _NoTimer()
     cuda = device.type == "cuda"
-    forward = forward or _inference_network(model, device, precision)
-    failure = (f"{what} gave NaN or infinite outputs" if what else
-               f"the network gave NaN or infinite outputs ({precision}, {device})")
-    dtype = torch.float16 if precision == "fp16" else torch.float32
+    forward, failure = job.forward, job.failure
+    dtype = torch.float16 if job.precision == "fp16" else torch.float32
     nms_stats: dict | None = {} if isinstance(timer, StageTimer) else None
-    writer = _Writer(path, cat_ids, timer, background=cuda)
+    writer = _Writer(job.path, job.cat_ids, timer, background=cuda)
     done = 0
     batches = iter(loader)
     try:
@@ -548,7 +592,7 @@ def _infer(model, loader, pipeline: TestPipeline, entry, test_cfg, device: torch
                                           for t in (*cls_scores, *bbox_preds)]).all()
                 with timer("postprocess"):
                     detections = postprocess_batched(cls_scores, bbox_preds, strides, input_hw,
-                                                     batch["scale_factors"], settings,
+                                                     batch["scale_factors"], job.settings,
                                                      stats=nms_stats)
                 with timer("d2h"):
                     detections = _to_host(detections)
@@ -575,13 +619,14 @@ def _infer(model, loader, pipeline: TestPipeline, entry, test_cfg, device: torch
 
 
 def finalize(out_dir: Path, dataset: CocoDataset, records: list[ImageRecord],
-             backend: str, *, timer=None, scoring_workers: int | None = None,
+             scoring: ScoreOptions, *, timer=None,
              known: dict[int, list] | None = None) -> tuple[dict, Path, Path]:
     """Gather every image's predictions; write detections.json and metrics.json; return them.
 
-    ``known``: predictions this process wrote (image id -> detections); when they cover every
-    image, the predictions files are not read back. detections.json is written on a thread
-    while the scoring processes work."""
+    ``scoring``: its scorer and workers score (the images are ``records``'). ``known``:
+    predictions this process wrote (image id -> detections); when they cover every image, the
+    predictions files are not read back. detections.json is written on a thread while the
+    scoring processes work."""
     timer = timer or _NoTimer()
     with timer("read_predictions"):
         if known is not None and all(r.id in known for r in records):
@@ -606,86 +651,67 @@ def finalize(out_dir: Path, dataset: CocoDataset, records: list[ImageRecord],
     with ThreadPoolExecutor(1, thread_name_prefix="rtmbench-detections") as pool:
         written = pool.submit(write_detections)
         with timer("score"):
-            metrics = score(dataset.data, results, backend=backend, image_ids=wanted,
-                            workers=scoring_workers,
-                            ground_truth_name=f"COCO annotation file {dataset.annotation_file}")
+            metrics = score(dataset.data, results, replace(
+                scoring, image_ids=wanted,
+                ground_truth_name=f"COCO annotation file {dataset.annotation_file}"))
         with timer("write_detections_wait"):
             written.result()
     timer.count("detections", len(results))
     write_json_atomic(metrics_path, {"metrics": metrics, "num_images": len(records),
-                                     "num_detections": len(results), "backend": backend,
+                                     "num_detections": len(results),
+                                     "backend": scoring.scorer,
                                      "run": read_manifest(out_dir)})
     return metrics, detections_path, metrics_path
 
 
-def evaluate(model_entry, coco_root: Path, *, model: torch.nn.Module, out_dir: Path,
-             limit: int | None = None, batch_size: int | None = None,
-             workers: int | None = None, device: str = "auto",
-             shard: tuple[int, int] | None = None, progress: bool = True,
-             backend: str = DEFAULT_BACKEND, test_cfg=None, precision: str = "fp32",
-             timings: dict | None = None, scoring_workers: int | None = None,
-             artifact=None) -> EvalResult:
-    """Run ``model`` over COCO val (or its first ``limit`` images) and score it.
+def evaluate(model_entry, model: torch.nn.Module, request: EvaluationRequest) -> EvalResult:
+    """Run ``model`` (the network of ``model_entry``, a zoo entry, with its weights) as
+    ``request`` says (:class:`~.eval_plan.EvaluationRequest`): over its COCO images, on its
+    device, at its batch size, and score it.
 
-    ``test_cfg`` (a zoo TestCfg) overrides the entry's default test-time settings, e.g. with
-    the variant a claim was evaluated with (``ResolvedModel.test_cfg_for(claim)``).
-    ``device`` is auto (cuda where torch sees a GPU), cpu or cuda; ``precision`` is fp32 or
-    (CUDA only) fp16; ``batch_size=None`` and ``workers=None`` suit the device
-    (:func:`default_batch_size`, :func:`default_workers`); ``timings``, if given, is filled
-    with per-stage seconds and counts (module docstring); ``scoring_workers`` as
-    :func:`rtmbench.measure.scoring.score`. ``artifact`` (:class:`~.artifact.ArtifactSpec`,
-    its device and precision those given here): evaluate that backend's artifact of ``model``
-    at ``batch_size`` instead of the PyTorch model (module docstring).
+    The request's ``test_cfg`` (None: the entry's own) can be the variant a claim was evaluated
+    with (``ResolvedModel.test_cfg_for(claim)``); its device and defaults are decided by
+    :func:`resolve_request` (a resolved request is kept as it is); with ``timings`` the result
+    holds per-stage seconds and counts (module docstring); with an ``artifact`` that backend's
+    artifact of ``model`` is evaluated at the batch size instead of the PyTorch model.
 
     Under torchrun each rank takes its share of the batches and rank 0 merges and scores;
-    every rank returns the same result. With ``shard=(i, n)`` this process runs shard i only
+    every rank returns the same result. With a ``shard`` (i, n) this process runs shard i only
     and scores nothing (``merge_shards`` does, once all shards are in one place).
     """
     from tqdm import tqdm
 
-    check_options(batch_size=batch_size, workers=workers, device=device, precision=precision,
-                  limit=limit)
-    if artifact is None:
-        device = resolve_eval_device(device)
-    elif device == "auto":  # an artifact's backend says itself whether it runs here
-        device = artifact.device
-    if batch_size is None:
-        batch_size = 1 if artifact is not None else default_batch_size(device)
-    check_options(batch_size=batch_size, workers=workers, device=device, precision=precision,
-                  limit=limit)  # fp16 on the device auto resolved to
-    if workers is None:
-        workers = default_workers(device)
+    request = resolve_request(request)
+    request = replace(request, test_cfg=request.test_cfg or model_entry.test_cfg)
     start_wall = time.perf_counter()
-    dataset = CocoDataset(coco_root)
+    dataset = CocoDataset(request.coco_root)
     if dataset.num_classes != model.num_classes:
         raise DatasetError(f"{dataset.annotation_file} has {dataset.num_classes} categories; the "
                            f"model predicts {model.num_classes} classes.")
-    records = dataset.select(limit)
-    rank, world, initialised_here = _distributed_rank(device)
-    if world > 1 and shard is not None:
-        raise InputError("--shard is for separate machines; under torchrun the ranks are the "
-                         "shards already. Drop one of them.")
-    my_shard = shard or (rank, world)
-    dev = torch.device(device)
+    records = dataset.select(request.limit)
+    rank, world, initialised_here = _distributed_rank(request.device)
+    if world > 1 and request.shard is not None:
+        raise about("shard", InputError("a shard i/n is for separate machines; under torchrun "
+                                        "the ranks are the shards already. Drop one of them."))
+    shard = request.shard or (rank, world)
+    dev = torch.device(request.device)
     if dev.type == "cuda" and world > 1:
         dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
         torch.cuda.set_device(dev)
+    artifact = request.artifact
     if artifact is not None:  # the artifact runs on its device, the rest on the host
-        _check_artifact(artifact, device, precision)
         dev = torch.device("cpu")
     model = model.to(dev).eval()
-    out_dir = Path(out_dir)
+    out_dir = request.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
-    test_cfg = test_cfg or model_entry.test_cfg
-    manifest = _manifest(model_entry, dataset, records, batch_size, dev.type,
-                         weights_fingerprint(model), test_cfg, precision)
+    manifest = _manifest(model_entry, dataset, records, request, dev.type,
+                         weights_fingerprint(model))
     timer = (StageTimer(torch.cuda.synchronize if dev.type == "cuda" else None)
-             if timings is not None else None)
+             if request.timings else None)
     try:
         forward = what = None
         if artifact is not None:
-            prepared = _prepare_artifact(artifact, model, model_entry, batch_size, out_dir,
-                                         rank, world)
+            prepared = _prepare_artifact(request, model, model_entry, rank, world)
             manifest = json.loads(json.dumps(manifest | {"device": artifact.device,
                                                          "artifact": prepared.identity}))
             forward, what = prepared.forward, f"the {artifact.label} artifact"
@@ -694,13 +720,14 @@ def evaluate(model_entry, coco_root: Path, *, model: torch.nn.Module, out_dir: P
         _barrier(world)
         if rank != 0:
             _check_manifest(out_dir, manifest, create=False)
-        path = _predictions_path(out_dir, my_shard)
+        path = _predictions_path(out_dir, shard)
         _drop_partial_tail(path)
         done = read_predictions(out_dir)
-        batches = plan_batches(len(records), batch_size)[my_shard[0]::my_shard[1]]
+        batches = plan_batches(len(records), request.batch_size)[shard[0]::shard[1]]
         todo = [b for b in batches if any(records[i].id not in done for i in b)]
         pipeline = TestPipeline.for_model(model_entry)
         cuda = dev.type == "cuda"
+        workers = request.workers
         loader = DataLoader(_Images(records, pipeline), batch_sampler=todo, num_workers=workers,
                             collate_fn=_collate, pin_memory=cuda,
                             prefetch_factor=(4 if cuda else 2) if workers else None)
@@ -709,24 +736,35 @@ def evaluate(model_entry, coco_root: Path, *, model: torch.nn.Module, out_dir: P
                                             deterministic=torch.backends.cudnn.deterministic,
                                             allow_tf32=torch.backends.cudnn.allow_tf32)
                  if cuda else contextlib.nullcontext())
-        with tqdm(total=total, unit="img", file=sys.stderr, disable=not progress or rank != 0,
-                  desc=f"{model_entry.name} shard {my_shard[0]}/{my_shard[1]}"
-                  if my_shard[1] > 1 else model_entry.name) as bar, cudnn:
+        precision = request.precision
+        with tqdm(total=total, unit="img", file=sys.stderr,
+                  disable=not request.progress or rank != 0,
+                  desc=f"{model_entry.name} shard {shard[0]}/{shard[1]}"
+                  if shard[1] > 1 else model_entry.name) as bar, cudnn:
             written: dict[int, list] = {}
-            newly = _infer(model, loader, pipeline, model_entry, test_cfg, dev, dataset.cat_ids,
-                           path, bar, precision, timer, written, forward, what)
+            settings = TestSettings.from_test_cfg(request.test_cfg.model_dump())
+            job = _Pass(
+                forward=forward or _inference_network(model, dev, precision),
+                failure=(f"{what} gave NaN or infinite outputs" if what else
+                         f"the network gave NaN or infinite outputs ({precision}, {dev})"),
+                device=dev, precision=precision, pipeline=pipeline, settings=settings,
+                strides=model.arch.strides,
+                input_hw=(model_entry.input_size[1], model_entry.input_size[0]),
+                cat_ids=dataset.cat_ids, path=path)
+            newly = _infer(job, loader, bar, timer, written)
         _barrier(world)
-        if shard is not None and shard[1] > 1:
-            _report_timings(timings, timer, start_wall, newly, workers)
-            return EvalResult({}, len(records), path, None, backend, newly, manifest)
+        if request.shard is not None and request.shard[1] > 1:
+            return EvalResult({}, len(records), path, None, request.scorer, newly, manifest,
+                              _timings(timer, start_wall, newly, workers))
+        scoring = ScoreOptions(scorer=request.scorer, workers=request.scoring_workers)
         metrics, detections_path, metrics_path = (
-            finalize(out_dir, dataset, records, backend, timer=timer,
-                     scoring_workers=scoring_workers, known=written if world == 1 else None)
+            finalize(out_dir, dataset, records, scoring, timer=timer,
+                     known=written if world == 1 else None)
             if rank == 0 else ({}, None, None))
-        _report_timings(timings, timer, start_wall, newly, workers)
+        timings = _timings(timer, start_wall, newly, workers)
         metrics = _broadcast(world, metrics)
         return EvalResult(metrics, len(records), out_dir / DETECTIONS, out_dir / METRICS,
-                          backend, newly, manifest)
+                          request.scorer, newly, manifest, timings)
     finally:
         if initialised_here:
             import torch.distributed as dist
@@ -734,36 +772,29 @@ def evaluate(model_entry, coco_root: Path, *, model: torch.nn.Module, out_dir: P
             dist.destroy_process_group()
 
 
-def _check_artifact(artifact, device: str, precision: str) -> None:
-    if (artifact.device, artifact.precision) != (torch.device(device).type, precision):
-        raise InputError(f"the artifact {artifact.label} is evaluated with device "
-                         f"{artifact.device} and precision {artifact.precision}; pass those "
-                         f"(got {device}, {precision}).")
-
-
-def _prepare_artifact(artifact, model, entry, batch_size: int, out_dir: Path, rank: int,
-                      world: int):
-    """The artifact, prepared by rank 0 first (a TensorRT engine goes into the cache once; the
-    other ranks then load it from there), its ONNX export kept in ``out_dir/artifact``."""
+def _prepare_artifact(request: EvaluationRequest, model, entry, rank: int, world: int):
+    """The request's artifact, prepared by rank 0 first (a TensorRT engine goes into the cache
+    once; the other ranks then load it from there), its ONNX export kept in
+    ``out_dir/artifact``."""
     from .artifact import prepare_artifact
 
     width, height = entry.input_size
-    workdir = out_dir / "artifact" / (f"rank{rank}" if rank else "")
+    workdir = request.out_dir / "artifact" / (f"rank{rank}" if rank else "")
     if rank != 0:
         _barrier(world)
-    prepared = prepare_artifact(artifact, model, (height, width), batch_size, workdir)
+    prepared = prepare_artifact(request.artifact, model, (height, width), request.batch_size,
+                                workdir)
     if rank == 0:
         _barrier(world)
     return prepared
 
 
-def _report_timings(timings: dict | None, timer, start_wall: float, newly: int,
-                    workers: int) -> None:
-    if timings is None or timer is None:
-        return
-    timings.update(timer.to_dict())
-    timings.update({"wall_s": round(time.perf_counter() - start_wall, 6),
-                    "newly_inferred": newly, "loader_workers": workers})
+def _timings(timer, start_wall: float, newly: int, workers: int) -> dict | None:
+    """Seconds per stage and counts (None when nobody asked)."""
+    if timer is None:
+        return None
+    return {**timer.to_dict(), "wall_s": round(time.perf_counter() - start_wall, 6),
+            "newly_inferred": newly, "loader_workers": workers}
 
 
 def _barrier(world: int) -> None:
@@ -784,8 +815,9 @@ def _broadcast(world: int, value: dict) -> dict:
 
 
 def merge_shards(shard_dirs: list[Path], coco_root: Path, out_dir: Path, *,
-                 backend: str = DEFAULT_BACKEND) -> EvalResult:
-    """Combine the predictions of ``--shard i/n`` runs (same settings) and score them once."""
+                 scorer: str = DEFAULT_BACKEND) -> EvalResult:
+    """Combine the predictions of the evaluations of shards i/n (same settings) and score them
+    once, with ``scorer`` (a COCOeval implementation)."""
     manifests = []
     for d in shard_dirs:
         if not (Path(d) / MANIFEST).is_file():
@@ -815,9 +847,9 @@ def merge_shards(shard_dirs: list[Path], coco_root: Path, out_dir: Path, *,
             continue
         if target.exists() and target.read_bytes() != src.read_bytes():
             raise InputError(f"{target} already exists with other content; merge into an "
-                             f"empty --out directory.")
+                             f"empty output directory.")
         write_bytes_atomic(target, src.read_bytes())
-    metrics, detections_path, metrics_path = finalize(out_dir, dataset, records, backend,
-                                                      known=known)
-    return EvalResult(metrics, len(records), detections_path, metrics_path, backend, 0,
+    metrics, detections_path, metrics_path = finalize(
+        out_dir, dataset, records, ScoreOptions(scorer=scorer, workers=None), known=known)
+    return EvalResult(metrics, len(records), detections_path, metrics_path, scorer, 0,
                       manifests[0])

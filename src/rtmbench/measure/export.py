@@ -5,6 +5,9 @@ stride and branch: ``cls_8, cls_16, cls_32`` (class logits) then ``box_8, box_16
 (ltrb distances in input pixels). BatchNorm is folded into the preceding convolutions before
 export by default (inference-only arithmetic, the same a deployment toolchain applies).
 
+What is exported is one :class:`~.requests.ExportRequest`: input size and batch (or a dynamic
+batch axis), opset, BN folding, precision and FP16 converter.
+
 Precision (``precision="fp16"``): the FP32 graph is exported, then converted so that weights
 and activations are FP16 while the input and outputs stay FP32, with one Cast at each edge
 (``keep_io_types``, what ModelOpt AutoCast gives and what TensorRT 11's strongly typed networks
@@ -50,13 +53,12 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..errors import Outcome, PackageMissing, RtmbenchError, import_problem, require
 from ..fileio import keep_mode, open_temp_beside
+from .requests import FP16_CONVERTERS, ExportRequest
 
 PARITY_ATOL = 1e-4
 PARITY_RTOL = 1e-4
 FP16_PARITY_ATOL = 1e-3
 FP16_PARITY_RTOL = 5e-3
-ONNX_PRECISIONS = ("fp32", "fp16")
-FP16_CONVERTERS = ("auto", "onnxconverter-common", "modelopt")
 
 
 def parity_tolerance(precision: str) -> tuple[float, float]:
@@ -66,9 +68,23 @@ def parity_tolerance(precision: str) -> tuple[float, float]:
 
 
 class ExportError(RtmbenchError):
-    """The export could not be written, or its outputs disagree with PyTorch: a failure."""
+    """The export could not be written, or its outputs disagree with PyTorch: a failure.
+
+    ``fields``: the :class:`~.requests.ExportRequest` fields whose change may fix it (the
+    message names them in words; the command line adds its flags for them)."""
 
     outcome: ClassVar[Outcome] = "failed"
+
+    def __init__(self, *args: object, fields: tuple[str, ...] = ()) -> None:
+        super().__init__(*args)
+        self.fields = tuple(fields)
+
+    def __reduce__(self):  # pickled (a worker process's error) with its fields
+        return _export_error, (self.args, self.fields)
+
+
+def _export_error(args: tuple, fields: tuple[str, ...]) -> ExportError:
+    return ExportError(*args, fields=fields)
 
 
 def output_names(strides: tuple[int, ...]) -> list[str]:
@@ -105,31 +121,38 @@ def _strides(model: nn.Module) -> tuple[int, ...]:
     return tuple(getattr(getattr(model, "bbox_head", None), "strides", (8, 16, 32)))
 
 
-def export_onnx(model: nn.Module, path: str | Path, input_hw: tuple[int, int] = (640, 640),
-                batch: int = 1, dynamic_batch: bool = False, opset: int = 17,
-                fold_bn: bool = True, precision: str = "fp32",
-                fp16_converter: str = "auto") -> Path:
-    """Write the tensor-mode network to ``path`` (atomically) and return the path.
+def export_request_for(example: Tensor, opset: int, precision: str) -> ExportRequest:
+    """The export a backend builds from: static shapes, those of ``example`` (N x 3 x H x W),
+    BN folded, the default FP16 converter."""
+    return ExportRequest(input_hw=tuple(example.shape[2:]), batch=int(example.shape[0]),
+                         opset=opset, precision=precision)
+
+
+def export_onnx(model: nn.Module, path: str | Path,
+                request: ExportRequest | None = None) -> Path:
+    """Write the tensor-mode network to ``path`` (atomically) and return the path; what is
+    exported: ``request`` (:class:`~.requests.ExportRequest`, default 640x640, batch 1,
+    opset 17, BN folded, FP32).
 
     ``model`` may also be any module with one tensor input (e.g. the reference convolution):
     its outputs are then named ``output_0..``. ``precision="fp16"``: FP16 weights and
     activations, FP32 input and outputs (see the module docstring; ``fp16_converter`` is
     ``auto``, ``onnxconverter-common`` or ``modelopt``).
     """
-    if precision not in ONNX_PRECISIONS:
-        raise ExportError(f"unknown ONNX precision {precision!r}; use one of "
-                          f"{', '.join(ONNX_PRECISIONS)}.")
+    request = request or ExportRequest()
     onnx = require("onnx", "onnx")
     path = Path(path)
-    net = fold_batchnorm(model) if fold_bn else copy.deepcopy(model).eval()
+    opset = request.opset
+    net = fold_batchnorm(model) if request.fold_bn else copy.deepcopy(model).eval()
     is_detector = hasattr(net, "bbox_head")
     wrapped = FlatOutputs(net) if is_detector else net
-    x = torch.zeros(batch, _in_channels(net), *input_hw)
+    x = torch.zeros(request.batch, _in_channels(net), *request.input_hw)
     with torch.no_grad():
         probe = wrapped(x)
     n_out = len(probe) if isinstance(probe, tuple) else 1
     names = output_names(_strides(net)) if is_detector else [f"output_{i}" for i in range(n_out)]
-    dynamic_axes = ({n: {0: "batch"} for n in ["input", *names]} if dynamic_batch else None)
+    dynamic_axes = ({n: {0: "batch"} for n in ["input", *names]} if request.dynamic_batch
+                    else None)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = open_temp_beside(path)  # umask's mode for a new file, the old one's if replaced
     try:
@@ -142,8 +165,8 @@ def export_onnx(model: nn.Module, path: str | Path, input_hw: tuple[int, int] = 
             torch.onnx.export(wrapped, (x,), str(tmp), opset_version=opset, input_names=["input"],
                               output_names=names, dynamic_axes=dynamic_axes,
                               do_constant_folding=True, dynamo=False)
-        if precision == "fp16":
-            converted = convert_to_fp16(onnx.load(str(tmp)), fp16_converter)
+        if request.precision == "fp16":
+            converted = convert_to_fp16(onnx.load(str(tmp)), request.fp16_converter)
             onnx.save(converted, str(tmp))
         else:
             _set_metadata(onnx, str(tmp), {"rtmbench.precision": "fp32"})
@@ -155,7 +178,8 @@ def export_onnx(model: nn.Module, path: str | Path, input_hw: tuple[int, int] = 
             raise
         raise ExportError(f"exporting the model to ONNX at {path} failed: {exc}. Check that "
                           f"the directory is writable and the opset ({opset}) is supported by "
-                          f"the installed torch ({torch.__version__}).") from exc
+                          f"the installed torch ({torch.__version__}).",
+                          fields=("opset",)) from exc
     return path
 
 
@@ -207,8 +231,8 @@ def convert_to_fp16(model, converter: str = "auto"):
     autocast = _modelopt_autocast() if converter in ("auto", "modelopt") else None
     if converter == "modelopt" and autocast is None:
         raise PackageMissing("the FP16 converter 'modelopt' needs NVIDIA ModelOpt "
-                             "(pip install nvidia-modelopt[onnx]); or use "
-                             "--fp16-converter onnxconverter-common.")
+                             "(pip install nvidia-modelopt[onnx]); or use the FP16 converter "
+                             "onnxconverter-common.")
     if autocast is not None:
         # NVIDIA's TensorRT 11 migration guide: convert_to_mixed_precision(onnx_path=...,
         # low_precision_type="fp16", keep_io_types=True). It takes a path.
@@ -285,16 +309,17 @@ def ort_cpu_session(onnx_path: str | Path, threads: int | None = None):
 
 
 def check_parity(model: nn.Module, onnx_path: str | Path, input_hw: tuple[int, int],
-                 batch: int = 1, seed: int = 0, precision: str | None = None,
-                 probe: Tensor | None = None) -> ParityReport:
+                 batch: int = 1, probe: Tensor | None = None,
+                 precision: str | None = None) -> ParityReport:
     """Run ``onnx_path`` in ONNX Runtime and ``model`` (FP32) in PyTorch on one input: ``probe``
     (e.g. real or generated images through the test pipeline: what the model is for), else
-    Gaussian noise; the tolerance is the file's precision's (from its metadata unless
-    ``precision`` is given). ONNX Runtime unable to load or run the file is an ExportError."""
+    seeded Gaussian noise of ``batch x 3 x H x W``; the tolerance is the file's precision's
+    (from its metadata unless ``precision`` is given). ONNX Runtime unable to load or run the
+    file is an ExportError."""
     precision = precision or onnx_metadata(onnx_path).get("rtmbench.precision", "fp32")
     atol, rtol = parity_tolerance(precision)
     x = probe if probe is not None else torch.randn(
-        batch, _in_channels(model), *input_hw, generator=torch.Generator().manual_seed(seed))
+        batch, _in_channels(model), *input_hw, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         ref = model.eval()(x)
     ref = (*ref[0], *ref[1]) if hasattr(model, "bbox_head") else (
@@ -317,44 +342,44 @@ def check_parity(model: nn.Module, onnx_path: str | Path, input_hw: tuple[int, i
     return ParityReport(errors, bounds, precision, relative)
 
 
-def export_and_check(model: nn.Module, path: str | Path, input_hw: tuple[int, int] = (640, 640),
-                     batch: int = 1, dynamic_batch: bool = False, opset: int = 17,
-                     fold_bn: bool = True, precision: str = "fp32",
-                     fp16_converter: str = "auto", probe: Tensor | None = None) -> ParityReport:
-    """Export, check the file in ONNX Runtime against PyTorch (on ``probe``, batch x 3 x H x W,
-    when given; see :func:`check_parity`), and only then put it at ``path``.
+def export_and_check(model: nn.Module, path: str | Path, request: ExportRequest | None = None,
+                     probe: Tensor | None = None) -> ParityReport:
+    """Export ``request`` (:func:`export_onnx`), check the file in ONNX Runtime against
+    PyTorch (on ``probe``, batch x 3 x H x W, when given; see :func:`check_parity`), and only
+    then put it at ``path``.
 
     The file is written and checked under a temporary name beside ``path`` and renamed onto it
     once it passed (atomic: same directory). A failed check (:class:`ExportError`), an error
     or Ctrl-C removes it: ``path`` is then exactly as before (absent, or the file it held).
     """
+    request = request or ExportRequest()
+    precision = request.precision
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, unchecked = open_temp_beside(path)
     except OSError as exc:
         raise ExportError(f"cannot write the ONNX file beside {path} ({exc.strerror}); choose "
-                          f"a writable -o path.") from None
+                          f"a writable path.") from None
     os.close(fd)
     try:
         try:
-            written = Path(export_onnx(model, unchecked, input_hw, batch, dynamic_batch, opset,
-                                       fold_bn, precision, fp16_converter))
-            report = check_parity(model, written, input_hw, batch, precision=precision,
-                                  probe=probe)
+            written = Path(export_onnx(model, unchecked, request))
+            report = check_parity(model, written, request.input_hw, request.batch, probe,
+                                  precision)
         except ExportError as exc:
             # the message names the file the user asked for, not the temporary one
             raise ExportError(f"{str(exc).replace(str(unchecked), str(path))} "
-                              f"{_untouched(path)}") from exc
+                              f"{_untouched(path)}", fields=exc.fields) from exc
         atol, rtol = parity_tolerance(precision)
         if not report.ok:
             bad = ", ".join(f"{k}: {v:.3g} > {report.bound[k]:.3g}"
                             for k, v in report.max_abs_error.items() if v > report.bound[k])
             raise ExportError(f"the ONNX export for {path} disagrees with PyTorch beyond the "
                               f"tolerance of {precision} files (max abs error > {atol} + {rtol} "
-                              f"x max|output|): {bad}. Try another --opset or export without "
-                              f"BN folding (--no-fold-bn) to find the step that diverges. "
-                              f"{_untouched(path)}")
+                              f"x max|output|): {bad}. Try another opset, or export without "
+                              f"BN folding, to find the step that diverges. "
+                              f"{_untouched(path)}", fields=("opset", "fold_bn"))
         fd = os.open(written, os.O_RDONLY)
         try:
             keep_mode(fd, path)  # a replaced file keeps its permissions

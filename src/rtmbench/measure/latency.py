@@ -12,34 +12,37 @@ Published latencies are judged against results in :mod:`rtmbench.judge`, never h
 from __future__ import annotations
 
 import copy
+import dataclasses
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
-from ..errors import InputError
 from ..spec.zoo import ResolvedModel
 from .artifact import example_input
 from .backends import (
-    BACKENDS,
-    DEVICES,
-    PRECISIONS,
     BackendError,
     BackendUnavailable,
+    PrepareOptions,
     Runner,
     get_backend,
 )
+from .requests import NO_REMEASURE, LatencyRequest, Protocol, Remeasure
 from .timing import (
     Measurement,
-    Protocol,
     Timer,
     collect_environment,
     measure,
     other_cores_during,
 )
+
+if TYPE_CHECKING:
+    from .accuracy import AccuracyCheck
 
 REFERENCE_SHAPE = (1, 256, 80, 80)
 
@@ -88,52 +91,22 @@ class LatencyResult:
         return out
 
 
-def _validate(backend: str, device: str, precision: str) -> None:
-    for value, allowed, what in ((backend, BACKENDS, "backend"), (device, DEVICES, "device"),
-                                 (precision, PRECISIONS, "precision")):
-        if value not in allowed:
-            raise InputError(f"unknown {what} {value!r}; expected one of {', '.join(allowed)}.")
-
-
 def count_model_flops(model: nn.Module, example: torch.Tensor) -> int:
     from .complexity import count_flops_mmengine
 
     return count_flops_mmengine(model.eval(), example)
 
 
-@dataclass(frozen=True)
-class Remeasure:
-    """How a contended measurement is taken again (suites: ``latency.remeasure_contended``,
-    ``latency.remeasure_budget_s``).
-
-    Only the timing is repeated: the artifact that was timed is timed again, and prepared again
-    first only when its build picks kernels by timing them (:meth:`Backend.autotuned`); its
-    accuracy is checked once, after the last timing, on the artifact that timing measured.
-    Attempts stop when ``attempts`` more were made, when the next one would take the unit past
-    ``budget_s`` seconds of re-measuring (default: as long as the first timing took, so a unit
-    never takes more than about twice its quiet time), or when the machine stays busy: before
-    each further attempt the load is watched for ``quiet_s`` seconds, and if other processes
-    still keep more than the protocol's ``busy_other_cores`` busy the contention is sustained
-    and waiting for it would only multiply the run's time. The record then says it was
-    measured under contention (not judged, shown ⚠️) and why the attempts stopped."""
-
-    attempts: int = 2
-    budget_s: float | None = None
-    quiet_s: float = 1.0
-
-
-NO_REMEASURE = Remeasure(attempts=0)
-
-
 class _Artifact:
-    """A backend's prepared artifact for one module and input: its runner, timed on demand."""
+    """A backend's prepared artifact for one module and input: its runner, timed on demand.
+    ``request`` says which backend (and its options), device, precision and whether the input
+    copy is timed."""
 
-    def __init__(self, backend_name: str, options: dict, module: nn.Module,
-                 example: torch.Tensor, device: str, precision: str, include_transfer: bool,
+    def __init__(self, request: LatencyRequest, module: nn.Module, example: torch.Tensor,
                  workdir: Path) -> None:
-        self.backend = get_backend(backend_name, **options)
-        self.args = (module, example, device, precision)
-        self.include_transfer, self.workdir = include_transfer, workdir
+        self.backend = get_backend(request.backend, **request.options.kwargs())
+        self.request, self.module, self.example = request, module, example
+        self.workdir = workdir
         self.builds = 0
         self.prepare()
 
@@ -141,13 +114,14 @@ class _Artifact:
         start = time.monotonic()
         self.builds += 1
         workdir = self.workdir if self.builds == 1 else self.workdir / f"build-{self.builds}"
-        self.runner = self.backend.prepare(*self.args, include_transfer=self.include_transfer,
-                                           workdir=workdir)
+        self.runner = self.backend.prepare(
+            self.module, self.example, self.request.device, self.request.precision,
+            PrepareOptions(include_transfer=self.request.include_transfer, workdir=workdir))
         self.prepare_s = time.monotonic() - start
 
     @property
     def autotuned(self) -> bool:
-        return self.backend.autotuned(*self.args[2:])
+        return self.backend.autotuned(self.request.device, self.request.precision)
 
     def time(self, protocol: Protocol, timer: Timer | None, progress: bool, label: str,
              probe=None, readings: dict | None = None) -> Measurement:
@@ -163,32 +137,29 @@ class _Artifact:
         return measurement
 
 
-def measure_latency(model_entry: ResolvedModel, backend: str, device: str, precision: str, *,
-                    model: nn.Module | None = None, input_hw: tuple[int, int] | None = None,
-                    batch: int = 1, warmup_s: float = 1.0, min_iterations: int = 50,
-                    min_duration_s: float = 3.0, include_transfer: bool = False,
-                    reference: bool = True, backend_options: dict | None = None,
-                    timer: Timer | None = None, progress: bool = False,
-                    accuracy_images=None, test_settings=None,
-                    remeasure: Remeasure | None = None) -> LatencyResult:
-    """Time ``model`` (default: the zoo entry's architecture) on one backend.
+def measure_latency(model_entry: ResolvedModel, request: LatencyRequest,
+                    model: nn.Module | None = None, *, timer: Timer | None = None,
+                    progress: bool = False, accuracy: AccuracyCheck | None = None
+                    ) -> LatencyResult:
+    """Time ``model`` (default: the zoo entry's architecture) as ``request``
+    (:class:`~.requests.LatencyRequest`) says: backend and its options, device, precision,
+    input size (default the zoo's), batch, timing protocol, reference convolution, input copy,
+    and how a contended timing is taken again (``request.remeasure``).
 
-    ``input_hw`` is (height, width), default the zoo's input size. ``timer`` replaces the
-    backend's clock (tests); ``backend_options`` go to the backend (e.g. ``layout``).
-    ``accuracy_images`` (:class:`.accuracy.AccuracyImages`, at ``input_hw``): after timing,
-    the same runner's outputs are compared with ``model`` in FP32 on them
-    (``result.accuracy``), post-processed with ``test_settings`` (default: the zoo's).
-    ``remeasure`` (:class:`Remeasure`): how a contended timing is taken again (default: not).
+    ``timer`` replaces the backend's clock (tests). ``accuracy``
+    (:class:`.accuracy.AccuracyCheck`, images at the request's input size): after timing, the
+    same runner's outputs are compared with ``model`` in FP32 on its images
+    (``result.accuracy``), post-processed with its test settings (default: the zoo's).
     Returns a "not run" result with the exact reason when the backend cannot run here.
     """
-    _validate(backend, device, precision)
     environment = collect_environment()
     width, height = model_entry.input_size
-    input_hw = tuple(input_hw) if input_hw else (height, width)
-    base = dict(backend=backend, device=device, precision=precision, environment=environment,
-                model=model_entry.name, input_hw=input_hw, batch=batch)
-    options = backend_options or {}
-    reason = get_backend(backend, **options).unavailable(device, precision)
+    input_hw = request.input_hw or (height, width)
+    batch = request.batch
+    base = dict(backend=request.backend, device=request.device, precision=request.precision,
+                environment=environment, model=model_entry.name, input_hw=input_hw, batch=batch)
+    reason = get_backend(request.backend, **request.options.kwargs()).unavailable(
+        request.device, request.precision)
     if reason:
         return LatencyResult("not run", reason, **base)
     if model is None:
@@ -200,75 +171,33 @@ def measure_latency(model_entry: ResolvedModel, backend: str, device: str, preci
         model = copy.deepcopy(model).cpu().float()
     model.eval()
     example = example_input(batch, input_hw)  # what evaluate --backend prepares with, too
-    protocol = Protocol(warmup_s=warmup_s, min_iterations=min_iterations,
-                        min_duration_s=min_duration_s)
-    check = None
-    if accuracy_images is not None:
-        from ..models.postprocess import TestSettings
-        from .accuracy import artifact_accuracy
-
-        settings = test_settings or TestSettings.from_test_cfg(model_entry.test_cfg.model_dump())
-
-        def check(runner: Runner) -> dict:
-            if runner.infer is None:
-                raise BackendError(f"the {backend} runner cannot give its outputs for an input")
-            # the reference on the unit's GPU (in true FP32) when torch has one, else the CPU
-            where = device if device == "cuda" and torch.cuda.is_available() else "cpu"
-            return artifact_accuracy(runner.infer, model, accuracy_images, settings, batch,
-                                     reference_device=where)
-
+    check = _accuracy_check(model_entry, request, model, accuracy)
     probe, no_probe, readings = None, None, {}
-    if device == "cuda":  # clocks, power, temperature, throttling around the timed phase
+    if request.device == "cuda":  # clocks, power, temperature, throttling around the timing
         from .gpu_conditions import open_probe
 
         probe, no_probe = open_probe()
-    policy = remeasure or NO_REMEASURE
-    label = f"{model_entry.size} {backend}/{device}/{precision}"
+    label = f"{model_entry.size} {request.label}"
     with tempfile.TemporaryDirectory(prefix="rtmbench-latency-") as tmp:
         try:
-            artifact = _Artifact(backend, options, model, example, device, precision,
-                                 include_transfer, Path(tmp) / "model")
-            ref_artifact = _reference_artifact(backend, options, device, precision,
-                                               Path(tmp) / "reference") if reference else None
-            attempts: list[dict] = []
-            spent = 0.0  # seconds of re-measuring (waiting for quiet and rebuilds included)
-            stopped = None
-            while True:
-                start = time.monotonic()
-                meas = artifact.time(protocol, timer, progress, label, probe, readings)
-                ref_meas = (ref_artifact.time(protocol, timer, progress, "reference conv")
-                            if ref_artifact is not None else None)
-                timed_s = time.monotonic() - start
-                if attempts:
-                    spent += timed_s
-                contended = meas.contention or bool(ref_meas and ref_meas.contention)
-                attempts.append({"contention": contended, "timed_s": round(timed_s, 3),
-                                 "other_processes_cores": _rounded(meas.other_cores),
-                                 "builds": artifact.builds})
-                if not contended:
-                    break
-                stopped, waited = _next_attempt(policy, attempts, spent, artifact, protocol)
-                spent += waited
-                if stopped:
-                    break
-                if artifact.autotuned:  # its kernels were picked while the machine was busy
-                    rebuild = time.monotonic()
-                    artifact.prepare()
-                    if ref_artifact is not None:
-                        ref_artifact.prepare()
-                    spent += time.monotonic() - rebuild
+            artifact = _Artifact(request, model, example, Path(tmp) / "model")
+            ref_artifact = (_reference_artifact(request, Path(tmp) / "reference")
+                            if request.reference else None)
+            timing = _Timing(request, timer, progress, (probe, readings))
+            meas, ref_meas = timing.until_quiet(artifact, ref_artifact, label)
             details = artifact.runner.details
-            accuracy = check(artifact.runner) if check is not None else None
+            accuracy_metrics = check(artifact.runner) if check is not None else None
             ref = _reference_result(ref_meas, ref_artifact) if ref_meas is not None else None
         except BackendUnavailable as exc:
             return LatencyResult("not run", str(exc), **base)
-    if len(attempts) > 1 or stopped:
-        details = {**details, "remeasure": {"attempts": attempts, "stopped": stopped}}
+    if len(timing.attempts) > 1 or timing.stopped:
+        details = {**details, "remeasure": {"attempts": timing.attempts,
+                                            "stopped": timing.stopped}}
     metrics = meas.stats(batch)
     flops = count_model_flops(model, example)
     achieved = flops / (metrics["median_ms"] / 1e3) / 1e9
     gpu_conditions = None
-    if device == "cuda":
+    if request.device == "cuda":
         from .gpu_conditions import conditions
 
         gpu_conditions = conditions(readings.get("before"), readings.get("after"),
@@ -276,7 +205,7 @@ def measure_latency(model_entry: ResolvedModel, backend: str, device: str, preci
         metrics |= {"throttled": gpu_conditions["throttled"],
                     "throttle_reasons": gpu_conditions["throttle_reasons"]}
     result = LatencyResult("measured", None, metrics=metrics, achieved_gflops=achieved,
-                           flops=flops, details=details, accuracy=accuracy,
+                           flops=flops, details=details, accuracy=accuracy_metrics,
                            gpu_conditions=gpu_conditions, **base)
     if ref is not None:
         result.reference = ref
@@ -284,6 +213,75 @@ def measure_latency(model_entry: ResolvedModel, backend: str, device: str, preci
         result.fraction_of_peak = achieved / ref["achieved_gflops"]
         result.ratio_to_reference = metrics["median_ms"] / ref["metrics"]["median_ms"]
     return result
+
+
+def _accuracy_check(model_entry: ResolvedModel, request: LatencyRequest, model: nn.Module,
+                    accuracy: AccuracyCheck | None) -> Callable[[Runner], dict] | None:
+    """The accuracy check of the timed runner, as a function of it (None: none asked for)."""
+    if accuracy is None:
+        return None
+    from .accuracy import artifact_accuracy
+
+    accuracy = accuracy.for_model(model_entry)
+
+    def check(runner: Runner) -> dict:
+        if runner.infer is None:
+            raise BackendError(f"the {request.backend} runner cannot give its outputs for an "
+                               f"input")
+        # the reference on the unit's GPU (in true FP32) when torch has one, else the CPU
+        where = ("cuda" if request.device == "cuda" and torch.cuda.is_available()
+                 else "cpu")
+        return artifact_accuracy(runner.infer, model, accuracy, request.batch,
+                                 reference_device=where)
+
+    return check
+
+
+class _Timing:
+    """The timings of one unit: the model's artifact and its reference, timed again while
+    contended as the request's re-measure policy allows (:class:`~.requests.Remeasure`).
+    ``attempts`` logs each timing; ``stopped`` says why no further one was made (None: the
+    last was quiet)."""
+
+    def __init__(self, request: LatencyRequest, timer: Timer | None, progress: bool,
+                 gpu_probe: tuple) -> None:
+        self.protocol, self.policy = request.protocol, request.remeasure
+        self.timer, self.progress = timer, progress
+        self.probe, self.readings = gpu_probe
+        self.attempts: list[dict] = []
+        self.stopped: str | None = None
+
+    def until_quiet(self, artifact: _Artifact, ref_artifact: _Artifact | None, label: str
+                    ) -> tuple[Measurement, Measurement | None]:
+        """The last timing of ``artifact`` and of ``ref_artifact`` (None: no reference)."""
+        spent = 0.0  # seconds of re-measuring (waiting for quiet and rebuilds included)
+        while True:
+            start = time.monotonic()
+            meas = artifact.time(self.protocol, self.timer, self.progress, label, self.probe,
+                                 self.readings)
+            ref_meas = (ref_artifact.time(self.protocol, self.timer, self.progress,
+                                          "reference conv")
+                        if ref_artifact is not None else None)
+            timed_s = time.monotonic() - start
+            if self.attempts:
+                spent += timed_s
+            contended = meas.contention or bool(ref_meas and ref_meas.contention)
+            self.attempts.append({"contention": contended, "timed_s": round(timed_s, 3),
+                                  "other_processes_cores": _rounded(meas.other_cores),
+                                  "builds": artifact.builds})
+            if not contended:
+                return meas, ref_meas
+            self.stopped, waited = _next_attempt(self.policy, self.attempts, spent, artifact,
+                                                 self.protocol)
+            spent += waited
+            if self.stopped:
+                return meas, ref_meas
+            if artifact.autotuned:  # its kernels were picked while the machine was busy
+                rebuild = time.monotonic()
+                artifact.prepare()
+                if ref_artifact is not None:
+                    ref_artifact.prepare()
+                spent += time.monotonic() - rebuild
 
 
 def _rounded(value: float | None) -> float | None:
@@ -296,7 +294,9 @@ def _next_attempt(policy: Remeasure, attempts: list[dict], spent: float, artifac
     if len(attempts) > policy.attempts:
         return (f"contended in all {len(attempts)} attempts" if policy.attempts else
                 "contended; re-measuring is off"), 0.0
-    budget = policy.budget_s if policy.budget_s is not None else attempts[0]["timed_s"]
+    # default: room for one more attempt like the first (and the wait for quiet before it)
+    budget = (policy.budget_s if policy.budget_s is not None
+              else attempts[0]["timed_s"] + policy.quiet_s)
     cost = attempts[-1]["timed_s"] + (artifact.prepare_s if artifact.autotuned else 0.0)
     if spent + policy.quiet_s + cost > budget:
         return (f"contended; another attempt (~{cost:.0f} s) would pass the re-measure budget "
@@ -310,21 +310,21 @@ def _next_attempt(policy: Remeasure, attempts: list[dict], spent: float, artifac
     return None, waited
 
 
-def _reference_artifact(backend: str, options: dict, device: str, precision: str,
-                        workdir: Path) -> _Artifact:
-    """The reference convolution, prepared on the same backend."""
+def _reference_artifact(request: LatencyRequest, workdir: Path) -> _Artifact:
+    """The reference convolution, prepared on the same backend, device and precision."""
     conv = ReferenceConv().eval()
     example = torch.randn(*REFERENCE_SHAPE, generator=torch.Generator().manual_seed(1))
-    if backend in ("torch", "torch-compile"):  # the machine's peak: always the fast layout
-        options = options | {"layout": "channels_last"}
-    return _Artifact(backend, options, conv, example, device, precision, False, workdir)
+    options = request.options
+    if request.backend in ("torch", "torch-compile"):  # the machine's peak: the fast layout
+        options = dataclasses.replace(options, layout="channels_last")
+    return _Artifact(dataclasses.replace(request, options=options, include_transfer=False),
+                     conv, example, workdir)
 
 
 def _reference_result(meas: Measurement, artifact: _Artifact) -> dict:
     """The reference convolution's measurement as a result keeps it."""
     stats = meas.stats()
-    conv, example = artifact.args[0], artifact.args[1]
-    flops = count_model_flops(conv, example)
+    flops = count_model_flops(artifact.module, artifact.example)
     return {"what": "3x3 conv 256->256 on 1x256x80x80", "flops": flops, "metrics": stats,
             "achieved_gflops": flops / (stats["median_ms"] / 1e3) / 1e9,
             "details": artifact.runner.details}
@@ -362,7 +362,9 @@ def format_result(result: LatencyResult) -> str:
         lines.append(f"  throughput {m['throughput_ips']:.1f} img/s over {m['samples']} samples"
                      f" ({m['warmup_iterations']} warm-up); outliers re-measured: "
                      f"{m['outliers_remeasured']}" + ("  ** CONTENTION: run flagged **"
-                                                      if m["contention"] else ""))
+                                                      if m["contention"] else "")
+                     + ("; timing stopped once the load was sustained"
+                        if m.get("stopped_early") else ""))
         lines.append(f"  achieved {result.achieved_gflops:.1f} GFLOP/s "
                      f"({result.flops / 1e9:.3f} GFLOPs, mmengine convention)")
         if result.peak_gflops:
@@ -390,3 +392,7 @@ def format_result(result: LatencyResult) -> str:
     env = result.environment
     lines.append("  environment: " + ", ".join(f"{k}={v}" for k, v in env.items()))
     return "\n".join(lines)
+
+# Remeasure and NO_REMEASURE are defined in .requests; importable from here as before
+__all__ = ["LatencyRequest", "LatencyResult", "NO_REMEASURE", "Protocol", "ReferenceConv",
+           "Remeasure", "count_model_flops", "format_result", "measure_latency"]

@@ -37,6 +37,7 @@ import io
 import math
 import os
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,32 @@ DEFAULT_BACKEND = "faster"  # identical numbers to pycocotools (tests/test_scori
 PARALLEL_MIN_DETECTIONS = 50_000
 MAX_SCORING_WORKERS = 8
 MIN_PARALLEL_CORES = 4
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    """How :func:`score` scores: ``scorer``, the COCOeval implementation (one of
+    :data:`BACKENDS`); ``image_ids``, the images evaluated (None: every image of the ground
+    truth); ``workers``, the scoring processes (None: :func:`scoring_workers` decides);
+    ``conventions``, the maxDets conventions reported (:data:`CONVENTIONS`);
+    ``detections_name`` and ``ground_truth_name``, what errors call the two inputs (None for
+    the ground truth: "ground truth", or its file's name when a path is given)."""
+
+    scorer: str = DEFAULT_BACKEND
+    image_ids: Iterable[int] | None = None
+    workers: int | None = 1
+    conventions: Sequence[str] = tuple(CONVENTIONS)
+    detections_name: str = "detections"
+    ground_truth_name: str | None = None
+
+
+@dataclass(frozen=True)
+class _How:
+    """What every COCOeval of one scoring is run with (picklable: it goes to the workers)."""
+
+    scorer: str
+    max_dets: list[int]
+    image_ids: list[int] | None
 
 
 def metric_names(convention: str) -> list[str]:
@@ -206,14 +233,13 @@ class _Evaluated:
         self.params, self.eval = params, eval_
 
 
-def _evaluate(backend: str, ground_truth: dict, detections: list[dict], max_dets: list[int],
-              image_ids: list[int] | None, gt=None):
-    gt = gt if gt is not None else _ground_truth(backend, ground_truth)
+def _evaluate(how: _How, ground_truth: dict, detections: list[dict], gt=None):
+    gt = gt if gt is not None else _ground_truth(how.scorer, ground_truth)
     with contextlib.redirect_stdout(io.StringIO()):
-        evaluator = _evaluator(backend, gt, _results(gt, detections))
-        evaluator.params.maxDets = max_dets
-        if image_ids is not None:
-            evaluator.params.imgIds = image_ids
+        evaluator = _evaluator(how.scorer, gt, _results(gt, detections))
+        evaluator.params.maxDets = how.max_dets
+        if how.image_ids is not None:
+            evaluator.params.imgIds = how.image_ids
         evaluator.evaluate()
         evaluator.accumulate()
     return evaluator
@@ -222,13 +248,12 @@ def _evaluate(backend: str, ground_truth: dict, detections: list[dict], max_dets
 def _evaluate_group(job: tuple) -> tuple[list[int], object, object]:
     """Score one group of categories (its ground truth and detections only); return its
     category ids and arrays."""
-    backend, ground_truth, detections, max_dets, image_ids = job
-    evaluator = _evaluate(backend, ground_truth, detections, max_dets, image_ids)
+    how, ground_truth, detections = job
+    evaluator = _evaluate(how, ground_truth, detections)
     return list(evaluator.params.catIds), evaluator.eval["precision"], evaluator.eval["recall"]
 
 
-def _evaluate_parallel(backend: str, ground_truth: dict, detections: list[dict],
-                       max_dets: list[int], image_ids: list[int] | None, workers: int,
+def _evaluate_parallel(how: _How, ground_truth: dict, detections: list[dict], workers: int,
                        params) -> _Evaluated:
     from ..parallel import process_pool
 
@@ -245,9 +270,9 @@ def _evaluate_parallel(backend: str, ground_truth: dict, detections: list[dict],
         group = group_of.get(a["category_id"])
         if group is not None:
             annotations[group].append(a)
-    jobs = [(backend, {**ground_truth, "annotations": annotations[i],
-                       "categories": [c for c in ground_truth["categories"] if c["id"] in g]},
-             split[i], max_dets, image_ids) for i, g in enumerate(groups)]
+    jobs = [(how, {**ground_truth, "annotations": annotations[i],
+                   "categories": [c for c in ground_truth["categories"] if c["id"] in g]},
+             split[i]) for i, g in enumerate(groups)]
     with process_pool(len(groups)) as pool:
         parts = list(pool.map(_evaluate_group, jobs))
     index = {c: k for k, c in enumerate(cat_ids)}
@@ -263,51 +288,51 @@ def _evaluate_parallel(backend: str, ground_truth: dict, detections: list[dict],
     return _Evaluated(params, {"precision": precision, "recall": recall})
 
 
-def score(ground_truth: dict | str | Path, detections: list[dict], *,
-          backend: str = DEFAULT_BACKEND, image_ids: Iterable[int] | None = None,
-          conventions: Sequence[str] = tuple(CONVENTIONS),
-          detections_name: str = "detections", ground_truth_name: str | None = None,
-          workers: int | None = 1) -> dict[str, dict[str, float]]:
+def score(ground_truth: dict | str | Path, detections: list[dict],
+          options: ScoreOptions | None = None) -> dict[str, dict[str, float]]:
     """The 12 COCO box numbers per convention, e.g. ``{"coco": {"AP": 0.41, ...}, ...}``.
 
-    ``image_ids`` restricts the evaluation to those images (default: every image of the ground
-    truth); detections on other images are an error, as in pycocotools' loadRes. ``workers``
-    processes score disjoint groups of categories (module docstring; ``None``: see
-    :func:`scoring_workers`); the numbers are the same for any count.
+    ``options`` (default: :class:`ScoreOptions`'s): ``image_ids`` restricts the evaluation to
+    those images (default: every image of the ground truth); detections on other images are an
+    error, as in pycocotools' loadRes. ``workers`` processes score disjoint groups of
+    categories (module docstring; ``None``: see :func:`scoring_workers`); the numbers are the
+    same for any count.
 
     Both backends get only inputs on which they agree: the ground truth and the detections
-    (``detections_name`` names them in errors) are checked first, and NaN or infinite numbers,
-    negative box sizes, unknown image or category ids, a ground truth without 'annotations',
-    'area' or 'iscrowd' are an InputError/DatasetError naming the file, the entry and the field.
-    A ground truth with no box that can be matched (no annotation on the evaluated images, or
-    crowd ones only), for which COCOeval reports an AP of -1, is a DatasetError: nothing can be
-    scored. (The other numbers keep COCOeval's -1 where their area range holds no box; tables
-    show it as n/a.)
+    (``detections_name`` names them in errors) are checked first, and NaN or infinite
+    numbers, negative box sizes, unknown image or category ids, a ground truth without
+    'annotations', 'area' or 'iscrowd' are an InputError/DatasetError naming the file, the
+    entry and the field. A ground truth with no box that can be matched (no annotation on the
+    evaluated images, or crowd ones only), for which COCOeval reports an AP of -1, is a
+    DatasetError: nothing can be scored. (The other numbers keep COCOeval's -1 where their
+    area range holds no box; tables show it as n/a.)
     """
+    options = options or ScoreOptions()
+    backend, conventions = options.scorer, options.conventions
     if backend not in BACKENDS:
         raise InputError(f"unknown scoring backend {backend!r}; use one of {', '.join(BACKENDS)}.")
     unknown = [c for c in conventions if c not in CONVENTIONS]
     if unknown:
         raise InputError(f"unknown AP convention {unknown[0]!r}; use {', '.join(CONVENTIONS)}.")
-    gt_name = ground_truth_name or "ground truth"
+    gt_name = options.ground_truth_name or "ground truth"
     if not isinstance(ground_truth, dict):
         gt_name = f"COCO annotation file {ground_truth}"
         ground_truth = read_json(Path(ground_truth), "COCO annotation file")
     validate_ground_truth(ground_truth, gt_name)
+    detections_name = options.detections_name
     check_detections(detections, detections_name)
     _check_against_ground_truth(detections, ground_truth, detections_name)
     gt = _ground_truth(backend, ground_truth)
-    max_dets = sorted({m for c in conventions for m in CONVENTIONS[c]})
-    ids = sorted(set(image_ids)) if image_ids is not None else None
-    workers = min(scoring_workers(workers, len(detections)), len(gt.getCatIds()) or 1)
+    ids = sorted(set(options.image_ids)) if options.image_ids is not None else None
+    how = _How(backend, sorted({m for c in conventions for m in CONVENTIONS[c]}), ids)
+    workers = min(scoring_workers(options.workers, len(detections)), len(gt.getCatIds()) or 1)
     if workers > 1:
         with contextlib.redirect_stdout(io.StringIO()):
             params = _evaluator(backend, gt, _results(gt, [])).params
-        params.maxDets = max_dets
-        evaluator = _evaluate_parallel(backend, ground_truth, detections, max_dets, ids, workers,
-                                       params)
+        params.maxDets = how.max_dets
+        evaluator = _evaluate_parallel(how, ground_truth, detections, workers, params)
     else:
-        evaluator = _evaluate(backend, ground_truth, detections, max_dets, ids, gt)
+        evaluator = _evaluate(how, ground_truth, detections, gt)
     metrics = {c: {name: _summarize(evaluator, *spec)
                    for name, spec in zip(metric_names(c), _stat_specs(CONVENTIONS[c]),
                                          strict=True)}

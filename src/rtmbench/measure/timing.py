@@ -13,6 +13,9 @@
    Contention, per run: sustained load slows every sample alike, so the CPU time other
    processes used during the timed phase is measured (``/proc/stat`` minus this process) and
    the run is flagged when they kept more than ``busy_other_cores`` cores busy on average.
+   Once that is established (``contended_after_s`` of timing and ``contended_min_iterations``
+   samples, checked about every ``PROBE_EVERY_S``), timing stops: the run is flagged and never
+   judged, and its samples so far are what it reports (``stopped_early``).
 4. Statistics over the kept samples: median, mean, min, p90, p99 (linear interpolation between
    order statistics, numpy's default), sample stdev, CV = stdev / mean, and throughput =
    batch x samples / sum(samples).
@@ -37,6 +40,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .environment import cpu_model
+from .requests import Protocol  # the protocol's one definition, re-exported here
 
 
 class Timer:
@@ -88,21 +92,6 @@ class FakeTimer(Timer):
         return duration
 
 
-@dataclass
-class Protocol:
-    warmup_s: float = 1.0
-    # A few calls even when one already exceeds warmup_s: the first (cold) call is never typical.
-    min_warmup_iterations: int = 3
-    min_iterations: int = 50
-    min_duration_s: float = 3.0
-    outlier_factor: float = 3.0
-    max_remeasure: int = 20
-    # Upper bound so a very slow model still ends: never more than this many kept samples.
-    max_iterations: int = 100_000
-    # Machine-level contention: other processes used more than this many cores on average.
-    busy_other_cores: float = 0.25
-
-
 class LoadProbe:
     """CPU time used by every process (``/proc/stat``) and by this one, in seconds.
 
@@ -148,6 +137,7 @@ class Measurement:
     outliers_s: list[float] = field(default_factory=list)
     contention: bool = False
     other_cores: float | None = None  # cores other processes used during the timed phase
+    stopped_early: bool = False  # timing ended once sustained contention was established
 
     def stats(self, batch: int = 1) -> dict:
         return statistics_of(self.samples_s, batch) | {
@@ -157,10 +147,11 @@ class Measurement:
             "outliers_ms": [round(s * 1e3, 4) for s in self.outliers_s],
             "other_processes_cores": (round(self.other_cores, 3)
                                       if self.other_cores is not None else None),
-            "contention": self.contention}
+            "contention": self.contention, "stopped_early": self.stopped_early}
 
 
 MAX_STORED_SAMPLES = 2000
+PROBE_EVERY_S = 0.5  # how often the timing loop reads the load, once contended_after_s passed
 
 
 def kept_samples_ms(samples_s: list[float], limit: int = MAX_STORED_SAMPLES) -> list[float]:
@@ -203,11 +194,22 @@ def measure(run: Callable[[], object], protocol: Protocol, timer: Timer | None =
     outliers: list[float] = []
     contention = False
     before = probe.snapshot() if probe else None
+    stopped_early = False
+    next_probe = timer.now()
+    if protocol.contended_after_s is not None:
+        next_probe += protocol.contended_after_s
     bar = tqdm(total=protocol.min_iterations, desc=label, unit="it", disable=not progress,
                leave=False)
     try:
         while (len(kept) < protocol.min_iterations or sum(kept) < protocol.min_duration_s) \
                 and len(kept) < protocol.max_iterations:
+            if (probe and protocol.contended_after_s is not None and timer.now() >= next_probe
+                    and len(kept) >= protocol.contended_min_iterations):
+                next_probe = timer.now() + PROBE_EVERY_S
+                so_far = LoadProbe.other_cores(before, probe.snapshot())
+                if so_far is not None and so_far > protocol.busy_other_cores:
+                    stopped_early = contention = True
+                    break
             sample = timer.time_call(run)
             running_median = ordered[len(ordered) // 2]
             if sample > protocol.outlier_factor * running_median:
@@ -223,7 +225,7 @@ def measure(run: Callable[[], object], protocol: Protocol, timer: Timer | None =
     other = LoadProbe.other_cores(before, probe.snapshot()) if probe else None
     if other is not None and other > protocol.busy_other_cores:
         contention = True
-    return Measurement(kept, warmup, outliers, contention, other)
+    return Measurement(kept, warmup, outliers, contention, other, stopped_early)
 
 
 # --------------------------------------------------------------------------- environment

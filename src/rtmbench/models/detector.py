@@ -75,7 +75,7 @@ def build_rtmdet(arch: RTMDetArch | Mapping[str, Any], num_classes: int = 80, *,
     the same weights in every process, whatever the global RNG state (the "random-init" weights
     of smoke runs and latency timing). The model is returned in eval mode.
 
-    To get a network with a zoo checkpoint, use ``rtmbench.run.model.build``.
+    To get a network with a zoo checkpoint, use ``rtmbench.run.build.build``.
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

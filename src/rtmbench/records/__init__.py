@@ -22,7 +22,7 @@ from .io import (
     run_dirs,
     run_path,
 )
-from .model import (
+from .record import (
     FLOPS_CONVENTIONS,
     METRICS,
     SCHEMA_VERSION,
@@ -36,7 +36,7 @@ from .model import (
     migrate,
     parse_record,
 )
-from .plan import PlannedUnit, plan_keys, plan_units
+from .suite_units import PlannedUnit, plan_keys, plan_units
 
 __all__ = ["LOCAL", "PUBLISHED", "publish_run", "run_dirs",
            "FLOPS_CONVENTIONS", "METRICS", "SCHEMA_VERSION", "BoxAPMetrics", "ComplexityMetrics",
@@ -44,3 +44,9 @@ __all__ = ["LOCAL", "PUBLISHED", "publish_run", "run_dirs",
            "SchemaError", "Status", "UnitKey", "check_run_id", "is_interrupted", "latest_run",
            "list_runs", "load_usable_run", "migrate", "parse_record", "plan_keys", "plan_units",
            "read_run", "resolve_run", "run_path"]
+
+from .._aliases import renamed  # noqa: E402
+
+# Renamed modules, still importable under their old names (rtmbench._aliases).
+renamed("rtmbench.records.model", "rtmbench.records.record")
+renamed("rtmbench.records.plan", "rtmbench.records.suite_units")

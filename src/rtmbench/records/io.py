@@ -38,7 +38,7 @@ from pydantic import ValidationError
 from ..errors import InputError
 from ..fileio import append_durable
 from .fingerprint import Fingerprint, fingerprint_of, stored_fingerprint
-from .model import SCHEMA_VERSION, Record, SchemaError, UnitKey, parse_record
+from .record import SCHEMA_VERSION, Record, SchemaError, UnitKey, parse_record
 
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 TORN_EVENT = "torn-line"

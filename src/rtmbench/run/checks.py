@@ -13,13 +13,15 @@ from __future__ import annotations
 import importlib
 import os
 import string
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from ..errors import DatasetMissing, DeviceMissing, import_problem
 from ..fileio import sha256_file
-from ..spec.checks import (
+from ..measure.requests import LatencyRequest, Remeasure
+from ..records import UnitKey
+from ..spec.check_specs import (
     RANDOM_INIT,
     WELL_CONDITIONED,
     BoxAPSpec,
@@ -32,28 +34,30 @@ from ..spec.checks import (
 )
 from ..spec.schema import Strict
 from ..spec.zoo import Claim, ResolvedModel
+from .request_builder import backend_options, latency_request
 
 
 @dataclass(frozen=True)
 class Unit:
-    """One record's worth of work: a model, a check and where it runs."""
+    """One record's worth of work: the zoo model and the unit's key (the check and where it
+    runs: :class:`rtmbench.records.UnitKey`, what records, resume and the gate match on).
+    ``unit.check``, ``unit.backend``... read the key."""
 
     model: ResolvedModel
-    check: str
-    backend: str | None = None
-    device: str | None = None
-    precision: str | None = None
-    variant: str | None = None  # e.g. the weights id of a box AP unit
-    input_size: tuple[int, int] | None = None  # width, height (latency)
-    batch: int | None = None
+    key: UnitKey
 
-    @property
-    def key(self):
-        from ..records import UnitKey
+    @classmethod
+    def of(cls, model: ResolvedModel, check: str, backend: str | None = None,
+           device: str | None = None, precision: str | None = None, variant: str | None = None,
+           input_size: tuple[int, int] | None = None, batch: int | None = None) -> Unit:
+        return cls(model, UnitKey(model=model.name, check=check, backend=backend,
+                                  device=device, precision=precision, variant=variant,
+                                  input_size=input_size, batch=batch))
 
-        return UnitKey(model=self.model.name, check=self.check, backend=self.backend,
-                       device=self.device, precision=self.precision, variant=self.variant,
-                       input_size=self.input_size, batch=self.batch)
+    def __getattr__(self, name: str) -> Any:
+        if name in UnitKey.model_fields and name != "model":
+            return getattr(self.key, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property
     def label(self) -> str:
@@ -86,7 +90,7 @@ class Check:
     def units(self, model: ResolvedModel, spec: Any) -> list[Unit]:
         """The units of ``model``: what its spec's ``unit_fields`` says (a check declares its
         units on its spec, where the gate reads them too; it does not override this)."""
-        return [Unit(model, self.name, **f) for f in unit_fields(spec, model)]
+        return [Unit.of(model, self.name, **f) for f in unit_fields(spec, model)]
 
     def claims(self, unit: Unit, spec: Any, ctx: CheckContext) -> dict[str, Any]:
         """The published figures this unit is compared with, as records store them."""
@@ -108,7 +112,7 @@ def register_check(cls: type[Check]) -> type[Check]:
     if cls.units is not Check.units:
         raise TypeError(f"check {cls.name!r} overrides Check.units: declare its units on its "
                         f"spec instead ({cls.Spec.__name__}.unit_fields, see "
-                        f"rtmbench.spec.checks.CheckSpec), so that the gate, which never "
+                        f"rtmbench.spec.check_specs.CheckSpec), so that the gate, which never "
                         f"imports the checks, expects the same units the runner runs")
     _REGISTRY[cls.name] = cls
     register_spec(cls.name, cls.Spec)
@@ -199,14 +203,22 @@ class LatencyCheck(Check):
     Spec = LatencySpec
 
     @staticmethod
-    def backend_options(unit: Unit, spec: LatencySpec) -> dict[str, Any]:
-        """The ONNX Runtime provider of an ``<provider>-ep`` unit, inductor's mode of a
-        torch-compile unit; nothing otherwise."""
-        if unit.backend == "onnxruntime" and unit.variant and unit.variant.endswith("-ep"):
-            return {"provider": unit.variant.removesuffix("-ep")}
-        if unit.backend == "torch-compile":
-            return {"mode": spec.compile_mode}
-        return {}
+    def request(unit: Unit, spec: LatencySpec) -> LatencyRequest:
+        """The unit's request (:func:`rtmbench.run.request_builder.latency_request`): the suite's
+        protocol at the unit's input size and batch, with the reference convolution; the ONNX
+        Runtime provider of an ``<provider>-ep`` unit, inductor's mode of a torch-compile
+        unit; a contended timing taken again, the artifact kept unless its build is
+        autotuned, within a time budget, and not at all while the machine stays busy."""
+        ep = unit.variant.removesuffix("-ep") if unit.variant and unit.variant.endswith(
+            "-ep") else None
+        return latency_request(
+            unit.backend, unit.device, unit.precision,
+            protocol={"min_iterations": spec.min_iterations,
+                      "min_duration_s": spec.min_duration_s, "warmup_s": spec.warmup_s,
+                      "input_size": unit.input_size, "batch": spec.batch},
+            options=backend_options(unit.backend, provider=ep, compile_mode=spec.compile_mode),
+            reference=True, remeasure=Remeasure(attempts=spec.remeasure_contended,
+                                                budget_s=spec.remeasure_budget_s))
 
     def claims(self, unit: Unit, spec: LatencySpec, ctx: CheckContext) -> dict[str, Any]:
         claim = latency_claim(unit.model, unit, ctx.hardware.get("gpu"))
@@ -214,7 +226,7 @@ class LatencyCheck(Check):
 
     def missing(self, unit: Unit, spec: LatencySpec, ctx: CheckContext) -> None:
         backends = lazy_import("rtmbench.measure.backends", "latency")
-        backend = backends.get_backend(unit.backend, **self.backend_options(unit, spec))
+        backend = backends.get_backend(unit.backend, **self.request(unit, spec).options.kwargs())
         if reason := backend.unavailable(unit.device, unit.precision):
             raise backends.BackendUnavailable(reason)
         weights_missing(unit.model, spec.weights)
@@ -222,7 +234,6 @@ class LatencyCheck(Check):
     def run(self, unit: Unit, spec: LatencySpec, ctx: CheckContext) -> Outcome:
         latency = lazy_import("rtmbench.measure.latency", "latency")
         width, height = unit.input_size
-        options = self.backend_options(unit, spec)
         backends = lazy_import("rtmbench.measure.backends", "latency")
         try:
             self.missing(unit, spec, ctx)  # before any building
@@ -230,23 +241,16 @@ class LatencyCheck(Check):
             return Outcome("not run", reason=str(exc), provenance={
                 "environment": latency.collect_environment(), "input_hw": [height, width],
                 "batch": spec.batch})
-        from .model import build
+        from .build import build
 
         built = build(unit.model, spec.weights, progress=ctx.progress)
-        images, settings, described = None, None, None
+        check, described = None, None
         if spec.accuracy is not None:
             images, described = accuracy_images(unit, spec, ctx)
-            settings = self._test_settings(unit.model, spec.weights)
-        # a contended timing is taken again, the artifact kept unless its build is autotuned,
-        # within a time budget, and not at all while the machine stays busy (measure.latency)
-        remeasure = latency.Remeasure(attempts=spec.remeasure_contended,
-                                      budget_s=spec.remeasure_budget_s)
-        result = latency.measure_latency(
-            unit.model, unit.backend, unit.device, unit.precision, model=built.model,
-            input_hw=(height, width), batch=spec.batch, warmup_s=spec.warmup_s,
-            min_iterations=spec.min_iterations, min_duration_s=spec.min_duration_s,
-            reference=True, accuracy_images=images, test_settings=settings,
-            backend_options=options, remeasure=remeasure)
+            accuracy = lazy_import("rtmbench.measure.accuracy", "the accuracy check")
+            check = accuracy.AccuracyCheck(images, self._test_settings(unit.model, spec.weights))
+        result = latency.measure_latency(unit.model, self.request(unit, spec), built.model,
+                                         accuracy=check)
         attempts = len((result.details.get("remeasure") or {}).get("attempts") or [None])
         provenance = {"environment": result.environment, "input_hw": [height, width],
                       "batch": spec.batch, "checkpoint": built.provenance,
@@ -388,16 +392,15 @@ class BoxAPCheck(Check):
         self.missing(unit, spec, ctx)
         root, described = resolve_dataset(spec, ctx.work_dir)
         evaluation = lazy_import("rtmbench.measure.evaluation", "box AP")
-        from .model import build
+        cfg_name, test_cfg = unit.model.evaluation_test_cfg(unit.variant)
+        request = evaluation.resolve_request(evaluation.EvaluationRequest(
+            coco_root=root, out_dir=ctx.work_dir / _work_name(unit), limit=spec.limit,
+            test_cfg=test_cfg, device=unit.device, precision=spec.precision,
+            batch_size=spec.batch_size, workers=spec.workers, progress=ctx.progress))
+        from .build import build
 
         built = build(unit.model, unit.variant, progress=ctx.progress)
-        cfg_name, test_cfg = unit.model.evaluation_test_cfg(unit.variant)
-        result = evaluation.evaluate(
-            unit.model, root, model=built.model,
-            out_dir=ctx.work_dir / f"box_ap-{unit.model.size}-{unit.variant or 'default'}",
-            limit=spec.limit, batch_size=spec.batch_size, workers=spec.workers,
-            device=unit.device, progress=ctx.progress,
-            test_cfg=test_cfg, precision=spec.precision)
+        result = evaluation.evaluate(unit.model, built.model, request)
         provenance = {"checkpoint": built.provenance, "dataset": described,
                       "evaluation": {k: result.manifest.get(k) for k in
                                      ("device", "batch_size", "precision", "network")
@@ -421,21 +424,24 @@ class BoxAPCheck(Check):
             return Outcome("not run", reason=str(exc), provenance=where)
         root, described = resolve_dataset(spec, ctx.work_dir)
         evaluation = lazy_import("rtmbench.measure.evaluation", "box AP")
-        from ..measure.artifact import ArtifactSpec
-        from .model import build
+        from ..measure.artifact import ArtifactSpec, true_fp32
+        from .build import build
 
-        built = build(unit.model, unit.variant, progress=ctx.progress)
         cfg_name, test_cfg = unit.model.evaluation_test_cfg(unit.variant)
-        limit = spec.artifact_limit or spec.limit
-        reference = self._reference(unit, spec, ctx, root, built.model, test_cfg, limit)
         artifact = ArtifactSpec(unit.backend, unit.device, unit.precision)
-        result = evaluation.evaluate(
-            unit.model, root, model=built.model,
-            out_dir=ctx.work_dir / (f"box_ap-{unit.model.size}-{unit.variant or 'default'}-"
-                                    f"{artifact.label.replace('/', '-')}-bs{unit.batch}"),
-            limit=limit, batch_size=unit.batch, workers=spec.workers, device=unit.device,
-            progress=ctx.progress, test_cfg=test_cfg, precision=unit.precision,
-            artifact=artifact)
+        asked = evaluation.EvaluationRequest(
+            coco_root=root, out_dir=ctx.work_dir / (f"{_work_name(unit)}-"
+                                                    f"{artifact.label.replace('/', '-')}"
+                                                    f"-bs{unit.batch}"),
+            limit=spec.artifact_limit or spec.limit, test_cfg=test_cfg, device=unit.device,
+            precision=unit.precision, batch_size=unit.batch, workers=spec.workers,
+            artifact=artifact, progress=ctx.progress)
+        request = evaluation.resolve_request(asked)
+        reference_request = self._reference_request(unit, spec, ctx, asked)
+        built = build(unit.model, unit.variant, progress=ctx.progress)
+        with true_fp32():  # the FP32 model itself, not TF32's approximation of it
+            reference = evaluation.evaluate(unit.model, built.model, reference_request)
+        result = evaluation.evaluate(unit.model, built.model, request)
         ap, ref_ap = result.metrics["coco"]["AP"], reference.metrics["coco"]["AP"]
         provenance = {**where, "checkpoint": built.provenance, "dataset": described,
                       "test_cfg": {"name": cfg_name, **test_cfg.model_dump()},
@@ -462,23 +468,20 @@ class BoxAPCheck(Check):
         weights_missing(unit.model, unit.variant)
 
     @staticmethod
-    def _reference(unit: Unit, spec: BoxAPSpec, ctx: CheckContext, root: Path, model: Any,
-                   test_cfg: Any, limit: int | None) -> Any:
-        """The PyTorch FP32 model on the artifact's images, on its device (in true FP32 on a
-        GPU): the model's own unit's evaluation when it is that (CPU, same images)."""
+    def _reference_request(unit: Unit, spec: BoxAPSpec, ctx: CheckContext,
+                           artifact: Any) -> Any:
+        """The PyTorch FP32 model on the ``artifact`` request's images, on its device (run in
+        true FP32 on a GPU): the model's own unit's evaluation when it is that (CPU, same
+        images)."""
         evaluation = lazy_import("rtmbench.measure.evaluation", "box AP")
-        from ..measure.artifact import true_fp32
-
         device = "cuda" if unit.device == "cuda" else "cpu"
-        name = f"box_ap-{unit.model.size}-{unit.variant or 'default'}"
+        name, limit = _work_name(unit), artifact.limit
         own = resolve_device(spec.device, ctx.hardware.get("gpu"))  # the model's own unit's
         if not (device == own == "cpu" and limit == spec.limit):
             name += f"-reference-{device}-{limit or 'all'}"
-        with true_fp32():
-            return evaluation.evaluate(
-                unit.model, root, model=model, out_dir=ctx.work_dir / name, limit=limit,
-                batch_size=spec.batch_size, workers=spec.workers, device=device,
-                progress=ctx.progress, test_cfg=test_cfg, precision="fp32")
+        return evaluation.resolve_request(replace(
+            artifact, out_dir=ctx.work_dir / name, device=device, precision="fp32",
+            batch_size=spec.batch_size, artifact=None))
 
     @staticmethod
     def _agreement(result: Any, root: Path, golden: Path) -> float:
@@ -490,6 +493,11 @@ class BoxAPCheck(Check):
         detections = read_json(Path(result.detections_path), "detections file")
         return agreement_ap(detections, load_golden(golden), [im.id for im in dataset.images],
                             dataset.cat_ids)
+
+
+def _work_name(unit: Unit) -> str:
+    """The folder, under the run's work directory, of a box AP unit's model evaluation."""
+    return f"box_ap-{unit.model.size}-{unit.variant or 'default'}"
 
 
 def _is_artifact(unit: Unit) -> bool:

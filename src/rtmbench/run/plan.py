@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import MissingPrerequisite, RtmbenchError
-from ..spec.checks import FULL_VAL2017, RANDOM_INIT, WELL_CONDITIONED
+from ..spec.check_specs import FULL_VAL2017, RANDOM_INIT, WELL_CONDITIONED
 from .checks import CheckContext, Unit, get_check
 
 REFERENCE_GFLOP = 256 * 256 * 9 * 80 * 80 / 1e9  # multiply-adds (mmengine's FLOPs): 3.77
@@ -294,7 +294,7 @@ def make_plan(suite, units: list[tuple[Unit, Any]], ctx: CheckContext, records: 
 
 def format_plan(plan: Plan, *, table: bool = True) -> str:
     """The plan as people read it: a table of units (``table``), then the summary."""
-    from ..judge.report import markdown_table
+    from ..tables import markdown_table
 
     lines = []
     if table:

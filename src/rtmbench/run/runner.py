@@ -56,7 +56,7 @@ def plan(suite: SuiteBase, zoo: Zoo) -> list[tuple[Unit, Any]]:
     a unit named twice runs once. Built from :func:`rtmbench.records.plan_units` on this
     machine (its GPU, as the run records it), the expansion the gate checks a run against,
     so the two cannot disagree."""
-    return [(Unit(p.model, **p.fields), p.spec)
+    return [(Unit(p.model, p.key), p.spec)
             for p in plan_units(suite, zoo, gpu_name())]
 
 

@@ -4,7 +4,8 @@ way and extracted safely (``datasets``, ``archive``)."""
 
 from .datasets import FetchedDataset, fetch_dataset
 from .download import FetchSettings
-from .errors import (
+from .fetch import FetchedCheckpoint, FetchedFile, choose_weights, fetch_file, fetch_weights
+from .fetch_errors import (
     CacheNotWritable,
     CheckpointError,
     CheckpointMismatchError,
@@ -18,7 +19,6 @@ from .errors import (
     UnsafeCheckpointError,
     WeightsUnavailable,
 )
-from .fetch import FetchedCheckpoint, FetchedFile, choose_weights, fetch_file, fetch_weights
 from .layouts import MMYOLO_TO_MMDET, detect_layout, to_mmdet, to_mmyolo
 from .load import load_checkpoint
 from .safe_load import read_state_dict
@@ -32,3 +32,8 @@ __all__ = [
     "load_checkpoint",
     "read_state_dict", "to_mmdet", "to_mmyolo",
 ]
+
+from .._aliases import renamed  # noqa: E402
+
+# Renamed modules, still importable under their old names (rtmbench._aliases).
+renamed("rtmbench.sources.errors", "rtmbench.sources.fetch_errors")

@@ -40,7 +40,7 @@ from tqdm import tqdm
 from ..fileio import sha256_stream
 from ..spec.zoo import Archive, member_matches
 from .cache import CLOEXEC, NOFOLLOW, SPACE_ERRNOS, not_writable, open_nofollow
-from .errors import CacheNotWritable, DatasetArchiveError
+from .fetch_errors import CacheNotWritable, DatasetArchiveError
 
 MAX_MEMBERS = 200_000      # entries in one archive (val2017.zip: 5,001)
 MAX_RATIO = 200            # uncompressed / compressed, members over RATIO_FLOOR (JSON: ~5-10)

@@ -45,7 +45,7 @@ from filelock import FileLock, Timeout
 
 from ..fileio import sha256_stream, write_json_atomic
 from ..spec.settings import load_settings
-from .errors import CacheNotWritable, DownloadError, UnsafeCachePath
+from .fetch_errors import CacheNotWritable, DownloadError, UnsafeCachePath
 
 SIDECAR_SUFFIX = ".verified.json"
 NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)

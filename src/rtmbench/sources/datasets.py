@@ -10,7 +10,7 @@ extraction of the members the zoo selects.
    (:mod:`rtmbench.sources.archive`: unsafe entries refuse the archive; caps on members,
    size and compression ratio; a member the zoo gives a hash for must match it), into a new
    temporary sibling of the target, ``.<name>.extract-<random>``.
-3. The completion marker (:data:`rtmbench.spec.datasets.COMPLETE_MARKER`, naming the
+3. The completion marker (:data:`rtmbench.spec.fetched_datasets.COMPLETE_MARKER`, naming the
    archives' and members' hashes) is written into it last, and the folder is renamed into
    place. A kill at any moment leaves either no target or a complete one; the next fetch
    deletes leftover temporary folders (under the data set's lock) and extracts again from the
@@ -19,8 +19,8 @@ extraction of the members the zoo selects.
 
 The target is ``<RTMBENCH_CACHE>/datasets/<name>/`` unless the caller names another folder
 (``rtmbench fetch --coco --coco-dir DIR``); readers find the default one by
-:func:`rtmbench.spec.datasets.fetched_dataset`. The archives stay in the cache (a later fetch
-re-extracts from them without downloading); deleting them is safe.
+:func:`rtmbench.spec.fetched_datasets.fetched_dataset`. The archives stay in the cache (a
+later fetch re-extracts from them without downloading); deleting them is safe.
 """
 
 from __future__ import annotations
@@ -36,20 +36,20 @@ from typing import Any
 
 from ..errors import InputError
 from ..fileio import write_json_atomic
-from ..spec.datasets import COMPLETE_MARKER, dataset_dir, datasets_root, is_complete
+from ..spec.fetched_datasets import COMPLETE_MARKER, dataset_dir, datasets_root, is_complete
 from ..spec.settings import load_settings
 from ..spec.zoo import Dataset
 from .archive import extract, write_error
 from .cache import ensure_cache, read_json, refuse_link
 from .download import FetchSettings
-from .errors import (
+from .fetch import FetchedFile, Mirrors, fetch_file, lock_for, size_text
+from .fetch_errors import (
     DatasetArchiveError,
     DatasetUnavailable,
     DownloadError,
     HashMismatchError,
     SizeLimitError,
 )
-from .fetch import FetchedFile, Mirrors, fetch_file, lock_for, size_text
 
 COCO_GUIDE = 'docs/reproducing.md, section "Box AP on COCO val2017"'
 COCO_MIRRORS = Mirrors(variable="RTMBENCH_COCO_MIRROR", guide=COCO_GUIDE)

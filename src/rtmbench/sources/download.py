@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from ..spec.settings import load_settings
 from .cache import SPACE_ERRNOS, not_writable, open_part, refuse_link
-from .errors import CacheNotWritable, DownloadError, SizeLimitError
+from .fetch_errors import CacheNotWritable, DownloadError, SizeLimitError
 
 MAX_REDIRECTS = 5
 PERMANENT_STATUSES = {400, 401, 403, 404, 405, 410, 451}

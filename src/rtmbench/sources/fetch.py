@@ -68,7 +68,7 @@ from .cache import (
     sidecar_path,
 )
 from .download import FetchSettings, copy_local, download
-from .errors import (
+from .fetch_errors import (
     CheckpointError,
     DownloadError,
     HashMismatchError,

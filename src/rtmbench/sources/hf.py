@@ -27,7 +27,7 @@ from tqdm import tqdm
 from ..spec.hfref import HfRef
 from ..spec.settings import load_settings
 from .download import FetchSettings, Limits, copy_local, ssl_context
-from .errors import DownloadError, SizeLimitError
+from .fetch_errors import DownloadError, SizeLimitError
 
 _CLIENT_BUNDLE: list[str | None] = []  # the CA bundle huggingface_hub's client was built with
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from .errors import CheckpointError
+from .fetch_errors import CheckpointError
 
 LAYOUTS = ("mmdet", "mmyolo")
 

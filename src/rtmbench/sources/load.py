@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from .errors import CheckpointError, CheckpointMismatchError, HashMismatchError
+from .fetch_errors import CheckpointError, CheckpointMismatchError, HashMismatchError
 from .layouts import LAYOUTS, detect_layout, to_mmdet
 from .safe_load import read_checkpoint
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from .errors import CheckpointError, UnsafeCheckpointError
+from .fetch_errors import CheckpointError, UnsafeCheckpointError
 
 # Modules whose objects OpenMMLab checkpoints carry outside the weights. Their globals are never
 # imported or called: each is swapped for a placeholder class of ours.

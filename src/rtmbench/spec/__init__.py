@@ -8,3 +8,9 @@ from .zoo import Claim, ResolvedModel, Zoo, load_zoo
 
 __all__ = ["Claim", "ResolvedModel", "Settings", "Strict", "SuiteBase", "Tolerance", "Zoo",
            "find_suite", "load_settings", "load_suite", "load_yaml", "load_zoo"]
+
+from .._aliases import renamed  # noqa: E402
+
+# Renamed modules, still importable under their old names (rtmbench._aliases).
+renamed("rtmbench.spec.checks", "rtmbench.spec.check_specs")
+renamed("rtmbench.spec.datasets", "rtmbench.spec.fetched_datasets")

@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, Field, create_model, model_validator
 
 from ..errors import InputError
-from .checks import registered_specs
+from .check_specs import registered_specs
 from .schema import Strict, SuiteName, _node_line, load_yaml
 from .zoo import ResolvedModel, Zoo, load_zoo
 

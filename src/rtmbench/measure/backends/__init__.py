@@ -4,9 +4,14 @@
 from __future__ import annotations
 
 from ...errors import InputError
-from .base import DEVICES, PRECISIONS, Backend, BackendError, BackendUnavailable, Runner
-
-BACKENDS = ("torch", "onnxruntime", "tensorrt", "torch-compile", "openvino")
+from ..requests import BACKENDS, DEVICES, PRECISIONS
+from .base import (
+    Backend,
+    BackendError,
+    BackendUnavailable,
+    PrepareOptions,
+    Runner,
+)
 
 
 def get_backend(name: str, **options) -> Backend:
@@ -35,5 +40,9 @@ def get_backend(name: str, **options) -> Backend:
 
 
 __all__ = ["BACKENDS", "DEVICES", "PRECISIONS", "Backend", "BackendError", "BackendUnavailable",
-           "Runner",
-           "get_backend"]
+           "PrepareOptions", "Runner", "get_backend"]
+
+from ..._aliases import renamed  # noqa: E402
+
+# Renamed modules, still importable under their old names (rtmbench._aliases).
+renamed("rtmbench.measure.backends.onednn", "rtmbench.measure.onednn_fusion")

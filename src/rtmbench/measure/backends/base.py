@@ -1,13 +1,15 @@
 """One small interface for every inference engine the latency check times.
 
-``Backend.prepare(model, example, device, precision, ...)`` turns a PyTorch module and an
-example input into a :class:`Runner`: ``runner.run()`` performs one inference on the prepared
-input, ``runner.timer`` times one call with the synchronisation that engine needs (CUDA events
-on the engine's stream, or a wall clock around a blocking call), ``runner.synchronize()`` waits
-for all queued work, and ``runner.details`` says what really ran (layout, providers, engine).
-``runner.infer(x)`` gives the artifact's outputs for another input ``x`` of the prepared shape
-(host FP32 tensors, in the exported graph's output order ``cls_8.. box_32``): the accuracy check
-compares them with the PyTorch reference on the same inputs.
+``Backend.prepare(model, example, device, precision, options)`` turns a PyTorch module and an
+example input into a :class:`Runner` (``options``, :class:`PrepareOptions`: whether the timed
+call copies the input to the device, where files go, an ONNX file to use instead of exporting):
+``runner.run()`` performs one inference on the prepared input, ``runner.timer`` times one call
+with the synchronisation that engine needs (CUDA events on the engine's stream, or a wall clock
+around a blocking call), ``runner.synchronize()`` waits for all queued work, and
+``runner.details`` says what really ran (layout, providers, engine). ``runner.infer(x)`` gives
+the artifact's outputs for another input ``x`` of the prepared shape (host FP32 tensors, in the
+exported graph's output order ``cls_8.. box_32``): the accuracy check compares them with the
+PyTorch reference on the same inputs.
 
 A backend that cannot run here says why: ``unavailable(device, precision)`` returns the exact
 reason (no GPU, package missing, provider missing) and ``prepare`` raises
@@ -26,9 +28,6 @@ from torch import Tensor, nn
 
 from ...errors import MissingPrerequisite, Outcome, PackageMissing, RtmbenchError, require
 from ..timing import Timer
-
-DEVICES = ("cpu", "cuda")
-PRECISIONS = ("fp32", "fp16")
 
 
 class BackendUnavailable(MissingPrerequisite):
@@ -58,6 +57,21 @@ class Runner:
     infer: Callable[[Tensor], list[Tensor]] | None = None
 
 
+@dataclass(frozen=True)
+class PrepareOptions:
+    """How :meth:`Backend.prepare` builds, beyond the model, input, device and precision.
+
+    ``include_transfer``: each timed call copies the input from (pinned) host memory to the
+    device first (GPU backends; the CPU has nothing to copy). ``workdir``: where the backend
+    writes its files (ONNX export, engine caches); None: a new temporary folder.
+    ``onnx_path``: an ONNX file to build from instead of exporting the model (the ONNX
+    backends)."""
+
+    include_transfer: bool = False
+    workdir: Path | None = None
+    onnx_path: Path | None = None
+
+
 class Backend(ABC):
     name: str
 
@@ -66,9 +80,10 @@ class Backend(ABC):
         """``None`` if this backend can run on ``device`` at ``precision``; else why not."""
 
     @abstractmethod
-    def prepare(self, model: nn.Module, example: Tensor, device: str, precision: str, *,
-                include_transfer: bool = False, workdir: Path | None = None) -> Runner:
-        """Build the engine for ``model`` and return a runner bound to ``example``."""
+    def prepare(self, model: nn.Module, example: Tensor, device: str, precision: str,
+                options: PrepareOptions | None = None) -> Runner:
+        """Build the engine for ``model`` and return a runner bound to ``example``
+        (``options``: :class:`PrepareOptions`, default all off)."""
 
     def autotuned(self, device: str, precision: str) -> bool:
         """Whether :meth:`prepare` picks kernels by timing them (cuDNN's benchmark mode,

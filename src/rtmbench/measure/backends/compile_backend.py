@@ -35,7 +35,6 @@ import contextlib
 import importlib.util
 import re
 import time
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -46,6 +45,7 @@ from .base import (
     Backend,
     BackendError,
     BackendUnavailable,
+    PrepareOptions,
     Runner,
     cuda_unavailable_reason,
     import_package,
@@ -204,10 +204,11 @@ class CompileBackend(Backend):
             return "fp32-tf32", TOLERANCE["fp32-tf32"]
         return precision, TOLERANCE[precision]
 
-    def prepare(self, model: nn.Module, example: Tensor, device: str, precision: str, *,
-                include_transfer: bool = False, workdir: Path | None = None) -> Runner:
+    def prepare(self, model: nn.Module, example: Tensor, device: str, precision: str,
+                options: PrepareOptions | None = None) -> Runner:
         if reason := self.unavailable(device, precision):
             raise BackendUnavailable(reason)
+        include_transfer = (options or PrepareOptions()).include_transfer
         mode = resolve_mode(self.mode, device)
         dtype = torch.float16 if precision == "fp16" else torch.float32
         memory_format = LAYOUTS[self.layout]

@@ -40,11 +40,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..export import export_onnx, onnx_metadata
+from ..export import export_onnx, export_request_for, onnx_metadata
 from ..timing import Timer
 from .base import (
     Backend,
     BackendUnavailable,
+    PrepareOptions,
     Runner,
     cuda_unavailable_reason,
     import_package,
@@ -159,22 +160,25 @@ class OnnxRuntimeBackend(Backend):
                                      f"{session.get_providers()}")
         return session, provider_options
 
-    def prepare(self, model: nn.Module, example: Tensor, device: str, precision: str, *,
-                include_transfer: bool = False, workdir: Path | None = None,
-                onnx_path: Path | None = None) -> Runner:
+    def prepare(self, model: nn.Module, example: Tensor, device: str, precision: str,
+                options: PrepareOptions | None = None) -> Runner:
         if reason := self.unavailable(device, precision):
             raise BackendUnavailable(reason)
         import onnxruntime as ort
 
+        options = options or PrepareOptions()
+        include_transfer, onnx_path = options.include_transfer, options.onnx_path
+
         provider = self.provider_for(device, precision)
         trt_version = tensorrt_version_for_provider() if provider == "tensorrt" else None
         config = provider_config(provider, precision, trt_version, self.typing)
-        workdir = Path(workdir or tempfile.mkdtemp(prefix="rtmbench-ort-"))
+        workdir = Path(options.workdir or tempfile.mkdtemp(prefix="rtmbench-ort-"))
         if onnx_path is None:
             onnx_path = export_onnx(model, workdir / f"model-{config['onnx_precision']}.onnx",
-                                    tuple(example.shape[2:]), batch=example.shape[0],
-                                    opset=self.opset, precision=config["onnx_precision"])
-        session, options = self._session(onnx_path, provider, config["options"], workdir)
+                                    export_request_for(example, self.opset,
+                                                       config["onnx_precision"]))
+        session, provider_options = self._session(onnx_path, provider, config["options"],
+                                                  workdir)
         x = np.ascontiguousarray(example.numpy().astype(np.float32))
         binding = session.io_binding()
         input_name = session.get_inputs()[0].name
@@ -196,7 +200,7 @@ class OnnxRuntimeBackend(Backend):
 
         meta = onnx_metadata(onnx_path)
         details = {"provider": PROVIDER_NAMES[provider], "providers": session.get_providers(),
-                   "provider_options": options, "threads": self.threads,
+                   "provider_options": provider_options, "threads": self.threads,
                    "graph_optimization": "ORT_ENABLE_ALL", "opset": self.opset,
                    "bn_folded": True, "onnx": str(onnx_path),
                    "onnx_precision": meta.get("rtmbench.precision", config["onnx_precision"]),

@@ -31,9 +31,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..export import export_onnx, onnx_metadata
+from ..export import export_onnx, export_request_for, onnx_metadata
 from ..timing import Timer
-from .base import Backend, BackendError, BackendUnavailable, Runner
+from .base import Backend, BackendError, BackendUnavailable, PrepareOptions, Runner
 
 BASE_CONFIG = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
 # Read back from the compiled model into ``details``: what really ran.
@@ -110,7 +110,7 @@ class OpenVINOBackend(Backend):
     def unavailable(self, device: str, precision: str) -> str | None:
         if device != "cpu":
             return ("rtmbench runs OpenVINO on the CPU only (its GPU and NPU plugins are not "
-                    "wired up); use --device cpu")
+                    "wired up); use device cpu")
         if precision != "fp32":
             return ("OpenVINO on cpu is measured in fp32 only (INFERENCE_PRECISION_HINT f32): "
                     "its CPU plugin computes f16 only on CPUs with AVX512_FP16 or on ARM; fp16 "
@@ -119,18 +119,18 @@ class OpenVINOBackend(Backend):
             return "the openvino package is not installed (pip install 'rtmbench[openvino]')"
         return None
 
-    def prepare(self, model: nn.Module, example: Tensor, device: str, precision: str, *,
-                include_transfer: bool = False, workdir: Path | None = None,
-                onnx_path: Path | None = None) -> Runner:
+    def prepare(self, model: nn.Module, example: Tensor, device: str, precision: str,
+                options: PrepareOptions | None = None) -> Runner:
         if reason := self.unavailable(device, precision):
             raise BackendUnavailable(reason)
         import openvino as ov
 
-        workdir = Path(workdir or tempfile.mkdtemp(prefix="rtmbench-ov-"))
+        options = options or PrepareOptions()
+        include_transfer, onnx_path = options.include_transfer, options.onnx_path
+        workdir = Path(options.workdir or tempfile.mkdtemp(prefix="rtmbench-ov-"))
         if onnx_path is None:
             onnx_path = export_onnx(model, workdir / "model-fp32.onnx",
-                                    tuple(example.shape[2:]), batch=example.shape[0],
-                                    opset=self.opset, precision="fp32")
+                                    export_request_for(example, self.opset, "fp32"))
         core = ov.Core()
         try:
             network = core.read_model(str(onnx_path))

@@ -50,12 +50,13 @@ from torch import Tensor, nn
 from ...errors import RtmbenchError
 from ...fileio import sha256_file, write_bytes_atomic
 from ...spec.settings import load_settings
-from ..export import export_onnx, onnx_metadata
+from ..export import export_onnx, export_request_for, onnx_metadata
 from ..timing import CudaEventTimer, Timer
 from .base import (
     Backend,
     BackendError,
     BackendUnavailable,
+    PrepareOptions,
     Runner,
     cuda_unavailable_reason,
     import_package,
@@ -164,7 +165,7 @@ class TensorRTBackend(Backend):
 
     def unavailable(self, device: str, precision: str) -> str | None:
         if device != "cuda":
-            return "TensorRT runs on CUDA GPUs only (use --device cuda)"
+            return "TensorRT runs on CUDA GPUs only (use device cuda)"
         if reason := cuda_unavailable_reason():
             return reason
         if importlib.util.find_spec("tensorrt") is None:
@@ -211,19 +212,20 @@ class TensorRTBackend(Backend):
         write_bytes_atomic(path, data)
         return data, f"built and cached {path}"
 
-    def prepare(self, model: nn.Module, example: Tensor, device: str, precision: str, *,
-                include_transfer: bool = False, workdir: Path | None = None,
-                onnx_path: Path | None = None) -> Runner:
+    def prepare(self, model: nn.Module, example: Tensor, device: str, precision: str,
+                options: PrepareOptions | None = None) -> Runner:
         if reason := self.unavailable(device, precision):
             raise BackendUnavailable(reason)
         import tensorrt as trt
 
+        options = options or PrepareOptions()
+        include_transfer, onnx_path = options.include_transfer, options.onnx_path
         plan = plan_build(trt, precision, self.typing)
-        workdir = Path(workdir or tempfile.mkdtemp(prefix="rtmbench-trt-"))
+        workdir = Path(options.workdir or tempfile.mkdtemp(prefix="rtmbench-trt-"))
         if onnx_path is None:
             onnx_path = export_onnx(model, workdir / f"model-{plan.onnx_precision}.onnx",
-                                    tuple(example.shape[2:]), batch=example.shape[0],
-                                    opset=self.opset, precision=plan.onnx_precision)
+                                    export_request_for(example, self.opset,
+                                                       plan.onnx_precision))
         data, provenance = self.build_engine(Path(onnx_path), precision, plan)
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         engine = runtime.deserialize_cuda_engine(data)

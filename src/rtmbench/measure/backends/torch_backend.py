@@ -2,7 +2,7 @@
 
 On CPU, channels_last lets oneDNN run its convolution kernels without reordering every
 activation; BN folding removes one memory pass per convolution, and (``onednn_fusion``) each
-conv + SiLU runs as one oneDNN primitive with weights packed once (:mod:`.onednn`).
+conv + SiLU runs as one oneDNN primitive with weights packed once (:mod:`..onednn_fusion`).
 ``layout="contiguous", fold_bn=False, onednn_fusion=False`` is the plain default-layout eager
 baseline the benchmark compares against.
 """
@@ -10,14 +10,19 @@ baseline the benchmark compares against.
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from ..export import fold_batchnorm
 from ..timing import CudaEventTimer, Timer
-from .base import Backend, BackendUnavailable, Runner, cuda_unavailable_reason
+from .base import (
+    Backend,
+    BackendUnavailable,
+    PrepareOptions,
+    Runner,
+    cuda_unavailable_reason,
+)
 
 LAYOUTS = {"channels_last": torch.channels_last, "contiguous": torch.contiguous_format}
 
@@ -47,8 +52,8 @@ class TorchBackend(Backend):
         net = fold_batchnorm(model) if self.fold_bn else copy.deepcopy(model)  # caller's stays
         return net.eval().to(device=device, dtype=dtype, memory_format=LAYOUTS[self.layout])
 
-    def prepare(self, model: nn.Module, example: Tensor, device: str, precision: str, *,
-                include_transfer: bool = False, workdir: Path | None = None) -> Runner:
+    def prepare(self, model: nn.Module, example: Tensor, device: str, precision: str,
+                options: PrepareOptions | None = None) -> Runner:
         if reason := self.unavailable(device, precision):
             raise BackendUnavailable(reason)
         dtype = torch.float16 if precision == "fp16" else torch.float32
@@ -71,7 +76,8 @@ class TorchBackend(Backend):
 
             return Runner(run_cpu, Timer(), details, outputs=lambda: outputs[0],
                           infer=infer_cpu)
-        return self._prepare_cuda(net, example, dtype, include_transfer, details)
+        return self._prepare_cuda(net, example, dtype, (options or PrepareOptions())
+                                  .include_transfer, details)
 
     def _fuse_cpu(self, net: nn.Module, x: Tensor) -> str:
         """Apply the oneDNN conv+SiLU fusion where it fits; say what was done."""
@@ -79,7 +85,7 @@ class TorchBackend(Backend):
             return "off"
         if not (self.fold_bn and self.layout == "channels_last" and x.dtype == torch.float32):
             return "not applied: needs BN folded, channels_last and fp32"
-        from .onednn import OneDNNUnavailable, fuse_onednn
+        from ..onednn_fusion import OneDNNUnavailable, fuse_onednn
 
         try:
             fuse_onednn(net, x)

@@ -4,7 +4,7 @@ One expansion for both sides: the runner runs exactly these units (``rtmbench.ru
 builds its work from :func:`plan_units`), and the gate expects a record of each of them in a
 run of the suite (a planned unit without a record is a run cut short: red). Pure: it reads the
 suite and the zoo, nothing else; each check's spec says which units it makes of a model
-(``rtmbench.spec.checks.CheckSpec.unit_fields``).
+(``rtmbench.spec.check_specs.CheckSpec.unit_fields``).
 
 Order: check by check in the suite's (registry) order, model by model; a unit named twice
 (the same key from two targets) is planned once, at its first place.
@@ -15,10 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..spec.checks import unit_fields
+from ..spec.check_specs import unit_fields
 from ..spec.suite import SuiteBase
 from ..spec.zoo import ResolvedModel, Zoo
-from .model import UnitKey
+from .record import UnitKey
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from ..models import build_rtmdet
 from ..models.init import well_conditioned_
-from ..spec.checks import RANDOM_INIT, WELL_CONDITIONED
+from ..spec.check_specs import RANDOM_INIT, WELL_CONDITIONED
 from ..spec.zoo import ResolvedModel, load_zoo
 
 

@@ -6,8 +6,8 @@ unknown option is an error naming the file, line, field and fix. The checks' imp
 
 A spec also says which units it makes of a model (:meth:`CheckSpec.unit_fields`: plain fields,
 no code of the check): the runner and the gate both expand a suite through it
-(``rtmbench.records.plan``), so what the runner runs and what the gate expects of a run are one
-list and cannot disagree.
+(``rtmbench.records.suite_units``), so what the runner runs and what the gate expects of a run
+are one list and cannot disagree.
 """
 
 from __future__ import annotations
