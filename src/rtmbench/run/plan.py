@@ -25,8 +25,8 @@ How long, in wall seconds, from the best source there is:
    on a 2-core CPU VM (see the comments). Downloads are not estimated (their speed is the
    network's): a unit that must fetch weights or COCO says so.
 
-The estimate is a plan's, not a measurement: ``benchmarks/bench_plan.py`` compares it with a
-real run's wall time.
+The estimate is a plan's, not a measurement: ``benchmarks/bench_reproduce_cpu.py`` compares it with
+a real run's wall time.
 """
 
 from __future__ import annotations
