@@ -163,6 +163,27 @@ def test_a_file_cut_between_units_fails_the_gate_and_the_report(tmp_path, monkey
     assert "2 fail" in text and "missing: the run ended before this unit" in text
 
 
+def test_a_suite_that_grew_after_the_run_is_told_from_a_cut_run(tmp_path, monkeypatch, capsys):
+    """Each record keeps its suite's plan digest: units a suite adds later are not the run's
+    missing units in the report (a note says why), and the gate names the change."""
+    monkeypatch.setattr(complexity_module, "measure_complexity", fake_checks.claimed_complexity)
+    suite = _suite(tmp_path)
+    assert main(["run", str(suite), "--run-id", "older", "--no-progress"]) == 0
+    path = tmp_path / "results" / "older.jsonl"
+    digests = {r.provenance["suite"]["plan"] for r in read_run(path).records}
+    assert len(digests) == 1 and len(digests.pop()) == 16
+    suite.write_text(suite.read_text().replace("[tiny, s, m]", "[tiny, s, m, l]"))
+    code, out = _gate(path, capsys)
+    assert code == 1, out  # judged against today's suite, the run lacks a unit: red
+    assert "rtmdet-l complexity" in out and "the suite changed after the run" in out
+    assert "the run ended before this unit" not in out
+    assert main(["report", str(path), "--only", "--out-dir", str(tmp_path / "r"),
+                 "--no-readme", "--results-dir", str(tmp_path / "results")]) == 0
+    text = (tmp_path / "r" / "results.md").read_text()
+    assert "made with another version of suite cut (it recorded another plan)" in text
+    assert "6/6 rows pass" in text  # params and FLOPs of three models, none missing
+
+
 # ------------------------------------------------------------------ which plan
 def test_the_gate_names_the_plan_it_used_and_refuses_an_unknown_suite(tmp_path, capsys):
     run = write_run(tmp_path / "new.jsonl", records("new"))

@@ -66,3 +66,24 @@ def test_report_adds_the_users_latest_run(smoke_run, tmp_path, monkeypatch):
     assert [r.run_id for r in runs][-1] == "newest"
     published = load_runs([], results, latest=False)
     assert "newest" not in [r.run_id for r in published]
+
+
+def test_a_published_run_is_in_the_next_published_table_before_it_is_committed(
+        smoke_run, tmp_path, monkeypatch, capsys):
+    """In a checkout the published table is made from the runs git tracks: publish stages the
+    run (git add), so `report --publish` right after it renders it, and commits stay the
+    user's to make."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "README.md").write_text("# x\n<!-- results:start -->\n<!-- results:end -->\n")
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    _copy_run(smoke_run, tmp_path / "results" / LOCAL.name, "mine")
+    assert main(["publish", "mine"]) == 0
+    assert "staged with git add" in capsys.readouterr().err
+    staged = subprocess.run(["git", "ls-files", "results"], cwd=tmp_path, check=True,
+                            capture_output=True, text=True).stdout.split()
+    assert staged == ["results/mine.jsonl"]
+    assert main(["report", "--publish"]) == 0
+    readme = (tmp_path / "README.md").read_text()
+    assert "From run `mine`" in readme
+    log = subprocess.run(["git", "log"], cwd=tmp_path, capture_output=True, text=True)
+    assert log.returncode != 0  # nothing was committed for the user

@@ -229,7 +229,8 @@ def _cmd_publish(args: argparse.Namespace) -> int:
 
     target = publish_run(args.run, args.results_dir)
     print(target)
-    print(f"rtmbench publish: {target} now stands beside the committed runs; `rtmbench report "
+    print(f"rtmbench publish: {target} now stands beside the committed runs (staged with "
+          f"git add in a checkout); `rtmbench report "
           f"--publish` renders reports/ and the README's table from them, then commit "
           f"{target}, reports/ and README.md.", file=sys.stderr)
     return 0

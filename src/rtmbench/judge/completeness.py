@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError, RtmbenchError
-from ..records import Run, UnitKey, is_interrupted, plan_keys
+from ..records import Run, UnitKey, is_interrupted, plan_digest, plan_keys
 from ..spec.suite import SuiteBase, find_suite, load_suite
 from ..spec.zoo import Zoo
 
@@ -42,17 +42,27 @@ class Plan:
         planned = set(self.keys)
         return [k for k in run.latest_by_key() if k not in planned]
 
+    def changed_since(self, run: Run) -> bool:
+        """The run records its suite's plan as it was (``provenance.suite.plan``, written since
+        runs record it) and this plan differs: the suite changed after the run."""
+        digests = recorded_plans(run)
+        return (bool(digests) and self.recorded == self.suite.name
+                and plan_digest(self.keys) not in digests)
+
     def looks_cut(self, run: Run) -> bool:
         """Missing units and nothing else amiss: the run was stopped before them. (A run that
-        also holds units the plan does not name, or records another suite, was made with
-        another version of the suite or another suite.)"""
-        return (not self.unplanned(run)
+        also holds units the plan does not name, records another suite, or recorded another
+        plan of this suite was made with another version of the suite or another suite.)"""
+        return (not self.unplanned(run) and not self.changed_since(run)
                 and self.recorded in (None, self.suite.name))
 
     def missing_text(self, run: Run) -> str:
         if self.recorded is not None and self.recorded != self.suite.name:
             return (f"missing: suite {self.suite.name} plans this unit and the run (of suite "
                     f"{self.recorded}) has no record of it")
+        if self.changed_since(run):
+            return (f"missing: suite {self.suite.name} plans this unit now; it planned other "
+                    f"units when the run was made (the suite changed after the run)")
         if not self.looks_cut(run):
             return (f"missing: suite {self.suite.name} plans this unit and the run has no "
                     f"record of it (the run holds units the suite does not plan: was the "
@@ -71,6 +81,16 @@ def recorded_suites(run: Run) -> list[tuple[str, str | None]]:
             path = suite.get("path")
             found[(suite["name"], path if isinstance(path, str) else None)] = None
     return list(found)
+
+
+def recorded_plans(run: Run) -> set[str]:
+    """The plan digests the run's records carry (none for runs made before they did)."""
+    found = set()
+    for record in run.records:
+        suite = record.provenance.get("suite") if not is_interrupted(record) else None
+        if isinstance(suite, dict) and isinstance(suite.get("plan"), str):
+            found.add(suite["plan"])
+    return found
 
 
 def _load_recorded(run: Run, zoo: Zoo) -> tuple[SuiteBase, str, str]:

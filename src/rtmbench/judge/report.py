@@ -359,8 +359,10 @@ def missing_rows(runs: list[Run], merged: Merged, zoo: Zoo) -> tuple[list[Any], 
             continue
         missing = [k for k in plan.missing(run) if k not in covered]
         if missing and not plan.looks_cut(run):
+            why = ("it recorded another plan" if plan.changed_since(run)
+                   else "it holds units the suite no longer plans")
             notes.append(f"run `{run.run_id}` was made with another version of suite "
-                         f"{plan.suite.name} (it holds units the suite no longer plans): the "
+                         f"{plan.suite.name} ({why}): the "
                          f"{len(missing)} unit(s) the suite plans now and the run lacks are not "
                          f"counted as missing")
             continue
@@ -421,8 +423,10 @@ def verdict_rows(merged: Merged, suite: SuiteBase) -> list[list[str]]:
 
 
 def results_block(runs: list[Run], merged: Merged, zoo: Zoo, image_dir: str,
-                  suite: SuiteBase) -> str:
-    """The tables, legend, reasons and plots: the part shared by results.md and the README."""
+                  suite: SuiteBase, artifacts_in: str | None = None) -> str:
+    """The tables, legend, reasons and plots: the part shared by results.md and the README.
+    ``artifacts_in``: where the per-artifact box AP tables are instead (the README's block
+    names results.md rather than hold them: a table of every size x artifact x weights)."""
     notes = Footnotes()
     prefix = "" if image_dir in ("", ".") else image_dir.rstrip("/") + "/"
     parts = [f"From run{'s' if len(runs) > 1 else ''} "
@@ -430,9 +434,12 @@ def results_block(runs: list[Run], merged: Merged, zoo: Zoo, image_dir: str,
              "", seed_table(merged, zoo, suite, notes), ""]
     for section in latency_tables(merged, zoo, suite, notes):
         parts += [section, ""]
-    artifacts = artifact_tables(merged, zoo, suite, notes)
+    artifacts = artifact_tables(merged, zoo, suite, notes) if artifacts_in is None else []
     for section in artifacts:
         parts += [section, ""]
+    if artifacts_in is not None and artifact_tables(merged, zoo, suite, Footnotes()):
+        parts += [f"The box AP of each timed artifact, per machine: [{artifacts_in}]"
+                  f"({artifacts_in}).", ""]
     parts += [LEGEND + (ARTIFACT_LEGEND if artifacts else ""), ""]
     if notes.reasons:
         parts += ["Not run, failed or unreliable, and why:", "", notes.markdown(), ""]
@@ -566,7 +573,10 @@ def write_report(refs: list[str], *, results_dir: str | Path = "results",
                              f"{exc.object[exc.start]:#04x} at offset {exc.start}); save it as "
                              f"UTF-8, or pass --no-readme.") from None
         image_dir = os.path.relpath(out_dir.resolve(), readme.resolve().parent)
-        block = results_block(runs, merged, zoo, image_dir.replace(os.sep, "/"), tolerances)
+        report_md = os.path.relpath((out_dir / "results.md").resolve(),
+                                    readme.resolve().parent).replace(os.sep, "/")
+        block = results_block(runs, merged, zoo, image_dir.replace(os.sep, "/"), tolerances,
+                              artifacts_in=report_md)
         new_readme = replace_block(text, block, str(readme))
     written = render_plots(merged, zoo, tolerances, out_dir)
     written.insert(0, write_if_changed(out_dir / "results.md", md.encode("utf-8")))

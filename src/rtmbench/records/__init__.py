@@ -36,13 +36,14 @@ from .record import (
     migrate,
     parse_record,
 )
-from .suite_units import PlannedUnit, plan_keys, plan_units
+from .suite_units import PlannedUnit, plan_digest, plan_keys, plan_units
 
 __all__ = ["LOCAL", "PUBLISHED", "publish_run", "run_dirs",
            "FLOPS_CONVENTIONS", "METRICS", "SCHEMA_VERSION", "BoxAPMetrics", "ComplexityMetrics",
            "LatencyMetrics", "LineProblem", "PlannedUnit", "Record", "Run", "RunWriter",
            "SchemaError", "Status", "UnitKey", "check_run_id", "is_interrupted", "latest_run",
-           "list_runs", "load_usable_run", "migrate", "parse_record", "plan_keys", "plan_units",
+           "list_runs", "load_usable_run", "migrate", "parse_record", "plan_digest", "plan_keys",
+           "plan_units",
            "read_run", "resolve_run", "run_path"]
 
 from .._aliases import renamed  # noqa: E402

@@ -385,7 +385,21 @@ def publish_run(ref: str | Path, results_dir: str | Path = PUBLISHED) -> Path:
         raise InputError(f"{target} already exists and published runs are never replaced; "
                          f"publish the run under another id (copy it to a new name first).")
     write_bytes_atomic(target, source.read_bytes())
+    _stage(target)
     return target
+
+
+def _stage(path: Path) -> None:
+    """``git add`` a published run where ``path`` lies in a git checkout: the published table
+    (``report --publish``) is made from the runs git tracks, so a run published and not yet
+    committed is in it too; outside a checkout every run file there counts already."""
+    import subprocess
+
+    try:
+        subprocess.run(["git", "add", "--", path.name], cwd=path.parent, check=True,
+                       capture_output=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        pass  # not a checkout (or no git): nothing to stage
 
 
 def list_runs(results_dir: str | Path) -> list[Path]:

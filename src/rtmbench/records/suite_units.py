@@ -12,6 +12,8 @@ Order: check by check in the suite's (registry) order, model by model; a unit na
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,3 +55,11 @@ def plan_units(suite: SuiteBase, zoo: Zoo, gpu: str | None = None) -> list[Plann
 def plan_keys(suite: SuiteBase, zoo: Zoo, gpu: str | None = None) -> list[UnitKey]:
     """The keys of :func:`plan_units`: what a complete run of ``suite`` has records of."""
     return [p.key for p in plan_units(suite, zoo, gpu)]
+
+
+def plan_digest(keys: list[UnitKey]) -> str:
+    """A short, order-free digest of a plan's unit keys: what a run records of its suite as it
+    was (``provenance.suite.plan``), so that a suite changed after the run is told from a run
+    cut short (the suite's version, as lm-evaluation-harness keeps a task's in every result)."""
+    rows = sorted(json.dumps(k.model_dump(), sort_keys=True) for k in keys)
+    return hashlib.sha256("\n".join(rows).encode()).hexdigest()[:16]

@@ -34,6 +34,7 @@ from ..records import (
     Status,
     is_interrupted,
     list_runs,
+    plan_digest,
     plan_units,
     read_run,
     run_path,
@@ -224,8 +225,10 @@ def run_suite(suite: SuiteBase, *, run_id: str | None = None, resume: str | None
         summary = RunSummary(run_id, path, len(units), len(units) - len(todo))
         if not todo:
             return summary
+        # the plan as it is now: a later change of the suite is then told from a cut run
         base = {**run_provenance(), "suite": {"name": suite.name,
-                                              "path": str(suite.path) if suite.path else None}}
+                                              "path": str(suite.path) if suite.path else None,
+                                              "plan": plan_digest([u.key for u, _ in units])}}
         # the machine, as gate --history and the reports group runs (records.fingerprint)
         base["fingerprint"] = fingerprint_stored_form({**base,
                                                        "environment": collect_environment()})
