@@ -73,6 +73,17 @@ def _private_cache(tmp_path_factory, monkeypatch, _private_cache_for_the_session
         monkeypatch.delenv(var, raising=False)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _no_published_runs(tmp_path_factory):
+    """The plan learns durations from the published runs (results/): no test may depend on
+    what is committed there, so the runner sees none (tests that need some write their own)."""
+    from rtmbench.run import runner
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(runner, "PUBLISHED", tmp_path_factory.mktemp("no-published-runs"))
+        yield
+
+
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory):
     """The records the real checks write: the shipped smoke suite, run once per session.
