@@ -43,9 +43,10 @@ from .judgement import (
     _same_ap_footing,
     contention_reason,
     judge_baseline,
-    least_p_value_of,
+    latency_verdict,
     normalised_samples,
     primary_ap,
+    rank_test,
 )
 from .steps import Segment, Step, segments, steps
 
@@ -191,34 +192,16 @@ def judge_latency_history(rec: Record, win: Window, tol: object) -> Judgement:
     level = best.level
     delta = f"{(ratio - level) / level * 100:+.1f}%"
     beyond = ratio > level and not tol.allows(ratio - level, level)
-    now = normalised_samples(rec)
-    p = None
-    shown_p = "no samples for a rank test"
-    if now is not None and len(best.pool) >= 3:
-        from scipy.stats import mannwhitneyu
-
-        p = float(mannwhitneyu(now, list(best.pool), alternative="greater").pvalue)
-        shown_p = f"p={p:.2g}"
-        if (least := least_p_value_of(len(now), len(best.pool))) >= alpha:
-            p, shown_p = None, (f"too few samples for a rank test at {alpha:g} (the smallest "
-                                f"p-value possible is {least:.2g})")
+    pool = list(best.pool) if len(best.pool) >= 3 else None
     where = (f"the best level of this machine's last {len(win.records)} runs "
              f"({level:.4f}: {_span(win, best)}"
              + (f"; {len(parts)} levels, latest {parts[-1].level:.4f}" if len(parts) > 1
                 else ": no step") + ")")
-    if beyond and (p is None or p < alpha):
-        why = (f"slower than {where} beyond {tol.describe()} ({delta}) and "
-               + (f"significant (Mann-Whitney U, {shown_p} < {alpha:g})" if p is not None
-                  else f"{shown_p}: judged on the medians alone"))
-        return Judgement("latency", Mark.REGRESSION, why, against="history",
-                         reference=f"{level:.4f} (history)", measured=shown, delta=delta)
-    if beyond:
-        why = (f"slower than {where} beyond {tol.describe()} ({delta}) but not significant "
-               f"(Mann-Whitney U, {shown_p} ≥ {alpha:g}): noise, not gated")
-    else:
-        why = f"within {tol.describe()} of {where} ({shown_p})"
-    return Judgement("latency", Mark.OK, why, against="history",
-                     reference=f"{level:.4f} (history)", measured=shown, delta=delta)
+    return latency_verdict(
+        beyond, rank_test(normalised_samples(rec), pool, alpha), alpha,
+        slower=f"slower than {where} beyond {tol.describe()} ({delta})",
+        within=f"within {tol.describe()} of {where}",
+        against="history", reference=f"{level:.4f} (history)", measured=shown, delta=delta)
 
 
 def judge_box_ap_history(rec: Record, win: Window, tol: object) -> Judgement:

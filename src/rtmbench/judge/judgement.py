@@ -465,25 +465,46 @@ def _latency_baseline(rec: Record, base: Record, tolerances: Tolerances) -> Judg
     alpha = getattr(tol, "alpha", 0.01)
     delta = f"{(ratio - old) / old * 100:+.1f}%"
     beyond = ratio > old and not tol.allows(ratio - old, old)
-    p = slower_p_value(rec, base)
-    shown_p = f"p={p:.2g}" if p is not None else "no samples for a rank test"
-    if p is not None and (least := least_p_value(rec, base)) >= alpha:
-        # too few samples: no difference could ever be significant at alpha
-        p, shown_p = None, (f"too few samples for a rank test at {alpha:g} (the smallest "
-                            f"p-value possible is {least:.2g})")
+    return latency_verdict(
+        beyond, rank_test(normalised_samples(rec), normalised_samples(base), alpha), alpha,
+        slower=f"slower relative to the reference beyond {tol.describe()} ({delta})",
+        within=f"within {tol.describe()} of baseline on the same machine",
+        against="baseline", reference=f"{old:.4f}", measured=shown, delta=delta)
+
+
+def rank_test(now: list[float] | None, then: list[float] | None,
+              alpha: float) -> tuple[float | None, str]:
+    """One-sided Mann-Whitney U that ``now`` is slower than ``then``: (p, how it is shown). p is
+    None where no test could decide: no samples, or too few for any p-value below ``alpha``."""
+    if not now or not then:
+        return None, "no samples for a rank test"
+    from scipy.stats import mannwhitneyu
+
+    if (least := least_p_value_of(len(now), len(then))) >= alpha:
+        return None, (f"too few samples for a rank test at {alpha:g} (the smallest p-value "
+                      f"possible is {least:.2g})")
+    p = float(mannwhitneyu(now, then, alternative="greater").pvalue)
+    return p, f"p={p:.2g}"
+
+
+def latency_verdict(beyond: bool, test: tuple[float | None, str], alpha: float, *,
+                    slower: str, within: str, **fields: Any) -> Judgement:
+    """The one rule a latency is judged by, against a baseline or a history: beyond the
+    tolerance and significantly slower (or beyond it with no rank test possible) is a
+    regression; beyond it but not significant is noise; else within. ``slower`` and ``within``
+    say against what; ``fields`` are the judgement's other fields."""
+    p, shown_p = test
     if beyond and (p is None or p < alpha):
-        why = (f"slower relative to the reference beyond {tol.describe()} ({delta}) and "
-               + (f"significant (Mann-Whitney U, {shown_p} < {alpha:g})" if p is not None
-                  else f"{shown_p}: judged on the medians alone"))
-        return Judgement("latency", Mark.REGRESSION, why, against="baseline",
-                         reference=f"{old:.4f}", measured=shown, delta=delta)
+        why = (f"{slower} and " + (f"significant (Mann-Whitney U, {shown_p} < {alpha:g})"
+                                   if p is not None
+                                   else f"{shown_p}: judged on the medians alone"))
+        return Judgement("latency", Mark.REGRESSION, why, **fields)
     if beyond:
-        why = (f"slower beyond {tol.describe()} ({delta}) but not significant (Mann-Whitney U, "
-               f"{shown_p} ≥ {alpha:g}): noise, not gated")
+        why = (f"{slower} but not significant (Mann-Whitney U, {shown_p} ≥ {alpha:g}): noise, "
+               f"not gated")
     else:
-        why = f"within {tol.describe()} of baseline (same machine, {shown_p})"
-    return Judgement("latency", Mark.OK, why, against="baseline", reference=f"{old:.4f}",
-                     measured=shown, delta=delta)
+        why = f"{within} ({shown_p})"
+    return Judgement("latency", Mark.OK, why, **fields)
 
 
 def normalised_samples(record: Record) -> list[float] | None:
@@ -493,24 +514,6 @@ def normalised_samples(record: Record) -> list[float] | None:
     if not isinstance(samples, list) or len(samples) < 3 or not isinstance(ref, (int, float)):
         return None
     return [s / ref for s in samples]
-
-
-def slower_p_value(record: Record, base: Record) -> float | None:
-    """One-sided Mann-Whitney U p-value that ``record``'s normalised samples are larger
-    (slower) than ``base``'s; None when either keeps no samples."""
-    now, then = normalised_samples(record), normalised_samples(base)
-    if now is None or then is None:
-        return None
-    from scipy.stats import mannwhitneyu
-
-    return float(mannwhitneyu(now, then, alternative="greater").pvalue)
-
-
-def least_p_value(record: Record, base: Record) -> float:
-    """The smallest one-sided Mann-Whitney U p-value the two records' sample counts allow
-    (every sample of one above every sample of the other): 1 / C(n1 + n2, n1)."""
-    return least_p_value_of(len(normalised_samples(record) or []),
-                            len(normalised_samples(base) or []))
 
 
 def least_p_value_of(n1: int, n2: int) -> float:
