@@ -133,9 +133,15 @@ def compare(run: Run, baseline: Run | None, suite: SuiteBase,
     current = run.latest_by_key()
     for key, rec in current.items():
         rows.extend(rows_for_unit(key, rec, judge_unit(rec, base.get(key), suite)))
+    return rows + absent_rows(run, base, plan)
+
+
+def absent_rows(run: Run, base: dict[UnitKey, Record], plan: Plan | None) -> list[Row]:
+    """Red rows for what the run lacks: units its plan names ("missing") and units the
+    baseline has a record of (gone)."""
+    current = run.latest_by_key()
     missing = plan.missing(run) if plan is not None else []
-    for key in missing:
-        rows.append(missing_row(key, plan.missing_text(run), base.get(key)))
+    rows = [missing_row(key, plan.missing_text(run), base.get(key)) for key in missing]
     for key, old in base.items():
         if key not in current and key not in missing:
             j = judge_absent(old)
@@ -162,15 +168,7 @@ def compare_history(run: Run, history: History, baseline: Run | None, suite: Sui
         rows.extend(rows_for_unit(key, rec, judge_unit_history(rec, runs, base.get(key), suite,
                                                                size, name)))
         found += find_steps(key, runs, size, alpha, footing=rec)
-    missing = plan.missing(run) if plan is not None else []
-    rows += [missing_row(key, plan.missing_text(run), base.get(key)) for key in missing]
-    for key, old in base.items():
-        if key not in current and key not in missing:
-            j = judge_absent(old)
-            rows.append(Row(old.model, key.label.removeprefix(old.model + " "),
-                            baseline=str(old.status), measured="absent",
-                            verdict=f"REGRESSION: {j.text}", regression=True))
-    return rows, found, runs
+    return rows + absent_rows(run, base, plan), found, runs
 
 
 def history_summary(run: Run, history: History, used: list[Run], found: list[NamedStep],
