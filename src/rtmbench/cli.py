@@ -692,7 +692,7 @@ def build_parser() -> argparse.ArgumentParser:
         "input (a bad file, flag or setting);\n  3 not run: a missing prerequisite (no GPU, "
         "package, data set or obtainable weights); 130/143 interrupted.\n"
         "settings: RTMBENCH_CACHE, RTMBENCH_MIRROR, RTMBENCH_OFFLINE, RTMBENCH_COCO, "
-        "RTMBENCH_COCO_MIRROR, RTMBENCH_ZOO, ... (README: Reproducing on your machine).")
+        "RTMBENCH_COCO_MIRROR, RTMBENCH_ZOO, ... (docs/reproducing.md).")
     parser.add_argument("--zoo", default=None, help="zoo YAML (default: the shipped zoo)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                 parser_class=_Parser)

@@ -43,7 +43,7 @@ from .checks import CheckContext, Unit, get_check
 REFERENCE_GFLOP = 256 * 256 * 9 * 80 * 80 / 1e9  # multiply-adds (mmengine's FLOPs): 3.77
 FRACTION_OF_PEAK = {"cpu": 0.6, "cuda": 0.1}  # RTMDet vs the reference conv when no ratio is
 # recorded: tiny reached 0.62 of the conv's GFLOP/s on a Xeon CPU, and at batch 1 on an H100
-# tiny ran at 4 % and x at 26 % of it (README's performance figures)
+# tiny ran at 4 % and x at 26 % of it (docs/performance.md's older figures)
 # Fixed work, in seconds or in multiples of one CPU forward at the zoo's input size (measured on
 # the project's 2-core VMs; they scale with the machine through the forward's time):
 WELL_CONDITIONED_FORWARDS = 12  # calibrating the seeded weights (x: ~10 s)
