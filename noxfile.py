@@ -190,8 +190,14 @@ def fetch(session: nox.Session) -> None:
     checkpoint (RTMBENCH_MIRROR and RTMBENCH_COCO_MIRROR name mirrors; `-- ARGS` go to both
     fetches, e.g. `-- --quiet`)."""
     env = shared_env(session)
-    run(session, "rtmbench", "fetch", "--coco", *session.posargs, env=env)
-    run(session, "rtmbench", "fetch", "--weights", "all", *session.posargs, env=env)
+    failed = []
+    for what, args in (("COCO val2017", ["--coco"]), ("the checkpoints", ["--weights", "all"])):
+        try:  # one failing fetch must not keep the other from running
+            run(session, "rtmbench", "fetch", *args, *session.posargs, env=env)
+        except nox.command.CommandFailed:
+            failed.append(what)
+    if failed:
+        session.error(f"could not fetch {' and '.join(failed)}: see the messages above")
 
 
 @nox.session

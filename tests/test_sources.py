@@ -679,3 +679,16 @@ def test_an_hf_dataset_repository_is_fetched_as_a_dataset(cache, blob, hub, monk
     assert got.path.read_bytes() == data
     resolve = f"/datasets/someone/coco-2017/resolve/main/zips/{name}"
     assert [(m, p) for m, p, _ in hub.log] == [("HEAD", resolve), ("GET", resolve)]
+
+
+def test_an_empty_setting_counts_as_unset(monkeypatch):
+    """`RTMBENCH_OFFLINE= rtmbench ...` is how a shell unsets a variable for one command."""
+    from rtmbench.spec.settings import Settings
+
+    monkeypatch.setenv("RTMBENCH_OFFLINE", "")
+    monkeypatch.setenv("RTMBENCH_RETRIES", "")
+    settings = Settings()
+    assert settings.offline is False and settings.retries == 3
+    monkeypatch.setenv("RTMBENCH_OFFLINE", "perhaps")
+    with pytest.raises(ValueError):
+        Settings()

@@ -44,7 +44,9 @@ PREFIX = "RTMBENCH_"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix=PREFIX, extra="ignore", frozen=True)
+    # an empty variable counts as unset (`RTMBENCH_OFFLINE= cmd` is how shells unset one)
+    model_config = SettingsConfigDict(env_prefix=PREFIX, extra="ignore", frozen=True,
+                                      env_ignore_empty=True)
 
     cache: Path = Field(default_factory=lambda: Path.home() / ".cache" / "rtmbench")
     mirror: str = ""
