@@ -151,23 +151,10 @@ results_dir: %s
 def test_a_wrong_onnx_artifact_is_a_failed_unit_in_gate_and_report(tmp_path, monkeypatch, capsys):
     """The ONNX Runtime artifact is exported with the classifier's weights perturbed: it is
     timed like any other, then judged failed; the gate exits 1 and the report shows ⛔."""
-    import onnx
-    from onnx import numpy_helper
-
     import rtmbench.measure.backends.onnxruntime_backend as ort_backend
+    from tests.wrong_artifacts import negate_onnx_classifier
 
-    real_export = ort_backend.export_onnx
-
-    def perturbed_export(*args, **kwargs):
-        path = real_export(*args, **kwargs)
-        model = onnx.load(path)
-        for init in model.graph.initializer:
-            if "rtm_cls" in init.name and init.name.endswith("weight"):
-                init.CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(init), init.name))
-        onnx.save(model, path)
-        return path
-
-    monkeypatch.setattr(ort_backend, "export_onnx", perturbed_export)
+    negate_onnx_classifier(monkeypatch, ort_backend)
     suite = tmp_path / "suite.yaml"
     suite.write_text(textwrap.dedent(SUITE % (tmp_path / "results")))
     assert main(["run", str(suite), "--run-id", "wrong", "--no-progress"]) == 0

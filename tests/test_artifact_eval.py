@@ -327,23 +327,10 @@ def test_a_wrong_artifact_is_a_failed_unit_a_red_gate_and_a_red_cell(data, tmp_p
     drop against PyTorch FP32 on the same images fails its box AP unit; the other artifacts
     keep the model's AP; TensorRT is "not run" here, with the reason, in the same table."""
     pytest.importorskip("openvino", reason="the openvino extra is not installed")
-    import onnx
-    from onnx import numpy_helper
-
     import rtmbench.measure.backends.onnxruntime_backend as ort_backend
+    from tests.wrong_artifacts import negate_onnx_classifier
 
-    real_export = ort_backend.export_onnx
-
-    def negated_classifier(*args, **kwargs):
-        path = real_export(*args, **kwargs)
-        model = onnx.load(path)
-        for init in model.graph.initializer:
-            if "rtm_cls" in init.name and init.name.endswith("weight"):
-                init.CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(init), init.name))
-        onnx.save(model, path)
-        return path
-
-    monkeypatch.setattr(ort_backend, "export_onnx", negated_classifier)
+    negate_onnx_classifier(monkeypatch, ort_backend)
     zoo, coco, reference_ap = data
     suite = tmp_path / "suite.yaml"
     suite.write_text(textwrap.dedent(SUITE % (coco, tmp_path / "results")))

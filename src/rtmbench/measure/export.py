@@ -128,6 +128,17 @@ def export_request_for(example: Tensor, opset: int, precision: str) -> ExportReq
                          opset=opset, precision=precision)
 
 
+def backend_onnx(model: nn.Module, example: Tensor, opset: int, precision: str,
+                 given: str | Path | None, workdir: Path) -> Path:
+    """The ONNX file an ONNX-reading backend builds from: ``given`` (a file exported before,
+    :class:`~.backends.base.PrepareOptions`' ``onnx_path``) when there is one, else the model
+    exported now into ``workdir`` as ``model-<precision>.onnx`` (:func:`export_request_for`)."""
+    if given is not None:
+        return Path(given)
+    return export_onnx(model, workdir / f"model-{precision}.onnx",
+                       export_request_for(example, opset, precision))
+
+
 def export_onnx(model: nn.Module, path: str | Path,
                 request: ExportRequest | None = None) -> Path:
     """Write the tensor-mode network to ``path`` (atomically) and return the path; what is

@@ -18,6 +18,7 @@ reason (no GPU, package missing, provider missing) and ``prepare`` raises
 
 from __future__ import annotations
 
+import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -70,6 +71,10 @@ class PrepareOptions:
     include_transfer: bool = False
     workdir: Path | None = None
     onnx_path: Path | None = None
+
+    def folder(self, backend: str) -> Path:
+        """``workdir``, or a new temporary folder named for ``backend``."""
+        return Path(self.workdir or tempfile.mkdtemp(prefix=f"rtmbench-{backend}-"))
 
 
 class Backend(ABC):

@@ -33,14 +33,13 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..export import export_onnx, export_request_for, onnx_metadata
+from ..export import backend_onnx, onnx_metadata
 from ..timing import Timer
 from .base import (
     Backend,
@@ -172,11 +171,9 @@ class OnnxRuntimeBackend(Backend):
         provider = self.provider_for(device, precision)
         trt_version = tensorrt_version_for_provider() if provider == "tensorrt" else None
         config = provider_config(provider, precision, trt_version, self.typing)
-        workdir = Path(options.workdir or tempfile.mkdtemp(prefix="rtmbench-ort-"))
-        if onnx_path is None:
-            onnx_path = export_onnx(model, workdir / f"model-{config['onnx_precision']}.onnx",
-                                    export_request_for(example, self.opset,
-                                                       config["onnx_precision"]))
+        workdir = options.folder("ort")
+        onnx_path = backend_onnx(model, example, self.opset, config["onnx_precision"],
+                                 onnx_path, workdir)
         session, provider_options = self._session(onnx_path, provider, config["options"],
                                                   workdir)
         x = np.ascontiguousarray(example.numpy().astype(np.float32))

@@ -23,15 +23,13 @@ only on CPUs with AVX512_FP16 or on ARM, which rtmbench has not run). ``device``
 from __future__ import annotations
 
 import importlib.util
-import tempfile
 import weakref
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..export import export_onnx, export_request_for, onnx_metadata
+from ..export import backend_onnx, onnx_metadata
 from ..timing import Timer
 from .base import Backend, BackendError, BackendUnavailable, PrepareOptions, Runner
 
@@ -127,10 +125,8 @@ class OpenVINOBackend(Backend):
 
         options = options or PrepareOptions()
         include_transfer, onnx_path = options.include_transfer, options.onnx_path
-        workdir = Path(options.workdir or tempfile.mkdtemp(prefix="rtmbench-ov-"))
-        if onnx_path is None:
-            onnx_path = export_onnx(model, workdir / "model-fp32.onnx",
-                                    export_request_for(example, self.opset, "fp32"))
+        onnx_path = backend_onnx(model, example, self.opset, "fp32", onnx_path,
+                                 options.folder("ov"))
         core = ov.Core()
         try:
             network = core.read_model(str(onnx_path))

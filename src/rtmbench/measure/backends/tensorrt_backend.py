@@ -39,7 +39,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,7 +49,7 @@ from torch import Tensor, nn
 from ...errors import RtmbenchError
 from ...fileio import sha256_file, write_bytes_atomic
 from ...spec.settings import load_settings
-from ..export import export_onnx, export_request_for, onnx_metadata
+from ..export import backend_onnx, onnx_metadata
 from ..timing import CudaEventTimer, Timer
 from .base import (
     Backend,
@@ -221,12 +220,9 @@ class TensorRTBackend(Backend):
         options = options or PrepareOptions()
         include_transfer, onnx_path = options.include_transfer, options.onnx_path
         plan = plan_build(trt, precision, self.typing)
-        workdir = Path(options.workdir or tempfile.mkdtemp(prefix="rtmbench-trt-"))
-        if onnx_path is None:
-            onnx_path = export_onnx(model, workdir / f"model-{plan.onnx_precision}.onnx",
-                                    export_request_for(example, self.opset,
-                                                       plan.onnx_precision))
-        data, provenance = self.build_engine(Path(onnx_path), precision, plan)
+        onnx_path = backend_onnx(model, example, self.opset, plan.onnx_precision, onnx_path,
+                                 options.folder("trt"))
+        data, provenance = self.build_engine(onnx_path, precision, plan)
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         engine = runtime.deserialize_cuda_engine(data)
         if engine is None:
