@@ -78,7 +78,7 @@ def test_a_published_run_is_in_the_next_published_table_before_it_is_committed(
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
     _copy_run(smoke_run, tmp_path / "results" / LOCAL.name, "mine")
     assert main(["publish", "mine"]) == 0
-    assert "staged with git add" in capsys.readouterr().err
+    assert "and staged (git add)" in capsys.readouterr().err
     staged = subprocess.run(["git", "ls-files", "results"], cwd=tmp_path, check=True,
                             capture_output=True, text=True).stdout.split()
     assert staged == ["results/mine.jsonl"]
@@ -87,3 +87,17 @@ def test_a_published_run_is_in_the_next_published_table_before_it_is_committed(
     assert "From run `mine`" in readme
     log = subprocess.run(["git", "log"], cwd=tmp_path, capture_output=True, text=True)
     assert log.returncode != 0  # nothing was committed for the user
+
+
+def test_a_run_published_where_git_cannot_track_it_is_an_input_error(smoke_run, tmp_path,
+                                                                      monkeypatch, capsys):
+    """A --results-dir git ignores: the copy is made, and the user is told it will not be in
+    the published table (exit 2), never a quiet success."""
+    monkeypatch.chdir(tmp_path)
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    (tmp_path / ".gitignore").write_text("ignored/\n")
+    _copy_run(smoke_run, tmp_path / "ignored" / LOCAL.name, "mine")
+    assert main(["publish", "mine", "--results-dir", "ignored"]) == 2
+    err = capsys.readouterr().err
+    assert "`git add` failed" in err and "ignored" in err
+    assert (tmp_path / "ignored" / "mine.jsonl").is_file()

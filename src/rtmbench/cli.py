@@ -227,12 +227,19 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_publish(args: argparse.Namespace) -> int:
     from .records import publish_run
 
-    target = publish_run(args.run, args.results_dir)
+    done = publish_run(args.run, args.results_dir)
+    target = done.path
     print(target)
-    print(f"rtmbench publish: {target} now stands beside the committed runs (staged with "
-          f"git add in a checkout); `rtmbench report "
-          f"--publish` renders reports/ and the README's table from them, then commit "
-          f"{target}, reports/ and README.md.", file=sys.stderr)
+    if done.staged is False:  # e.g. --results-dir is a folder git ignores
+        from .errors import InputError
+
+        raise InputError(f"{target} is copied, but `git add` failed ({done.problem}): `rtmbench "
+                         f"report --publish` renders the runs git tracks; publish into a "
+                         f"folder git tracks, or add the file yourself.")
+    staged = " and staged (git add)" if done.staged else ""
+    print(f"rtmbench publish: {target} now stands beside the committed runs{staged}; "
+          f"`rtmbench report --publish` renders reports/ and the README's table from them, "
+          f"then commit {target}, reports/ and README.md.", file=sys.stderr)
     return 0
 
 

@@ -9,6 +9,7 @@ from .io import (
     LOCAL,
     PUBLISHED,
     LineProblem,
+    Published,
     Run,
     RunWriter,
     check_run_id,
@@ -38,7 +39,7 @@ from .record import (
 )
 from .suite_units import PlannedUnit, plan_digest, plan_keys, plan_units
 
-__all__ = ["LOCAL", "PUBLISHED", "publish_run", "run_dirs",
+__all__ = ["LOCAL", "PUBLISHED", "Published", "publish_run", "run_dirs",
            "FLOPS_CONVENTIONS", "METRICS", "SCHEMA_VERSION", "BoxAPMetrics", "ComplexityMetrics",
            "LatencyMetrics", "LineProblem", "PlannedUnit", "Record", "Run", "RunWriter",
            "SchemaError", "Status", "UnitKey", "check_run_id", "is_interrupted", "latest_run",

@@ -370,10 +370,23 @@ def resolve_run(ref: str | Path, results_dir: str | Path = PUBLISHED) -> Path:
                      f"file.")
 
 
-def publish_run(ref: str | Path, results_dir: str | Path = PUBLISHED) -> Path:
+@dataclass(frozen=True)
+class Published:
+    """A run copied beside the published ones: where, and whether git now tracks it (None:
+    not a git checkout, where every run file there counts as published; False: ``git add``
+    failed, and ``problem`` says why)."""
+
+    path: Path
+    staged: bool | None
+    problem: str | None = None
+
+
+def publish_run(ref: str | Path, results_dir: str | Path = PUBLISHED) -> Published:
     """Copy a run file (a path, or a run id under ``results_dir`` or its ``local/``) into
     ``results_dir``, where the published table is made from; never over an existing file, and
-    only a run that gate and report can read. Returns the new file's path."""
+    only a run that gate and report can read. In a git checkout the copy is staged (``git
+    add``): ``report --publish`` renders the runs git tracks, so the run is in the next
+    published table before it is committed; committing stays the user's to do."""
     from ..fileio import write_bytes_atomic
 
     source = resolve_run(ref, results_dir)
@@ -385,21 +398,25 @@ def publish_run(ref: str | Path, results_dir: str | Path = PUBLISHED) -> Path:
         raise InputError(f"{target} already exists and published runs are never replaced; "
                          f"publish the run under another id (copy it to a new name first).")
     write_bytes_atomic(target, source.read_bytes())
-    _stage(target)
-    return target
+    return _stage(target)
 
 
-def _stage(path: Path) -> None:
-    """``git add`` a published run where ``path`` lies in a git checkout: the published table
-    (``report --publish``) is made from the runs git tracks, so a run published and not yet
-    committed is in it too; outside a checkout every run file there counts already."""
+def _stage(path: Path) -> Published:
     import subprocess
 
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", *args], cwd=path.parent, capture_output=True, text=True,
+                              timeout=60)
+
     try:
-        subprocess.run(["git", "add", "--", path.name], cwd=path.parent, check=True,
-                       capture_output=True, timeout=60)
-    except (OSError, subprocess.SubprocessError):
-        pass  # not a checkout (or no git): nothing to stage
+        if git("rev-parse", "--is-inside-work-tree").returncode != 0:
+            return Published(path, None)
+        added = git("add", "--", path.name)
+    except (OSError, subprocess.SubprocessError) as exc:  # no git: not a checkout we can use
+        return Published(path, None, f"git could not run ({exc})")
+    if added.returncode != 0:
+        return Published(path, False, " ".join(added.stderr.split()) or "git add failed")
+    return Published(path, True)
 
 
 def list_runs(results_dir: str | Path) -> list[Path]:
