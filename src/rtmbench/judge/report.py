@@ -434,12 +434,14 @@ def results_block(runs: list[Run], merged: Merged, zoo: Zoo, image_dir: str,
              "", seed_table(merged, zoo, suite, notes), ""]
     for section in latency_tables(merged, zoo, suite, notes):
         parts += [section, ""]
-    artifacts = artifact_tables(merged, zoo, suite, notes) if artifacts_in is None else []
-    for section in artifacts:
-        parts += [section, ""]
-    if artifacts_in is not None and artifact_tables(merged, zoo, suite, Footnotes()):
+    # rendered once; where they live elsewhere, their footnotes stay out of this block too
+    artifacts = artifact_tables(merged, zoo, suite, notes if artifacts_in is None else Footnotes())
+    if artifacts and artifacts_in is not None:
         parts += [f"The box AP of each timed artifact, per machine: [{artifacts_in}]"
                   f"({artifacts_in}).", ""]
+        artifacts = []
+    for section in artifacts:
+        parts += [section, ""]
     parts += [LEGEND + (ARTIFACT_LEGEND if artifacts else ""), ""]
     if notes.reasons:
         parts += ["Not run, failed or unreliable, and why:", "", notes.markdown(), ""]
