@@ -274,6 +274,7 @@ def _latency_line(tmp_path: Path, name: str, **change) -> Path:
                                   "reference_median_ms"),
     ({"reference_median_ms": 50.0}, "ratio_to_reference"),
     ({"samples": 40}, "samples says 40 iterations but samples_ms keeps 15"),
+    ({"stopped_early": True, "contention": False}, "stopped_early says the timing ended"),
 ])
 def test_a_latency_record_that_contradicts_itself_is_unusable_input(tmp_path, capsys, change,
                                                                      fields):

@@ -144,6 +144,8 @@ class LatencyMetrics(_Metrics):
     cv: Finite | None = None
     samples: int | None = Field(default=None, gt=0)
     contention: bool = False
+    # timing ended once sustained contention was established (rtmbench.measure.timing)
+    stopped_early: bool = False
     ratio_to_reference: Positive | None = None
     reference_median_ms: Positive | None = None
     samples_ms: list[Positive] | None = None  # kept per-iteration times, for the rank test
@@ -181,6 +183,9 @@ RATIO_RTOL = 1e-6  # ratio_to_reference is stored as computed: only float noise 
 def latency_contradictions(m: LatencyMetrics) -> list[str]:
     """Where a latency record's figures disagree with each other, each naming the fields."""
     out = []
+    if m.stopped_early and not m.contention:
+        out.append("stopped_early says the timing ended under sustained contention, but "
+                   "contention is false")
     samples = m.samples_ms
     if samples:
         n = len(samples)
